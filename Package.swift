@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// SIMD kernels need AVX2/FMA code generation; without it Swift lowers vector FMAs to
+/// per-lane library calls (50x slower, see docs/ARCHITECTURE.md).
+let simd: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+
+let package = Package(
+    name: "Atelier",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "atelier", targets: ["atelier"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C libraries from Debian, as system-library targets.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CSPNG", path: "Sources/CSPNG"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+
+        // Layers, dependencies pointing down.
+        .target(name: "AtelierTensor", dependencies: ["CBLAS"], swiftSettings: simd),
+        .target(
+            name: "AtelierModels",
+            dependencies: [
+                "AtelierTensor", "CZlib", "Yams", .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            exclude: ["Resources/README.md"],
+            resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")],
+            swiftSettings: simd),
+        .target(name: "AtelierDiffusion", dependencies: ["AtelierTensor", "AtelierModels"], swiftSettings: simd),
+        .target(name: "AtelierImaging", dependencies: ["CSPNG"], swiftSettings: simd),
+        .executableTarget(
+            name: "atelier",
+            dependencies: [
+                "AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: simd),
+        .testTarget(
+            name: "AtelierTests",
+            dependencies: ["AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging"],
+            swiftSettings: simd),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,289 @@
+import AtelierModels
+import AtelierTensor
+import Foundation
+
+/// A client's mistake in a generation request, naming the field.
+public struct RequestError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let field: String
+    public let message: String
+    public init(field: String, _ message: String) {
+        self.field = field
+        self.message = message
+    }
+    public var description: String { "\(field): \(message)" }
+}
+
+/// What to generate: the txt2img fields of A1111's API, already resolved to engine types.
+/// This is the stable entry type the service layers build from JSON.
+public struct GenerationRequest: Sendable, Equatable {
+    public var prompt = ""
+    public var negativePrompt = ""
+    /// −1 picks a random seed in [0, 4294967294)
+    public var seed: Int64 = -1
+    public var steps = 20
+    public var cfgScale: Double = 7
+    public var sampler: Sampler = .euler
+    public var scheduler: Scheduler = .automatic
+    public var width = 512
+    public var height = 512
+    public var clipSkip = 1
+    public var batchSize = 1
+    public var nIter = 1
+    public var randnSource: NoiseSource = .gpu
+    public var etaNoiseSeedDelta: Int64 = 0
+
+    public init() {}
+
+    /// Checks every field, throwing the first problem with the field's name
+    /// (the rules of docs/a1111-api: A1111 itself would fail late or silently).
+    public func validate() throws {
+        guard (1...500).contains(steps) else { throw RequestError(field: "steps", "ensure this value is between 1 and 500") }
+        for (name, v) in [("width", width), ("height", height)] {
+            guard v % 8 == 0 else { throw RequestError(field: name, "\(name) must be a multiple of 8") }
+            guard (64...4096).contains(v) else { throw RequestError(field: name, "ensure this value is between 64 and 4096") }
+        }
+        guard width * height * batchSize <= 4096 * 4096 else {
+            throw RequestError(field: "width", "width × height × batch_size exceeds 4096 × 4096")
+        }
+        guard (1...64).contains(batchSize) else { throw RequestError(field: "batch_size", "ensure this value is between 1 and 64") }
+        guard (1...1000).contains(nIter) else { throw RequestError(field: "n_iter", "ensure this value is between 1 and 1000") }
+        guard cfgScale.isFinite, (0...100).contains(cfgScale) else {
+            throw RequestError(field: "cfg_scale", "ensure this value is between 0 and 100")
+        }
+        guard seed == -1 || (0...4_294_967_295).contains(seed) else {
+            throw RequestError(field: "seed", "seed must be -1 (random) or between 0 and 4294967295")
+        }
+        guard (1...12).contains(clipSkip) else { throw RequestError(field: "clip_skip", "ensure this value is between 1 and 12") }
+    }
+}
+
+/// One finished image: RGB bytes, row-major.
+public struct GeneratedImage: Sendable {
+    public let width: Int
+    public let height: Int
+    public let rgb: [UInt8]
+    public let seed: UInt64
+    public let infotext: String
+}
+
+/// Progress of a running job, reported after every sampler step.
+public struct GenerationProgress: Sendable {
+    public let step: Int
+    public let steps: Int
+    public let batch: Int
+    public let batches: Int
+}
+
+/// Receives named intermediates (`--dump`), under the reference oracle's file names.
+public protocol DumpSink: AnyObject {
+    func write(_ name: String, shape: [Int], values: [Float])
+}
+
+/// txt2img with a loaded SD 1.x model, reproducing A1111 1.10 step by step.
+public final class Pipeline: @unchecked Sendable {
+    public let model: StableDiffusionModel
+    public let tokenizer: CLIPTokenizer
+    public let schedule: DiscreteSchedule
+
+    public init(model: StableDiffusionModel, tokenizer: CLIPTokenizer = .shared) {
+        self.model = model
+        self.tokenizer = tokenizer
+        schedule = DiscreteSchedule(alphasCumprod: model.alphasCumprod)
+    }
+
+    /// Conditioning for a prompt: each 77-token chunk through CLIP, emphasis applied with
+    /// A1111's "Original" mean restoration, chunks concatenated → `[1, 77·k, C]`.
+    public func encode(_ text: String, clipSkip: Int) -> (Tensor, [PromptChunk]) {
+        let chunks = PromptParser.chunks(text, tokenizer: tokenizer)
+        let c = model.textEncoder.config.hidden
+        let out = Tensor(uninitialized: [1, 77 * chunks.count, c])
+        for (k, chunk) in chunks.enumerated() {
+            let z = model.textEncoder.encode(chunk.tokens, clipSkip: clipSkip)
+            let zp = z.unsafePointer
+            let n = z.count
+            var before = 0.0
+            for i in 0..<n { before += Double(zp[i]) }
+            let weighted = (0..<n).map { zp[$0] * Float(chunk.multipliers[$0 / c]) }
+            var after = 0.0
+            for v in weighted { after += Double(v) }
+            let ratio = Float(before / Double(n)) / Float(after / Double(n))
+            let dst = out.unsafePointer + k * 77 * c
+            for i in 0..<n { dst[i] = weighted[i] * ratio }
+        }
+        return (out, chunks)
+    }
+
+    /// The seeds of every image of the job (`seed + i`), the random seed drawn when −1.
+    public static func seeds(for r: GenerationRequest) -> [UInt64] {
+        let base = r.seed == -1 ? UInt64.random(in: 0..<4_294_967_294) : UInt64(r.seed)
+        return (0..<(r.batchSize * r.nIter)).map { base + UInt64($0) }
+    }
+
+    /// Generates `batchSize × nIter` images. `progress` may throw to stop the job.
+    public func txt2img(_ r: GenerationRequest, progress: ((GenerationProgress) throws -> Void)? = nil,
+                        dump: DumpSink? = nil) throws -> [GeneratedImage] {
+        try r.validate()
+        let allSeeds = Self.seeds(for: r)
+        let (cond, condChunks) = encode(r.prompt, clipSkip: r.clipSkip)
+        let (uncond, uncondChunks) = encode(r.negativePrompt, clipSkip: r.clipSkip)
+        dump?.write("cond", shape: cond.shape, values: cond.scalars)
+        dump?.write("uncond", shape: uncond.shape, values: uncond.scalars)
+        _ = (condChunks, uncondChunks)
+
+        var images: [GeneratedImage] = []
+        for batch in 0..<r.nIter {
+            let seeds = Array(allSeeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
+            let latents = try sample(r, seeds: seeds, cond: cond, uncond: uncond, dump: batch == 0 ? dump : nil) { step in
+                try progress?(GenerationProgress(step: step, steps: r.steps, batch: batch, batches: r.nIter))
+            }
+            let decoded = decode(latents, dump: batch == 0 ? dump : nil)
+            for (i, rgb) in decoded.enumerated() {
+                images.append(GeneratedImage(width: r.width, height: r.height, rgb: rgb, seed: seeds[i],
+                                             infotext: infotext(r, seed: seeds[i])))
+            }
+        }
+        return images
+    }
+
+    /// Runs the sampler for one batch; returns the final latents `[B, 4, h, w]`.
+    func sample(_ r: GenerationRequest, seeds: [UInt64], cond: Tensor, uncond: Tensor, dump: DumpSink?,
+                onStep: (Int) throws -> Void) throws -> Tensor {
+        let b = seeds.count
+        let shape = [4, r.height / 8, r.width / 8]
+        let per = shape.reduce(1, *)
+        var rng = ImageNoise(source: r.randnSource, shape: shape, seeds: seeds, etaNoiseSeedDelta: r.etaNoiseSeedDelta)
+        let noise = rng.next()
+        dump?.write("noise", shape: [b] + shape, values: noise)
+
+        var samplerNoise: [[Float]] = []
+        let drawNoise: () -> [Float] = {
+            let n = rng.next()
+            if dump != nil { samplerNoise.append(n) }
+            return n
+        }
+        var steps: [[Float]] = []
+        var first = true
+
+        /// One UNet evaluation of the batch for cond and uncond; returns (condOut, uncondOut).
+        func unetPair(_ xin: [Float], t: Float) -> ([Float], [Float]) {
+            let ctxC = Tensor.stack(Array(repeating: cond, count: b))
+            let ctxU = Tensor.stack(Array(repeating: uncond, count: b))
+            let x = Tensor(shape: [b] + shape, data: xin)
+            var condOut: [Float], uncondOut: [Float]
+            var inputs = Tensor.stack([x, x])
+            if cond.shape[1] == uncond.shape[1] {
+                let eps = model.unet(inputs, timesteps: Array(repeating: t, count: 2 * b), context: Tensor.stack([ctxC, ctxU]))
+                let all = eps.scalars
+                condOut = Array(all[0..<(b * per)])
+                uncondOut = Array(all[(b * per)...])
+            } else {
+                condOut = model.unet(x, timesteps: Array(repeating: t, count: b), context: ctxC).scalars
+                uncondOut = model.unet(x, timesteps: Array(repeating: t, count: b), context: ctxU).scalars
+                inputs = Tensor.stack([x, x])
+            }
+            if first, let dump {
+                dump.write("first_unet_in", shape: [2 * b] + shape, values: inputs.scalars)
+                dump.write("first_unet_t", shape: [2 * b], values: Array(repeating: t, count: 2 * b))
+                dump.write("first_unet_eps", shape: [2 * b] + shape, values: condOut + uncondOut)
+            }
+            return (condOut, uncondOut)
+        }
+        let scale = Float(r.cfgScale)
+        func cfg(_ c: [Float], _ u: [Float]) -> [Float] {
+            var out = u
+            for i in out.indices { out[i] += (c[i] - u[i]) * scale }
+            if first { dump?.write("first_denoised", shape: [b] + shape, values: out) }
+            first = false
+            return out
+        }
+        let stepCallback: StepCallback = { i, x in
+            if dump != nil { steps.append(x) }
+            try onStep(i + 1)
+        }
+
+        var x: [Float]
+        if r.sampler == .ddim {
+            let ts = DDIMSampler.timesteps(steps: r.steps)
+            x = noise
+            if dump != nil { steps.append(x) }
+            dump?.write("timesteps", shape: [ts.count], values: ts.map(Float.init))
+            x = try DDIMSampler.sample(eps: { x, t in
+                let (c, u) = unetPair(x, t: Float(t))
+                return cfg(c, u)
+            }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, noise: drawNoise, onStep: stepCallback)
+        } else {
+            let sched = r.scheduler == .automatic ? (r.sampler.defaultScheduler ?? .uniform) : r.scheduler
+            let sigmas = sched.sigmas(steps: r.steps, schedule: schedule)
+            dump?.write("sigmas", shape: [sigmas.count], values: sigmas)
+            x = noise.map { $0 * sigmas[0] }
+            if dump != nil { steps.append(x) }
+            let denoise: Denoise = { x, sigma in
+                let cIn = 1 / (sigma * sigma + 1).squareRoot()
+                let (ec, eu) = unetPair(x.map { $0 * cIn }, t: self.schedule.sigmaToT(sigma))
+                let cOut = -sigma
+                var dc = ec, du = eu
+                for i in x.indices {
+                    dc[i] = x[i] + ec[i] * cOut
+                    du[i] = x[i] + eu[i] * cOut
+                }
+                return cfg(dc, du)
+            }
+            switch r.sampler {
+            case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, onStep: stepCallback)
+            case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
+            case .dpmpp2m: x = try KSamplers.dpmpp2M(denoise, x, sigmas: sigmas, onStep: stepCallback)
+            case .ddim: fatalError("unreachable")
+            }
+        }
+        if let dump {
+            dump.write("steps", shape: [steps.count, b] + shape, values: steps.flatMap { $0 })
+            if !samplerNoise.isEmpty && r.sampler != .ddim {
+                dump.write("sampler_noise", shape: [samplerNoise.count, b] + shape, values: samplerNoise.flatMap { $0 })
+            }
+            dump.write("latents", shape: [b] + shape, values: x)
+        }
+        return Tensor(shape: [b] + shape, data: x)
+    }
+
+    /// VAE decode of `latents / scale_factor`, `clamp((x+1)/2, 0, 1)`, ×255 truncated to uint8.
+    func decode(_ latents: Tensor, dump: DumpSink?) -> [[UInt8]] {
+        let inv = Float(1.0 / Double(model.vaeDecoder.config.scaleFactor))
+        let img = model.vaeDecoder(Ops.scale(latents, inv))
+        let (b, h, w) = (img.shape[0], img.shape[2], img.shape[3])
+        let p = img.unsafePointer
+        var out: [[UInt8]] = []
+        for n in 0..<b {
+            var floats = [Float](repeating: 0, count: h * w * 3)
+            var rgb = [UInt8](repeating: 0, count: h * w * 3)
+            for c in 0..<3 {
+                let plane = p + (n * 3 + c) * h * w
+                for i in 0..<(h * w) {
+                    let v = min(max((plane[i] + 1) / 2, 0), 1)
+                    floats[i * 3 + c] = v
+                    rgb[i * 3 + c] = UInt8(255 * v)
+                }
+            }
+            if n == 0 { dump?.write("image_float", shape: [h, w, 3], values: floats) }
+            out.append(rgb)
+        }
+        return out
+    }
+
+    /// The infotext of one image (A1111 1.10 field order).
+    public func infotext(_ r: GenerationRequest, seed: UInt64) -> String {
+        Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: [
+            ("Steps", String(r.steps)),
+            ("Sampler", r.sampler.rawValue),
+            ("Schedule type", r.scheduler.rawValue),
+            ("CFG scale", Infotext.pythonFloat(r.cfgScale)),
+            ("Seed", String(seed)),
+            ("Size", "\(r.width)x\(r.height)"),
+            ("Model hash", model.shortHash),
+            ("Model", model.name),
+            ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
+            ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD ? String(r.etaNoiseSeedDelta) : nil),
+            ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
+            ("Version", "v1.10.1"),
+        ])
+    }
+}

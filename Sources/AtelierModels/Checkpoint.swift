@@ -1,0 +1,236 @@
+import AtelierTensor
+import Crypto
+import Foundation
+import Yams
+
+/// What a model file is, found from its tensor names and shapes (never its file name).
+public enum Architecture: Equatable, Sendable {
+    case sd1
+    case sd1Inpainting
+    case sd2(vPrediction: Bool?)
+    case sdxl
+    case sdxlRefiner
+    case vae
+    case lora
+    case textualInversion
+    case controlNet
+    case unknown(String)
+
+    public var label: String {
+        switch self {
+        case .sd1: "Stable Diffusion 1.x"
+        case .sd1Inpainting: "Stable Diffusion 1.x inpainting (9-channel UNet)"
+        case .sd2: "Stable Diffusion 2.x"
+        case .sdxl: "Stable Diffusion XL"
+        case .sdxlRefiner: "Stable Diffusion XL refiner"
+        case .vae: "a VAE on its own"
+        case .lora: "a LoRA / LyCORIS network"
+        case .textualInversion: "a textual-inversion embedding"
+        case .controlNet: "a ControlNet"
+        case .unknown(let why): "an unknown model (\(why))"
+        }
+    }
+
+    /// Where such a file belongs in the A1111 data dir, when it is not a checkpoint.
+    public var belongsIn: String? {
+        switch self {
+        case .vae: "models/VAE"
+        case .lora: "models/Lora"
+        case .textualInversion: "embeddings"
+        case .controlNet: "models/ControlNet"
+        default: nil
+        }
+    }
+
+    /// Detects the architecture from canonical key names and shapes (ComfyUI-style).
+    public static func detect(_ s: WeightStore) -> Architecture {
+        let names = s.canonicalNames
+        let u = UNet.prefix
+        if names.contains(where: { $0.hasPrefix("conditioner.embedders.1.") }) { return .sdxl }
+        if names.contains(where: { $0.hasPrefix("conditioner.embedders.0.model.") }) && s.has(u + "label_emb.0.0.weight") {
+            return .sdxlRefiner
+        }
+        if names.contains(where: { $0.hasPrefix("control_model.") || $0.contains("input_hint_block.") }) { return .controlNet }
+        if names.contains(where: { $0.hasPrefix("lora_") || $0.contains(".lora_down.") || $0.contains(".lora_up.")
+            || $0.contains(".hada_w1_a") || $0.contains(".lokr_w1") || $0.hasSuffix(".alpha") && $0.hasPrefix("lora_") }) {
+            return .lora
+        }
+        if names.contains("emb_params") || names.contains(where: { $0.hasPrefix("string_to_param") }) || names == ["clip_l", "clip_g"] {
+            return .textualInversion
+        }
+        if let w = s.shape(u + "input_blocks.0.0.weight") {
+            if names.contains(where: { $0.hasPrefix("cond_stage_model.model.") }) { return .sd2(vPrediction: nil) }
+            if let k = s.shape(u + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"), k.count == 2, k[1] == 1024 {
+                return .sd2(vPrediction: nil)
+            }
+            if w.count == 4 && w[1] == 9 { return .sd1Inpainting }
+            if w.count == 4 && w[1] == 4 { return .sd1 }
+            return .unknown("UNet input has shape \(w)")
+        }
+        if names.contains(where: { $0.hasPrefix("decoder.") || $0.hasPrefix("first_stage_model.decoder.") })
+            && !names.contains(where: { $0.hasPrefix("model.diffusion_model.") }) {
+            return .vae
+        }
+        return .unknown("no UNet weights (\(names.count) tensors)")
+    }
+}
+
+/// A loaded SD 1.x checkpoint: its three networks and the DDPM schedule.
+public final class StableDiffusionModel: @unchecked Sendable {
+    public let path: String
+    public let name: String
+    public let textEncoder: CLIPTextModel
+    public let unet: UNet
+    public let vaeDecoder: VAEDecoder
+    public let vaeEncoder: VAEEncoder
+    /// ᾱ_t for t = 0…999, float32 (the file's `alphas_cumprod`, or computed as ldm does)
+    public let alphasCumprod: [Float]
+    public let sha256: String
+    public var shortHash: String { String(sha256.prefix(10)) }
+
+    /// Loads `path`: detects the architecture, reads `<stem>.yaml` beside it as A1111 does,
+    /// builds every network and fails on any missing, misshapen or unused weight.
+    public init(path: String) throws {
+        self.path = path
+        let fileName = (path as NSString).lastPathComponent
+        name = ((fileName as NSString).deletingPathExtension)
+        let ext = (fileName as NSString).pathExtension.lowercased()
+        guard ext == "safetensors" else {
+            throw ModelFileError(file: fileName, ext == "ckpt" || ext == "pt" || ext == "pth"
+                ? "pickled .\(ext) checkpoints are not supported yet; convert it to .safetensors"
+                : "not a .safetensors checkpoint")
+        }
+        let file = try SafeTensorsFile(path: path)
+        let store = WeightStore(file: file)
+        let arch = Architecture.detect(store)
+        guard arch == .sd1 else {
+            if let dir = arch.belongsIn {
+                throw ModelFileError(file: fileName, "this is \(arch.label), not a checkpoint; put it in \(dir)")
+            }
+            throw ModelFileError(file: fileName, "recognised as \(arch.label), which is not supported yet (Atelier runs Stable Diffusion 1.x checkpoints)")
+        }
+        let configs = try ModelConfigs(for: path, store: store)
+        textEncoder = try CLIPTextModel(store, config: configs.text)
+        unet = try UNet(store, config: configs.unet)
+        vaeDecoder = try VAEDecoder(store, config: configs.vae)
+        vaeEncoder = try VAEEncoder(store, config: configs.vae)
+        if store.has("alphas_cumprod") {
+            let ac = try store.take("alphas_cumprod", shape: [1000])
+            alphasCumprod = ac.scalars
+        } else {
+            alphasCumprod = Self.ldmAlphasCumprod(linearStart: configs.linearStart, linearEnd: configs.linearEnd)
+        }
+        // Known extras of SD 1.x release files, not network weights.
+        for k in store.canonicalNames where Self.ignoredKeys.contains(k) || k.hasPrefix("model_ema.") {
+            store.markUsed(k)
+        }
+        try store.checkAllUsed(prefixes: ["model.", "first_stage_model.", "cond_stage_model."])
+        let stray = store.canonicalNames.filter { !$0.hasPrefix("model.") && !$0.hasPrefix("first_stage_model.")
+            && !$0.hasPrefix("cond_stage_model.") && !$0.hasPrefix("model_ema.") && !Self.ignoredKeys.contains($0) }
+        if let k = stray.sorted().first {
+            throw ModelFileError(file: fileName, "unexpected tensor \(k) with shape \(store.shape(k) ?? []) outside the model's networks")
+        }
+        sha256 = try Self.fileSHA256(path)
+    }
+
+    static let ignoredKeys: Set<String> = [
+        "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+        "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+        "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+        "logvar", "lvlb_weights",
+    ]
+
+    /// ldm's schedule: betas = linspace(√start, √end, 1000)², ᾱ = cumprod(1 − β) in float64.
+    public static func ldmAlphasCumprod(linearStart: Double = 0.00085, linearEnd: Double = 0.012) -> [Float] {
+        let a = linearStart.squareRoot(), b = linearEnd.squareRoot()
+        var prod = 1.0
+        return (0..<1000).map { i in
+            let s = a + (b - a) * Double(i) / 999
+            prod *= 1 - s * s
+            return Float(prod)
+        }
+    }
+
+    /// sha256 of the whole file, hex (A1111's "Model hash" is its first 10 characters).
+    public static func fileSHA256(_ path: String) throws -> String {
+        guard let h = FileHandle(forReadingAtPath: path) else {
+            throw ModelFileError(file: (path as NSString).lastPathComponent, "cannot read")
+        }
+        defer { try? h.close() }
+        var hasher = SHA256()
+        while let chunk = try h.read(upToCount: 16 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// The network sizes of a checkpoint: SD 1.5's unless `<stem>.yaml` beside the file says
+/// otherwise (as A1111 reads it); the text tower's head count, which neither the yaml nor
+/// the shapes state for non-standard widths, from `<stem>.json` when present, else width/64.
+struct ModelConfigs {
+    var unet = UNetConfig()
+    var vae = VAEConfig()
+    var text = CLIPTextConfig()
+    var linearStart = 0.00085
+    var linearEnd = 0.012
+
+    init(for path: String, store: WeightStore) throws {
+        let stem = (path as NSString).deletingPathExtension
+        let fileName = (path as NSString).lastPathComponent
+        if let yamlText = try? String(contentsOfFile: stem + ".yaml", encoding: .utf8) {
+            do {
+                guard let root = try Yams.load(yaml: yamlText) as? [String: Any] else { throw ModelFileError(file: fileName, "") }
+                try apply(yaml: root)
+            } catch {
+                throw ModelFileError(file: (stem as NSString).lastPathComponent + ".yaml", "cannot read the model config: \(error)")
+            }
+        }
+        // Text tower sizes from the tensors themselves.
+        let tp = CLIPTextModel.prefix
+        if let e = store.shape(tp + "embeddings.token_embedding.weight"), e.count == 2 {
+            text.vocabSize = e[0]
+            text.hidden = e[1]
+            text.heads = max(1, e[1] / 64)
+        }
+        if let p = store.shape(tp + "embeddings.position_embedding.weight"), p.count == 2 { text.positions = p[0] }
+        if let f = store.shape(tp + "encoder.layers.0.mlp.fc1.weight"), f.count == 2 { text.intermediate = f[0] }
+        text.layers = Set(store.canonicalNames.compactMap { k -> Int? in
+            guard k.hasPrefix(tp + "encoder.layers.") else { return nil }
+            return Int(k.dropFirst((tp + "encoder.layers.").count).prefix { $0 != "." })
+        }).count
+        if let data = FileManager.default.contents(atPath: stem + ".json"),
+           let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+           let cfg = json["config"] as? [String: Any],
+           let te = cfg["text_encoder"] as? [String: Any], let heads = te["num_attention_heads"] as? Int {
+            text.heads = heads
+        }
+    }
+
+    mutating func apply(yaml root: [String: Any]) throws {
+        func dict(_ d: [String: Any]?, _ k: String) -> [String: Any]? { d?[k] as? [String: Any] }
+        let params = dict(dict(root, "model"), "params")
+        if let v = params?["linear_start"] as? Double { linearStart = v }
+        if let v = params?["linear_end"] as? Double { linearEnd = v }
+        if let v = params?["scale_factor"] as? Double { vae.scaleFactor = Float(v) }
+        if let u = dict(dict(params, "unet_config"), "params") {
+            if let v = u["in_channels"] as? Int { unet.inChannels = v }
+            if let v = u["out_channels"] as? Int { unet.outChannels = v }
+            if let v = u["model_channels"] as? Int { unet.modelChannels = v }
+            if let v = u["channel_mult"] as? [Int] { unet.channelMult = v }
+            if let v = u["num_res_blocks"] as? Int { unet.numResBlocks = v }
+            if let v = u["attention_resolutions"] as? [Int] { unet.attentionResolutions = v }
+            if let v = u["num_heads"] as? Int, v > 0 { unet.numHeads = v; unet.headChannels = nil }
+            if let v = u["num_head_channels"] as? Int, v > 0 { unet.headChannels = v }
+            if let v = u["context_dim"] as? Int { unet.contextDim = v }
+            if let v = u["use_linear_in_transformer"] as? Bool { unet.linearProjection = v }
+            if let v = u["transformer_depth"] as? Int { unet.transformerDepth = v }
+        }
+        if let d = dict(dict(dict(params, "first_stage_config"), "params"), "ddconfig") {
+            if let v = d["ch"] as? Int { vae.ch = v }
+            if let v = d["ch_mult"] as? [Int] { vae.chMult = v }
+            if let v = d["num_res_blocks"] as? Int { vae.numResBlocks = v }
+            if let v = d["z_channels"] as? Int { vae.zChannels = v }
+            if let v = d["in_channels"] as? Int { vae.inChannels = v }
+            if let v = d["out_ch"] as? Int { vae.outChannels = v }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+import AtelierTensor
+import Foundation
+
+/// Sizes of an LDM `openaimodel.UNetModel` (what `unet_config.params` in the model's yaml says).
+public struct UNetConfig: Sendable, Equatable {
+    public var inChannels = 4
+    public var outChannels = 4
+    public var modelChannels = 320
+    public var channelMult = [1, 2, 4, 4]
+    public var numResBlocks = 2
+    /// downsampling factors (1, 2, 4, …) whose level carries cross-attention
+    public var attentionResolutions = [4, 2, 1]
+    /// SD 1.x fixes the head count (8); SD 2.x fixes the head width (64) instead.
+    public var numHeads: Int? = 8
+    public var headChannels: Int?
+    public var contextDim = 768
+    public var linearProjection = false
+    public var transformerDepth = 1
+
+    public init() {}
+
+    func heads(for channels: Int) -> Int {
+        if let headChannels { return channels / headChannels }
+        return numHeads ?? 8
+    }
+}
+
+/// `ResBlock`: GroupNorm–SiLU–conv, plus the projected time embedding, twice, with a skip.
+struct ResBlock {
+    let inNorm: GroupNorm, inConv: Conv2d, emb: Linear, outNorm: GroupNorm, outConv: Conv2d
+    let skip: Conv2d?
+
+    init(_ s: WeightStore, _ p: String, in i: Int, out o: Int, embDim: Int) throws {
+        inNorm = try GroupNorm(s, p + ".in_layers.0", channels: i, eps: 1e-5)
+        inConv = try Conv2d(s, p + ".in_layers.2", in: i, out: o, kernel: 3)
+        emb = try Linear(s, p + ".emb_layers.1", in: embDim, out: o)
+        outNorm = try GroupNorm(s, p + ".out_layers.0", channels: o, eps: 1e-5)
+        outConv = try Conv2d(s, p + ".out_layers.3", in: o, out: o, kernel: 3)
+        skip = i == o ? nil : try Conv2d(s, p + ".skip_connection", in: i, out: o, kernel: 1)
+    }
+
+    /// x: [N, in, h, w]; siluEmb: SiLU(time embedding) [N, embDim]
+    func callAsFunction(_ x: Tensor, siluEmb: Tensor) -> Tensor {
+        var h = inConv(inNorm(x, silu: true))
+        h = Ops.addPerChannel(h, emb(siluEmb))
+        h = outConv(outNorm(h, silu: true))
+        return Ops.add(skip.map { $0(x) } ?? x, h)
+    }
+}
+
+/// Multi-head attention with separate q/k/v projections (no bias) and a biased output.
+struct CrossAttention {
+    let q: Linear, k: Linear, v: Linear, out: Linear
+    let heads: Int
+
+    init(_ s: WeightStore, _ p: String, dim: Int, contextDim: Int, heads: Int) throws {
+        q = try Linear(s, p + ".to_q", in: dim, out: dim, bias: false)
+        k = try Linear(s, p + ".to_k", in: contextDim, out: dim, bias: false)
+        v = try Linear(s, p + ".to_v", in: contextDim, out: dim, bias: false)
+        out = try Linear(s, p + ".to_out.0", in: dim, out: dim)
+        self.heads = heads
+    }
+
+    func callAsFunction(_ x: Tensor, context: Tensor? = nil) -> Tensor {
+        let ctx = context ?? x
+        return out(Ops.attention(q: q(x), k: k(ctx), v: v(ctx), heads: heads))
+    }
+}
+
+/// `BasicTransformerBlock`: self-attention, cross-attention, GEGLU feed-forward.
+struct TransformerBlock {
+    let norm1: LayerNorm, attn1: CrossAttention, norm2: LayerNorm, attn2: CrossAttention
+    let norm3: LayerNorm, ffIn: Linear, ffOut: Linear
+
+    init(_ s: WeightStore, _ p: String, dim: Int, contextDim: Int, heads: Int) throws {
+        norm1 = try LayerNorm(s, p + ".norm1", channels: dim)
+        attn1 = try CrossAttention(s, p + ".attn1", dim: dim, contextDim: dim, heads: heads)
+        norm2 = try LayerNorm(s, p + ".norm2", channels: dim)
+        attn2 = try CrossAttention(s, p + ".attn2", dim: dim, contextDim: contextDim, heads: heads)
+        norm3 = try LayerNorm(s, p + ".norm3", channels: dim)
+        ffIn = try Linear(s, p + ".ff.net.0.proj", in: dim, out: dim * 8)
+        ffOut = try Linear(s, p + ".ff.net.2", in: dim * 4, out: dim)
+    }
+
+    /// x: [N, tokens, dim]; context: [N, 77·k, contextDim]
+    func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
+        var x = Ops.add(x, attn1(norm1(x)))
+        x = Ops.add(x, attn2(norm2(x), context: context))
+        return Ops.add(x, ffOut(Ops.geglu(ffIn(norm3(x)))))
+    }
+}
+
+/// `SpatialTransformer`: GroupNorm, projection in, transformer blocks over the h·w tokens,
+/// projection out, residual. Projections are 1×1 convs (SD 1.x) or linear (SD 2.x): the
+/// same matrix either way, applied to the token-major tensor.
+struct SpatialTransformer {
+    let norm: GroupNorm, projIn: Linear, projOut: Linear
+    let blocks: [TransformerBlock]
+
+    init(_ s: WeightStore, _ p: String, channels c: Int, config: UNetConfig) throws {
+        norm = try GroupNorm(s, p + ".norm", channels: c, eps: 1e-6)
+        if config.linearProjection {
+            projIn = try Linear(s, p + ".proj_in", in: c, out: c)
+            projOut = try Linear(s, p + ".proj_out", in: c, out: c)
+        } else {
+            projIn = try Linear(conv1x1: s, p + ".proj_in", channels: c)
+            projOut = try Linear(conv1x1: s, p + ".proj_out", channels: c)
+        }
+        blocks = try (0..<config.transformerDepth).map {
+            try TransformerBlock(s, p + ".transformer_blocks.\($0)", dim: c, contextDim: config.contextDim,
+                                 heads: config.heads(for: c))
+        }
+    }
+
+    func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        var t = projIn(Ops.transposeLast2(norm(x).reshaped([n, c, h * w])))
+        for b in blocks { t = b(t, context: context) }
+        let back = Ops.transposeLast2(projOut(t)).reshaped([n, c, h, w])
+        return Ops.add(back, x)
+    }
+}
+
+/// The denoising UNet of LDM (`model.diffusion_model.*`), predicting ε.
+public struct UNet {
+    enum Layer {
+        case res(ResBlock)
+        case attn(SpatialTransformer)
+        case down(Conv2d)
+        case up(Conv2d)
+    }
+
+    public let config: UNetConfig
+    let timeIn: Linear, timeOut: Linear
+    let convIn: Conv2d
+    let inputBlocks: [[Layer]]
+    let middle: [Layer]
+    let outputBlocks: [[Layer]]
+    let outNorm: GroupNorm, convOut: Conv2d
+
+    public static let prefix = "model.diffusion_model."
+
+    public init(_ s: WeightStore, config: UNetConfig) throws {
+        self.config = config
+        let p = Self.prefix
+        let mc = config.modelChannels, embDim = mc * 4
+        timeIn = try Linear(s, p + "time_embed.0", in: mc, out: embDim)
+        timeOut = try Linear(s, p + "time_embed.2", in: embDim, out: embDim)
+        convIn = try Conv2d(s, p + "input_blocks.0.0", in: config.inChannels, out: mc, kernel: 3)
+
+        var blocks: [[Layer]] = []
+        var chans = [mc]
+        var ch = mc, ds = 1, index = 1
+        for (level, mult) in config.channelMult.enumerated() {
+            for _ in 0..<config.numResBlocks {
+                let bp = p + "input_blocks.\(index)"
+                var layers: [Layer] = [.res(try ResBlock(s, bp + ".0", in: ch, out: mult * mc, embDim: embDim))]
+                ch = mult * mc
+                if config.attentionResolutions.contains(ds) {
+                    layers.append(.attn(try SpatialTransformer(s, bp + ".1", channels: ch, config: config)))
+                }
+                blocks.append(layers)
+                chans.append(ch)
+                index += 1
+            }
+            if level != config.channelMult.count - 1 {
+                blocks.append([.down(try Conv2d(s, p + "input_blocks.\(index).0.op", in: ch, out: ch, kernel: 3, stride: 2))])
+                chans.append(ch)
+                index += 1
+                ds *= 2
+            }
+        }
+        inputBlocks = blocks
+        middle = [
+            .res(try ResBlock(s, p + "middle_block.0", in: ch, out: ch, embDim: embDim)),
+            .attn(try SpatialTransformer(s, p + "middle_block.1", channels: ch, config: config)),
+            .res(try ResBlock(s, p + "middle_block.2", in: ch, out: ch, embDim: embDim)),
+        ]
+        var outs: [[Layer]] = []
+        index = 0
+        for (level, mult) in config.channelMult.enumerated().reversed() {
+            for i in 0...config.numResBlocks {
+                let bp = p + "output_blocks.\(index)"
+                let skip = chans.removeLast()
+                var layers: [Layer] = [.res(try ResBlock(s, bp + ".0", in: ch + skip, out: mc * mult, embDim: embDim))]
+                ch = mc * mult
+                if config.attentionResolutions.contains(ds) {
+                    layers.append(.attn(try SpatialTransformer(s, bp + ".1", channels: ch, config: config)))
+                }
+                if level != 0 && i == config.numResBlocks {
+                    layers.append(.up(try Conv2d(s, bp + ".\(layers.count).conv", in: ch, out: ch, kernel: 3)))
+                    ds /= 2
+                }
+                outs.append(layers)
+                index += 1
+            }
+        }
+        outputBlocks = outs
+        outNorm = try GroupNorm(s, p + "out.0", channels: mc, eps: 1e-5)
+        convOut = try Conv2d(s, p + "out.2", in: mc, out: config.outChannels, kernel: 3)
+    }
+
+    /// ε prediction. x: [N, 4, h, w]; timesteps: N continuous timesteps; context: [N, T, contextDim].
+    public func callAsFunction(_ x: Tensor, timesteps: [Float], context: Tensor) -> Tensor {
+        let emb = timeOut(Ops.silu(timeIn(Ops.timestepEmbedding(timesteps, dim: config.modelChannels))))
+        let siluEmb = Ops.silu(emb)
+
+        func run(_ layers: [Layer], _ x: Tensor, upTo size: (Int, Int)? = nil) -> Tensor {
+            var h = x
+            for layer in layers {
+                switch layer {
+                case .res(let r): h = r(h, siluEmb: siluEmb)
+                case .attn(let a): h = a(h, context: context)
+                case .down(let c): h = c(h)
+                case .up(let c):
+                    let (th, tw) = size ?? (h.shape[2] * 2, h.shape[3] * 2)
+                    h = c(Ops.upsampleNearest(h, height: th, width: tw))
+                }
+            }
+            return h
+        }
+
+        var h = convIn(x)
+        var skips = [h]
+        for block in inputBlocks {
+            h = run(block, h)
+            skips.append(h)
+        }
+        h = run(middle, h)
+        for block in outputBlocks {
+            let skip = skips.removeLast()
+            // upsample to the next skip's size (diffusers' rule for sizes not divisible by 64)
+            let next = skips.last.map { ($0.shape[2], $0.shape[3]) }
+            h = run(block, Ops.concatChannels(h, skip), upTo: next)
+        }
+        return convOut(outNorm(h, silu: true))
+    }
+}

@@ -1,0 +1,154 @@
+import AtelierTensor
+import Foundation
+
+/// Sizes of LDM's `AutoencoderKL` (`first_stage_config.params.ddconfig`).
+public struct VAEConfig: Sendable, Equatable {
+    public var ch = 128
+    public var chMult = [1, 2, 4, 4]
+    public var numResBlocks = 2
+    public var zChannels = 4
+    public var inChannels = 3
+    public var outChannels = 3
+    public var scaleFactor: Float = 0.18215
+    public init() {}
+}
+
+/// VAE `ResnetBlock` (no time embedding; GroupNorm eps 1e-6).
+struct VAEResBlock {
+    let norm1: GroupNorm, conv1: Conv2d, norm2: GroupNorm, conv2: Conv2d
+    let shortcut: Conv2d?
+
+    init(_ s: WeightStore, _ p: String, in i: Int, out o: Int) throws {
+        norm1 = try GroupNorm(s, p + ".norm1", channels: i, eps: 1e-6)
+        conv1 = try Conv2d(s, p + ".conv1", in: i, out: o, kernel: 3)
+        norm2 = try GroupNorm(s, p + ".norm2", channels: o, eps: 1e-6)
+        conv2 = try Conv2d(s, p + ".conv2", in: o, out: o, kernel: 3)
+        shortcut = i == o ? nil : try Conv2d(s, p + ".nin_shortcut", in: i, out: o, kernel: 1)
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = conv2(norm2(conv1(norm1(x, silu: true)), silu: true))
+        return Ops.add(shortcut.map { $0(x) } ?? x, h)
+    }
+}
+
+/// VAE `AttnBlock`: one head over all h·w positions, q/k/v/proj as 1×1 convs.
+struct VAEAttention {
+    let norm: GroupNorm, q: Linear, k: Linear, v: Linear, proj: Linear
+
+    init(_ s: WeightStore, _ p: String, channels c: Int) throws {
+        norm = try GroupNorm(s, p + ".norm", channels: c, eps: 1e-6)
+        q = try Linear(conv1x1: s, p + ".q", channels: c)
+        k = try Linear(conv1x1: s, p + ".k", channels: c)
+        v = try Linear(conv1x1: s, p + ".v", channels: c)
+        proj = try Linear(conv1x1: s, p + ".proj_out", channels: c)
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let t = Ops.transposeLast2(norm(x).reshaped([n, c, h * w]))
+        let a = proj(Ops.attention(q: q(t), k: k(t), v: v(t), heads: 1))
+        return Ops.add(x, Ops.transposeLast2(a).reshaped([n, c, h, w]))
+    }
+}
+
+/// The VAE decoder: latents (already divided by the scale factor) → image in [-1, 1].
+public struct VAEDecoder {
+    let postQuant: Conv2d, convIn: Conv2d
+    let mid1: VAEResBlock, midAttn: VAEAttention, mid2: VAEResBlock
+    /// levels from the deepest up: (res blocks, upsample conv)
+    let levels: [([VAEResBlock], Conv2d?)]
+    let normOut: GroupNorm, convOut: Conv2d
+    public let config: VAEConfig
+
+    public init(_ s: WeightStore, config c: VAEConfig, prefix: String = "first_stage_model.") throws {
+        config = c
+        let p = prefix + "decoder."
+        postQuant = try Conv2d(s, prefix + "post_quant_conv", in: c.zChannels, out: c.zChannels, kernel: 1)
+        var ch = c.ch * c.chMult.last!
+        convIn = try Conv2d(s, p + "conv_in", in: c.zChannels, out: ch, kernel: 3)
+        mid1 = try VAEResBlock(s, p + "mid.block_1", in: ch, out: ch)
+        midAttn = try VAEAttention(s, p + "mid.attn_1", channels: ch)
+        mid2 = try VAEResBlock(s, p + "mid.block_2", in: ch, out: ch)
+        var levels: [([VAEResBlock], Conv2d?)] = []
+        for i in (0..<c.chMult.count).reversed() {
+            let out = c.ch * c.chMult[i]
+            var blocks: [VAEResBlock] = []
+            for j in 0...c.numResBlocks {
+                blocks.append(try VAEResBlock(s, p + "up.\(i).block.\(j)", in: ch, out: out))
+                ch = out
+            }
+            let up = i != 0 ? try Conv2d(s, p + "up.\(i).upsample.conv", in: ch, out: ch, kernel: 3) : nil
+            levels.append((blocks, up))
+        }
+        self.levels = levels
+        normOut = try GroupNorm(s, p + "norm_out", channels: ch, eps: 1e-6)
+        convOut = try Conv2d(s, p + "conv_out", in: ch, out: c.outChannels, kernel: 3)
+    }
+
+    /// z: [N, 4, h, w] (scaled latents × 1/scaleFactor) → [N, 3, 8h, 8w]
+    public func callAsFunction(_ z: Tensor) -> Tensor {
+        var h = convIn(postQuant(z))
+        h = mid2(midAttn(mid1(h)))
+        for (blocks, up) in levels {
+            for b in blocks { h = b(h) }
+            if let up { h = up(Ops.upsampleNearest2x(h)) }
+        }
+        return convOut(normOut(h, silu: true))
+    }
+}
+
+/// The VAE encoder: image in [-1, 1] → posterior mean (unscaled latents).
+public struct VAEEncoder {
+    let convIn: Conv2d
+    let levels: [([VAEResBlock], Conv2d?)]
+    let mid1: VAEResBlock, midAttn: VAEAttention, mid2: VAEResBlock
+    let normOut: GroupNorm, convOut: Conv2d, quant: Conv2d
+    public let config: VAEConfig
+
+    public init(_ s: WeightStore, config c: VAEConfig, prefix: String = "first_stage_model.") throws {
+        config = c
+        let p = prefix + "encoder."
+        var ch = c.ch
+        convIn = try Conv2d(s, p + "conv_in", in: c.inChannels, out: ch, kernel: 3)
+        var levels: [([VAEResBlock], Conv2d?)] = []
+        for i in 0..<c.chMult.count {
+            let out = c.ch * c.chMult[i]
+            var blocks: [VAEResBlock] = []
+            for j in 0..<c.numResBlocks {
+                blocks.append(try VAEResBlock(s, p + "down.\(i).block.\(j)", in: ch, out: out))
+                ch = out
+            }
+            // LDM pads (0, 1, 0, 1) then convolves with stride 2 and no padding.
+            let down = i != c.chMult.count - 1
+                ? try Conv2d(s, p + "down.\(i).downsample.conv", in: ch, out: ch, kernel: 3, stride: 2).padded((0, 0, 1, 1))
+                : nil
+            levels.append((blocks, down))
+        }
+        self.levels = levels
+        mid1 = try VAEResBlock(s, p + "mid.block_1", in: ch, out: ch)
+        midAttn = try VAEAttention(s, p + "mid.attn_1", channels: ch)
+        mid2 = try VAEResBlock(s, p + "mid.block_2", in: ch, out: ch)
+        normOut = try GroupNorm(s, p + "norm_out", channels: ch, eps: 1e-6)
+        convOut = try Conv2d(s, p + "conv_out", in: ch, out: 2 * c.zChannels, kernel: 3)
+        quant = try Conv2d(s, prefix + "quant_conv", in: 2 * c.zChannels, out: 2 * c.zChannels, kernel: 1)
+    }
+
+    /// x: [N, 3, H, W] in [-1, 1] → posterior mean [N, 4, H/8, W/8]
+    public func mean(_ x: Tensor) -> Tensor {
+        var h = convIn(x)
+        for (blocks, down) in levels {
+            for b in blocks { h = b(h) }
+            if let down { h = down(h) }
+        }
+        h = mid2(midAttn(mid1(h)))
+        let moments = quant(convOut(normOut(h, silu: true)))
+        let n = moments.shape[0], z = config.zChannels
+        let hw = moments.shape[2] * moments.shape[3]
+        let out = Tensor(uninitialized: [n, z, moments.shape[2], moments.shape[3]])
+        for i in 0..<n {
+            (out.unsafePointer + i * z * hw).update(from: moments.unsafePointer + i * 2 * z * hw, count: z * hw)
+        }
+        return out
+    }
+}

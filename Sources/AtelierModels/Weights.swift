@@ -1,0 +1,151 @@
+import AtelierTensor
+import Foundation
+
+/// Hands out a checkpoint's tensors by key and keeps account of which were used, so a
+/// missing, misshapen or left-over key is an error naming the file, the key and the shapes.
+public final class WeightStore {
+    public let file: SafeTensorsFile
+    /// canonical key → key in the file (A1111's key replacements and wrappers undone)
+    private let keyMap: [String: String]
+    private var used: Set<String> = []
+    public var fileName: String { (file.path as NSString).lastPathComponent }
+
+    public init(file: SafeTensorsFile) {
+        self.file = file
+        keyMap = Self.canonicalKeys(file.names)
+    }
+
+    public var canonicalNames: [String] { Array(keyMap.keys) }
+
+    public func has(_ key: String) -> Bool { keyMap[key] != nil }
+
+    public func shape(_ key: String) -> [Int]? { keyMap[key].flatMap { file.entries[$0]?.shape } }
+
+    /// The tensor at `key`, which must have `shape` when one is given.
+    public func take(_ key: String, shape expected: [Int]? = nil) throws -> Tensor {
+        guard let stored = keyMap[key], let entry = file.entries[stored] else {
+            throw ModelFileError(file: fileName, "missing tensor \(key)" + (expected.map { " (expected shape \($0))" } ?? ""))
+        }
+        if let expected, entry.shape != expected {
+            throw ModelFileError(file: fileName, "tensor \(key) has shape \(entry.shape), the model expects \(expected)")
+        }
+        used.insert(key)
+        return try file.tensor(stored)
+    }
+
+    /// Marks keys that are read for validation only (e.g. `position_ids`).
+    public func markUsed(_ key: String) { used.insert(key) }
+
+    /// Fails if a tensor under one of `prefixes` was never taken.
+    public func checkAllUsed(prefixes: [String]) throws {
+        let left = keyMap.keys.filter { k in prefixes.contains { k.hasPrefix($0) } && !used.contains(k) }.sorted()
+        if let first = left.first {
+            let shape = shape(first) ?? []
+            throw ModelFileError(file: fileName, "unexpected tensor \(first) with shape \(shape) (\(left.count) unused tensor\(left.count == 1 ? "" : "s") under \(prefixes.joined(separator: ", ")))")
+        }
+    }
+
+    /// A1111's key normalisation: a `state_dict.` wrapper is removed, and the CLIP text
+    /// tower's keys gain `text_model.` when saved without it (transformers 5 / old files).
+    static func canonicalKeys(_ names: [String]) -> [String: String] {
+        var out: [String: String] = [:]
+        let wrapped = !names.isEmpty && names.allSatisfy { $0.hasPrefix("state_dict.") }
+        for name in names {
+            var k = wrapped ? String(name.dropFirst("state_dict.".count)) : name
+            let te = "cond_stage_model.transformer."
+            if k.hasPrefix(te) && !k.hasPrefix(te + "text_model.") {
+                k = te + "text_model." + k.dropFirst(te.count)
+            }
+            out[k] = name
+        }
+        return out
+    }
+}
+
+// MARK: - Layers loaded from the store
+
+/// `nn.Linear`.
+public struct Linear {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ s: WeightStore, _ prefix: String, in i: Int, out o: Int, bias hasBias: Bool = true) throws {
+        weight = try s.take(prefix + ".weight", shape: [o, i])
+        bias = hasBias ? try s.take(prefix + ".bias", shape: [o]) : nil
+    }
+
+    /// A 1×1 conv stored as `[o, i, 1, 1]` used as a linear map (VAE attention).
+    public init(conv1x1 s: WeightStore, _ prefix: String, channels c: Int) throws {
+        weight = try s.take(prefix + ".weight", shape: [c, c, 1, 1]).reshaped([c, c])
+        bias = try s.take(prefix + ".bias", shape: [c])
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { Ops.linear(x, weight: weight, bias: bias) }
+}
+
+/// `nn.Conv2d` with square kernels; padding (top, left, bottom, right).
+public struct Conv2d {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let stride: Int
+    public let padding: (top: Int, left: Int, bottom: Int, right: Int)
+
+    public init(_ s: WeightStore, _ prefix: String, in i: Int, out o: Int, kernel k: Int,
+                stride: Int = 1, padding: Int? = nil) throws {
+        weight = try s.take(prefix + ".weight", shape: [o, i, k, k])
+        bias = try s.take(prefix + ".bias", shape: [o])
+        self.stride = stride
+        let p = padding ?? k / 2
+        self.padding = (p, p, p, p)
+    }
+
+    init(weight: Tensor, bias: Tensor?, stride: Int, padding: (Int, Int, Int, Int)) {
+        self.weight = weight
+        self.bias = bias
+        self.stride = stride
+        self.padding = padding
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        Ops.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+    }
+
+    /// The same weights with another padding (VAE encoder's asymmetric downsample).
+    public func padded(_ p: (Int, Int, Int, Int)) -> Conv2d {
+        Conv2d(weight: weight, bias: bias, stride: stride, padding: p)
+    }
+}
+
+/// `nn.GroupNorm` (32 groups in every SD model).
+public struct GroupNorm {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let groups: Int
+    public let eps: Float
+
+    public init(_ s: WeightStore, _ prefix: String, channels c: Int, groups: Int = 32, eps: Float) throws {
+        weight = try s.take(prefix + ".weight", shape: [c])
+        bias = try s.take(prefix + ".bias", shape: [c])
+        self.groups = groups
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
+        Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu)
+    }
+}
+
+/// `nn.LayerNorm` over the last axis.
+public struct LayerNorm {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let eps: Float
+
+    public init(_ s: WeightStore, _ prefix: String, channels c: Int, eps: Float = 1e-5) throws {
+        weight = try s.take(prefix + ".weight", shape: [c])
+        bias = try s.take(prefix + ".bias", shape: [c])
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { Ops.layerNorm(x, weight: weight, bias: bias, eps: eps) }
+}

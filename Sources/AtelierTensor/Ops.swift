@@ -1,0 +1,397 @@
+import Foundation
+
+/// The CPU operations a latent-diffusion model needs, on `Tensor` values.
+public enum Ops {
+    // MARK: - Linear algebra
+
+    /// `x[..., K] · W[N, K]ᵀ + b[N]` → `[..., N]` (PyTorch `nn.Linear`).
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        let k = x.shape.last!, n = weight.shape[0]
+        precondition(weight.shape[1] == k, "linear: input width \(k) vs weight \(weight.shape)")
+        let m = x.count / k
+        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
+        let o = out.unsafePointer
+        var beta: Float = 0
+        if let bias {
+            for r in 0..<m { (o + r * n).update(from: bias.unsafePointer, count: n) }
+            beta = 1
+        }
+        sgemm(transB: true, m: m, n: n, k: k, a: x.unsafePointer, lda: k,
+              b: weight.unsafePointer, ldb: k, beta: beta, c: o, ldc: n)
+        return out
+    }
+
+    /// 2-D convolution, NCHW input, OIHW weight. Padding is (top, left, bottom, right)
+    /// so the VAE encoder's asymmetric (0,0,1,1) downsampling pad fits too.
+    /// 1×1 stride-1 convs are one GEMM; others are im2col over tiles of output rows so
+    /// the column buffer stays a few MB (a 512² VAE layer would need 1.2 GB unbounded).
+    public static func conv2d(
+        _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1,
+        padding: (top: Int, left: Int, bottom: Int, right: Int)
+    ) -> Tensor {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        precondition(weight.shape[1] == c, "conv2d: input channels \(c) vs weight \(weight.shape)")
+        let ho = (h + padding.top + padding.bottom - kh) / stride + 1
+        let wo = (w + padding.left + padding.right - kw) / stride + 1
+        let out = Tensor(uninitialized: [b, o, ho, wo])
+        let hw = ho * wo
+        let kdim = c * kh * kw
+        let xp = x.unsafePointer, wp = weight.unsafePointer, op = out.unsafePointer
+
+        for n in 0..<b {
+            let on = op + n * o * hw
+            if let bias {
+                for oc in 0..<o { (on + oc * hw).initialize(repeating: bias.unsafePointer[oc], count: hw) }
+            }
+            let beta: Float = bias == nil ? 0 : 1
+            let xn = xp + n * c * h * w
+            if kh == 1 && kw == 1 && stride == 1 && padding == (0, 0, 0, 0) {
+                sgemm(m: o, n: hw, k: c, a: wp, lda: c, b: xn, ldb: hw, beta: beta, c: on, ldc: hw)
+                continue
+            }
+            // Tile of output rows so that the column buffer is about 4 MB.
+            let rowsPerTile = max(1, min(ho, (1 << 20) / max(1, kdim * wo)))
+            let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * rowsPerTile * wo)
+            defer { col.deallocate() }
+            var r0 = 0
+            while r0 < ho {
+                let rows = min(rowsPerTile, ho - r0)
+                let ncols = rows * wo
+                im2col(xn, c: c, h: h, w: w, kh: kh, kw: kw, stride: stride,
+                       padTop: padding.top, padLeft: padding.left, row0: r0, rows: rows, wo: wo, col: col)
+                sgemm(m: o, n: ncols, k: kdim, a: wp, lda: kdim, b: col, ldb: ncols,
+                      beta: beta, c: on + r0 * wo, ldc: hw)
+                r0 += rows
+            }
+        }
+        return out
+    }
+
+    @inline(__always)
+    private static func im2col(
+        _ x: UnsafePointer<Float>, c: Int, h: Int, w: Int, kh: Int, kw: Int, stride: Int,
+        padTop: Int, padLeft: Int, row0: Int, rows: Int, wo: Int, col: UnsafeMutablePointer<Float>
+    ) {
+        let ncols = rows * wo
+        Compute.split(c, minimum: max(1, 4096 / max(1, ncols))) { range in
+            for ch in range {
+                let xc = x + ch * h * w
+                for i in 0..<kh {
+                    for j in 0..<kw {
+                        let dst = col + ((ch * kh + i) * kw + j) * ncols
+                        for r in 0..<rows {
+                            let iy = (row0 + r) * stride - padTop + i
+                            let d = dst + r * wo
+                            if iy < 0 || iy >= h {
+                                d.initialize(repeating: 0, count: wo)
+                                continue
+                            }
+                            let src = xc + iy * w
+                            if stride == 1 {
+                                // contiguous run of valid x positions
+                                let lo = max(0, padLeft - j), hi = min(wo, w + padLeft - j)
+                                if lo > 0 { d.initialize(repeating: 0, count: lo) }
+                                if hi > lo { (d + lo).update(from: src + (lo - padLeft + j), count: hi - lo) }
+                                if hi < wo { (d + max(hi, 0)).initialize(repeating: 0, count: wo - max(hi, 0)) }
+                            } else {
+                                for q in 0..<wo {
+                                    let ix = q * stride - padLeft + j
+                                    d[q] = (ix >= 0 && ix < w) ? src[ix] : 0
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: - Normalisation
+
+    /// GroupNorm over NCHW (statistics accumulated in double), optionally fused with SiLU.
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor,
+                                 eps: Float, silu: Bool = false) -> Tensor {
+        let (b, c) = (x.shape[0], x.shape[1])
+        let hw = x.count / (b * c)
+        let cpg = c / groups
+        let out = Tensor(uninitialized: x.shape)
+        let xp = x.unsafePointer, op = out.unsafePointer
+        let gp = weight.unsafePointer, bp = bias.unsafePointer
+        Compute.parallel(tasks: min(Compute.threads, b * groups)) { task in
+            let tasks = min(Compute.threads, b * groups)
+            var idx = task
+            while idx < b * groups {
+                let n = idx / groups, g = idx % groups
+                let base = (n * c + g * cpg) * hw
+                let len = cpg * hw
+                var sum = 0.0
+                for i in 0..<len { sum += Double(xp[base + i]) }
+                let mean = sum / Double(len)
+                var sq = 0.0
+                for i in 0..<len { let d = Double(xp[base + i]) - mean; sq += d * d }
+                let rstd = 1.0 / (sq / Double(len) + Double(eps)).squareRoot()
+                for cc in 0..<cpg {
+                    let ch = g * cpg + cc
+                    let scale = Float(rstd) * gp[ch]
+                    let shift = bp[ch] - Float(mean) * scale
+                    let s = xp + base + cc * hw, d = op + base + cc * hw
+                    if silu {
+                        mapVector(s, d, hw) { vsilu($0 * V16(repeating: scale) + V16(repeating: shift)) }
+                    } else {
+                        mapVector(s, d, hw) { $0 * V16(repeating: scale) + V16(repeating: shift) }
+                    }
+                }
+                idx += tasks
+            }
+        }
+        return out
+    }
+
+    /// LayerNorm over the last axis.
+    public static func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> Tensor {
+        let c = x.shape.last!
+        let rows = x.count / c
+        let out = Tensor(uninitialized: x.shape)
+        let xp = x.unsafePointer, op = out.unsafePointer
+        let gp = weight.unsafePointer, bp = bias.unsafePointer
+        Compute.split(rows, minimum: max(1, 16384 / c)) { range in
+            for r in range {
+                let s = xp + r * c, d = op + r * c
+                var sum = 0.0
+                for i in 0..<c { sum += Double(s[i]) }
+                let mean = sum / Double(c)
+                var sq = 0.0
+                for i in 0..<c { let t = Double(s[i]) - mean; sq += t * t }
+                let rstd = Float(1.0 / (sq / Double(c) + Double(eps)).squareRoot())
+                let m = Float(mean)
+                for i in 0..<c { d[i] = (s[i] - m) * rstd * gp[i] + bp[i] }
+            }
+        }
+        return out
+    }
+
+    // MARK: - Elementwise
+
+    public static func silu(_ x: Tensor) -> Tensor { map(x) { vsilu($0) } }
+
+    /// x · sigmoid(1.702 x) (CLIP's activation).
+    public static func quickGELU(_ x: Tensor) -> Tensor {
+        map(x) { v in v / (1 + vexp(v * V16(repeating: -1.702))) }
+    }
+
+    /// Exact (erf) GELU.
+    public static func gelu(_ x: Tensor) -> Tensor {
+        let out = Tensor(uninitialized: x.shape)
+        let s = x.unsafePointer, d = out.unsafePointer
+        Compute.split(x.count) { r in
+            for i in r { let v = s[i]; d[i] = 0.5 * v * (1 + erff(v * 0.707_106_781_186_547_5)) }
+        }
+        return out
+    }
+
+    /// GEGLU: the last axis holds `[hidden, gate]`; returns `hidden · gelu(gate)`.
+    public static func geglu(_ x: Tensor) -> Tensor {
+        let c2 = x.shape.last!, c = c2 / 2
+        let rows = x.count / c2
+        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [c])
+        let s = x.unsafePointer, d = out.unsafePointer
+        Compute.split(rows, minimum: max(1, 8192 / c)) { range in
+            for r in range {
+                let h = s + r * c2, g = h + c, o = d + r * c
+                for i in 0..<c {
+                    let v = g[i]
+                    o[i] = h[i] * (0.5 * v * (1 + erff(v * 0.707_106_781_186_547_5)))
+                }
+            }
+        }
+        return out
+    }
+
+    public static func map(_ x: Tensor, _ f: @escaping (V16) -> V16) -> Tensor {
+        let out = Tensor(uninitialized: x.shape)
+        let s = x.unsafePointer, d = out.unsafePointer
+        Compute.split(x.count) { r in mapVector(s + r.lowerBound, d + r.lowerBound, r.count, f) }
+        return out
+    }
+
+    /// a + b, same shapes.
+    public static func add(_ a: Tensor, _ b: Tensor) -> Tensor {
+        precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
+        let out = Tensor(uninitialized: a.shape)
+        let ap = a.unsafePointer, bp = b.unsafePointer, d = out.unsafePointer
+        Compute.split(a.count) { r in for i in r { d[i] = ap[i] + bp[i] } }
+        return out
+    }
+
+    /// x[n, c, ...] + v[n, c] broadcast over the trailing axes (ResBlock time embedding).
+    public static func addPerChannel(_ x: Tensor, _ v: Tensor) -> Tensor {
+        let (b, c) = (x.shape[0], x.shape[1])
+        let inner = x.count / (b * c)
+        precondition(v.count == b * c, "addPerChannel: \(x.shape) vs \(v.shape)")
+        let out = Tensor(uninitialized: x.shape)
+        let s = x.unsafePointer, d = out.unsafePointer, vp = v.unsafePointer
+        for i in 0..<(b * c) {
+            let add = V16(repeating: vp[i])
+            mapVector(s + i * inner, d + i * inner, inner) { $0 + add }
+        }
+        return out
+    }
+
+    /// x · s
+    public static func scale(_ x: Tensor, _ s: Float) -> Tensor {
+        map(x) { $0 * V16(repeating: s) }
+    }
+
+    // MARK: - Layout
+
+    /// Concatenation of NCHW tensors along channels.
+    public static func concatChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
+        let n = a.shape[0]
+        precondition(b.shape[0] == n && a.shape[2...] == b.shape[2...], "concat: \(a.shape) vs \(b.shape)")
+        let inA = a.count / n, inB = b.count / n
+        let out = Tensor(uninitialized: [n, a.shape[1] + b.shape[1]] + Array(a.shape[2...]))
+        let d = out.unsafePointer
+        for i in 0..<n {
+            (d + i * (inA + inB)).update(from: a.unsafePointer + i * inA, count: inA)
+            (d + i * (inA + inB) + inA).update(from: b.unsafePointer + i * inB, count: inB)
+        }
+        return out
+    }
+
+    /// `[B, C, N]` ↔ `[B, N, C]` (NCHW feature maps to token sequences and back).
+    public static func transposeLast2(_ x: Tensor) -> Tensor {
+        let b = x.shape[0], r = x.shape[1], c = x.shape[2]
+        let out = Tensor(uninitialized: [b, c, r])
+        let s = x.unsafePointer, d = out.unsafePointer
+        let tile = 32
+        for n in 0..<b {
+            let sb = s + n * r * c, db = d + n * r * c
+            var i0 = 0
+            while i0 < r {
+                var j0 = 0
+                while j0 < c {
+                    for i in i0..<min(i0 + tile, r) {
+                        for j in j0..<min(j0 + tile, c) { db[j * r + i] = sb[i * c + j] }
+                    }
+                    j0 += tile
+                }
+                i0 += tile
+            }
+        }
+        return out
+    }
+
+    /// Nearest-neighbour 2× upsampling of NCHW.
+    public static func upsampleNearest2x(_ x: Tensor) -> Tensor {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let out = Tensor(uninitialized: [b, c, 2 * h, 2 * w])
+        let s = x.unsafePointer, d = out.unsafePointer
+        Compute.split(b * c, minimum: 4) { range in
+            for p in range {
+                let sp = s + p * h * w, dp = d + p * 4 * h * w
+                for y in 0..<h {
+                    let row = dp + 2 * y * 2 * w
+                    for xx in 0..<w { let v = sp[y * w + xx]; row[2 * xx] = v; row[2 * xx + 1] = v }
+                    (row + 2 * w).update(from: row, count: 2 * w)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Nearest upsampling of NCHW to an exact size (UNet skip sizes when H/W are not
+    /// multiples of 64): source index `floor(dst * in / out)`, as PyTorch's `nearest`.
+    public static func upsampleNearest(_ x: Tensor, height: Int, width: Int) -> Tensor {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        if height == 2 * h && width == 2 * w { return upsampleNearest2x(x) }
+        let out = Tensor(uninitialized: [b, c, height, width])
+        let s = x.unsafePointer, d = out.unsafePointer
+        let sy = Float(h) / Float(height), sx = Float(w) / Float(width)
+        for p in 0..<(b * c) {
+            for y in 0..<height {
+                let iy = min(h - 1, Int(Float(y) * sy))
+                for xx in 0..<width {
+                    d[(p * height + y) * width + xx] = s[(p * h + iy) * w + min(w - 1, Int(Float(xx) * sx))]
+                }
+            }
+        }
+        return out
+    }
+
+    // MARK: - Attention
+
+    /// Multi-head scaled dot-product attention on token-major tensors.
+    /// `q [B, Nq, H·d]`, `k, v [B, Nk, H·d]` → `[B, Nq, H·d]`. Query rows are processed in
+    /// blocks so the score matrix never exceeds `block × Nk` per task (a 4096² score
+    /// matrix per head would be 64 MB); `causal` masks keys after the query (CLIP).
+    public static func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool = false) -> Tensor {
+        let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
+        let nk = k.shape[1]
+        let d = c / heads
+        let scale = 1 / Float(d).squareRoot()
+        let block = 128
+        let qBlocks = (nq + block - 1) / block
+        let out = Tensor(uninitialized: [b, nq, c])
+        let qp = q.unsafePointer, kp = k.unsafePointer, vp = v.unsafePointer, op = out.unsafePointer
+        let tasks = b * heads * qBlocks
+        let workers = min(Compute.threads, tasks)
+        Compute.parallel(tasks: workers) { worker in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * nk)
+            defer { scores.deallocate() }
+            var t = worker
+            while t < tasks {
+                let qb = t % qBlocks, h = (t / qBlocks) % heads, n = t / (qBlocks * heads)
+                let r0 = qb * block, rows = min(block, nq - r0)
+                let qs = qp + (n * nq + r0) * c + h * d
+                let ks = kp + n * nk * c + h * d
+                let vs = vp + n * nk * c + h * d
+                sgemm(transB: true, m: rows, n: nk, k: d, alpha: scale, a: qs, lda: c, b: ks, ldb: c,
+                      c: scores, ldc: nk)
+                for r in 0..<rows {
+                    let row = scores + r * nk
+                    let valid = causal ? min(nk, r0 + r + 1) : nk
+                    softmaxRow(row, valid)
+                    if valid < nk { (row + valid).initialize(repeating: 0, count: nk - valid) }
+                }
+                sgemm(m: rows, n: d, k: nk, a: scores, lda: nk, b: vs, ldb: c,
+                      c: op + (n * nq + r0) * c + h * d, ldc: c)
+                t += workers
+            }
+        }
+        return out
+    }
+
+    /// In-place softmax of `n` floats.
+    @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
+        var m = -Float.infinity
+        for i in 0..<n where row[i] > m { m = row[i] }
+        let mv = V16(repeating: m)
+        mapVector(row, row, n) { vexp($0 - mv) }
+        var s: Float = 0
+        for i in 0..<n { s += row[i] }
+        let inv = V16(repeating: 1 / s)
+        mapVector(row, row, n) { $0 * inv }
+    }
+
+    // MARK: - Diffusion helpers
+
+    /// Sinusoidal timestep embedding, `[cos | sin]` halves as LDM's `timestep_embedding`
+    /// (diffusers `flip_sin_to_cos=True, freq_shift=0`), computed in float32 like PyTorch.
+    public static func timestepEmbedding(_ t: [Float], dim: Int, maxPeriod: Float = 10000) -> Tensor {
+        let half = dim / 2
+        let out = Tensor(uninitialized: [t.count, dim])
+        let o = out.unsafePointer
+        let lp = -logf(maxPeriod)
+        for (i, tv) in t.enumerated() {
+            for j in 0..<half {
+                let freq = expf(lp * Float(j) / Float(half))
+                let arg = tv * freq
+                o[i * dim + j] = cosf(arg)
+                o[i * dim + half + j] = sinf(arg)
+            }
+        }
+        return out
+    }
+}

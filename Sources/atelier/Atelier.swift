@@ -1,0 +1,149 @@
+import ArgumentParser
+import AtelierDiffusion
+import AtelierImaging
+import AtelierModels
+import AtelierTensor
+import Foundation
+
+@main
+struct Atelier: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "atelier",
+        abstract: "A Stable Diffusion WebUI service with its own diffusion engine.",
+        subcommands: [Generate.self, Tokenize.self])
+}
+
+/// `atelier generate`: one txt2img job from the command line, A1111's names and defaults.
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate images from a prompt with an SD 1.x checkpoint (txt2img).")
+
+    @Option(help: "Checkpoint file (.safetensors, SD 1.x).") var model: String
+    @Option(help: "Prompt (A1111 syntax: (emphasis:1.2), [less], BREAK).") var prompt: String = ""
+    @Option(help: "Negative prompt.") var negativePrompt: String = ""
+    @Option(help: "Seed; -1 for random.") var seed: Int64 = -1
+    @Option(help: "Sampling steps.") var steps: Int = 20
+    @Option(help: "Classifier-free guidance scale.") var cfgScale: Double = 7
+    @Option(help: "Sampler: \(Sampler.allCases.map(\.rawValue).joined(separator: ", ")).") var sampler: String = "Euler a"
+    @Option(help: "Schedule type: \(Scheduler.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler: String = "Automatic"
+    @Option(name: .customShort("W"), help: "Width in pixels (multiple of 8).") var width: Int = 512
+    @Option(name: .customShort("H"), help: "Height in pixels (multiple of 8).") var height: Int = 512
+    @Option(help: "Stop CLIP this many layers from the end (1 = last layer).") var clipSkip: Int = 1
+    @Option(help: "Images per batch.") var batchSize: Int = 1
+    @Option(help: "Number of batches.") var nIter: Int = 1
+    @Option(help: "Noise source: CPU, GPU or NV (GPU gives NVIDIA's numbers, as NV).") var randnSource: String = "GPU"
+    @Option(help: "A1111's eta_noise_seed_delta (ENSD).") var etaNoiseSeedDelta: Int64 = 0
+    @Option(help: "Compute threads (default: all cores).") var threads: Int?
+    @Option(help: "Output PNG; with several images, -N is added before .png.") var output: String = "out.png"
+    @Option(help: "Write intermediates as .npy files into this directory (reference oracle names).") var dump: String?
+
+    func run() throws {
+        if let threads {
+            guard threads > 0 else { throw ValidationError("--threads must be positive") }
+            Compute.setThreads(threads)
+        }
+        var r = GenerationRequest()
+        r.prompt = prompt
+        r.negativePrompt = negativePrompt
+        r.seed = seed
+        r.steps = steps
+        r.cfgScale = cfgScale
+        guard let (s, schedFromName) = Sampler.resolve(sampler) else {
+            throw ValidationError("--sampler: unknown sampler '\(sampler)'; use one of \(Sampler.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        r.sampler = s
+        guard let sched = Scheduler(label: scheduler) else {
+            throw ValidationError("--scheduler: unknown schedule type '\(scheduler)'; use one of \(Scheduler.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        r.scheduler = sched == .automatic ? (schedFromName ?? .automatic) : sched
+        r.width = width
+        r.height = height
+        r.clipSkip = clipSkip
+        r.batchSize = batchSize
+        r.nIter = nIter
+        guard let source = NoiseSource(label: randnSource) else {
+            throw ValidationError("--randn-source: use CPU, GPU or NV")
+        }
+        r.randnSource = source
+        r.etaNoiseSeedDelta = etaNoiseSeedDelta
+        do { try r.validate() } catch let e as RequestError {
+            throw ValidationError("--\(e.field.replacingOccurrences(of: "_", with: "-")): \(e.message)")
+        }
+
+        let t0 = Date()
+        let loaded: StableDiffusionModel
+        do { loaded = try StableDiffusionModel(path: model) } catch let e as ModelFileError {
+            throw ValidationError("cannot load the model: \(e)")
+        }
+        FileHandle.standardError.write("loaded \(loaded.name) [\(loaded.shortHash)] in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s\n")
+        let pipeline = Pipeline(model: loaded)
+        var sink: DirectoryDump?
+        if let dump { sink = try DirectoryDump(path: dump) }
+        let bar = ProgressBar(total: r.steps * r.nIter)
+        let images = try pipeline.txt2img(r, progress: { p in bar.update(p.batch * p.steps + p.step) }, dump: sink)
+        bar.finish()
+        for (i, img) in images.enumerated() {
+            let path = images.count == 1 ? output : numbered(output, i)
+            let png = try PNG.encode(Image8(width: img.width, height: img.height, channels: 3, pixels: img.rgb),
+                                     text: [("parameters", img.infotext)])
+            try png.write(to: URL(fileURLWithPath: path))
+            if let dump, i == 0 { try png.write(to: URL(fileURLWithPath: dump).appendingPathComponent("image.png")) }
+            print("\(path)  seed \(img.seed)")
+        }
+        FileHandle.standardError.write("done in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s\n")
+    }
+
+    func numbered(_ path: String, _ i: Int) -> String {
+        let ext = (path as NSString).pathExtension
+        let stem = (path as NSString).deletingPathExtension
+        return "\(stem)-\(i)" + (ext.isEmpty ? "" : ".\(ext)")
+    }
+}
+
+/// Writes dumped intermediates as `.npy` files.
+final class DirectoryDump: DumpSink {
+    let dir: URL
+    init(path: String) throws {
+        dir = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    func write(_ name: String, shape: [Int], values: [Float]) {
+        do { try NPY.write(values, shape: shape, to: dir.appendingPathComponent(name + ".npy")) } catch {
+            FileHandle.standardError.write("cannot write \(name).npy: \(error)\n")
+        }
+    }
+}
+
+/// A one-line progress bar on stderr.
+final class ProgressBar {
+    let total: Int
+    let start = Date()
+    init(total: Int) { self.total = total }
+    func update(_ done: Int) {
+        let width = 30
+        let filled = total == 0 ? width : done * width / total
+        let elapsed = Date().timeIntervalSince(start)
+        let eta = done == 0 ? 0 : elapsed / Double(done) * Double(total - done)
+        let line = "\r[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            + "] \(done)/\(total) steps, \(String(format: "%.1f", elapsed)) s, ETA \(String(format: "%.1f", eta)) s"
+        FileHandle.standardError.write(line)
+    }
+    func finish() { FileHandle.standardError.write("\n") }
+}
+
+extension FileHandle {
+    func write(_ s: String) { write(Data(s.utf8)) }
+}
+
+/// `atelier tokenize`: shows how a prompt is split into 77-token chunks with emphasis.
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a prompt's CLIP token chunks and emphasis multipliers.")
+    @Argument(help: "Prompt text.") var prompt: String
+
+    func run() throws {
+        for (i, chunk) in PromptParser.chunks(prompt, tokenizer: .shared).enumerated() {
+            print("chunk \(i): \(chunk.tokens.map(String.init).joined(separator: " "))")
+            print("weights \(i): \(chunk.multipliers.map { String(format: "%g", $0) }.joined(separator: " "))")
+        }
+    }
+}

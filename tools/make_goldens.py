@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Regenerate Atelier's committed golden fixtures from the PyTorch oracle of A1111 1.10.
+
+Run by hand with the reference venv (see tools/README.md); the Swift tests never run it
+and never read the oracle:
+
+    REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
+        --tokenizer MODELS_DIR/clip-tokenizer [--only CASE ...] [--noise-only | --no-noise]
+
+Writes (paths relative to the repository root):
+
+  Tests/Fixtures/golden/<case>/   one txt2img generation per case, made in-process by the
+      oracle's reference.py (`run` + `float64_floor`, i.e. `reference.py ... --f64`) on the
+      committed checkpoint Tests/Fixtures/models/tiny-sd15.safetensors, 2 threads. Only the
+      files in KEEP are kept; the float64 twin's arrays are dropped, its distances stay in
+      params.json["float32_vs_float64"]. params.json also gets "golden_case" / "golden_args"
+      (the reference.py options used).
+  Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
+      float32-vs-float64 distances.
+  Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
+      pure-numpy noise.py (`noise.py dump SOURCE SEED SHAPE N_DRAWS OUT`), shape [N_DRAWS, *SHAPE].
+
+The checkpoint is not made here; it is committed. To rebuild it (deterministic for
+torch 2.15; sha256 a7caa29f...):
+    REF_VENV/bin/python REF/make_checkpoint.py --size tiny --seed 0 --fp16 \
+        --out Tests/Fixtures/models/tiny-sd15.safetensors
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, "Tests", "Fixtures")
+CKPT = os.path.join(FIXTURES, "models", "tiny-sd15.safetensors")
+CKPT_SHA256 = "a7caa29fe88432bbcf4de833985faded804ab9f60baf7121ce011b8540e8ff0a"
+
+KEEP = ("params.json", "tokens.json", "cond.npy", "uncond.npy", "noise.npy", "sigmas.npy",
+        "timesteps.npy", "ddim_alphas.npy", "ddim_alphas_prev.npy",
+        "first_unet_in.npy", "first_unet_t.npy", "first_unet_eps.npy", "first_denoised.npy",
+        "steps.npy", "sampler_noise.npy", "latents.npy", "image_float.npy", "image.png")
+
+PROMPT = "a photo of a (cat:1.2), [blurry] masterpiece, \\(escaped\\)"  # text: ... \(escaped\)
+NEGATIVE = "lowres, bad anatomy"
+
+# > 75 tokens: chunk 1 reaches 75 tokens inside "(highly detailed intricate textures:1.2)"; the
+# comma after "crisp air" is 4 tokens back, so A1111's comma backtracking closes chunk 1 at
+# 72 tokens and moves "highly detailed intricate" (weight 1.2) to chunk 2; BREAK then starts
+# chunk 3. Cond = 3 chunks (231 tokens), uncond = 1 chunk (77): separate UNet calls.
+LONG_PROMPT = ("a breathtaking (wide angle:1.1) photograph of a quiet mountain village in early winter, "
+               "snow on the rooftops, smoke rising from stone chimneys, a frozen river winding through pine "
+               "forests, soft morning light, long shadows, a wooden bridge, children playing, a red sleigh "
+               "pulled by two horses, lanterns, church bell tower, distant peaks, [low clouds], crisp air, "
+               "(highly detailed intricate textures:1.2) and subtle reflections, sharp focus, hyperrealistic, "
+               "award winning photo, national geographic, 8k uhd, film grain BREAK "
+               "a (small black cat:1.3) sitting on a windowsill, warm candle light")
+
+BASE = dict(prompt=PROMPT, negative=NEGATIVE, steps=20, cfg=7, width=128, height=128)
+
+
+def cases():
+    out = {}
+    for sampler, s_slug in (("Euler", "euler"), ("Euler a", "euler_a"), ("DPM++ 2M", "dpmpp_2m")):
+        for sched in ("Automatic", "Uniform", "Karras", "Exponential"):
+            out[f"{s_slug}-{sched.lower()}"] = dict(BASE, sampler=sampler, scheduler=sched, seed=42)
+    out["ddim"] = dict(BASE, sampler="DDIM", scheduler="Automatic", seed=7)
+    out["clipskip2-euler_a"] = dict(BASE, sampler="Euler a", scheduler="Automatic", seed=1234, clip_skip=2)
+    out["long-break-dpmpp_2m"] = dict(BASE, prompt=LONG_PROMPT, negative=NEGATIVE, sampler="DPM++ 2M",
+                                      scheduler="Karras", seed=3)
+    out["nv-euler_a"] = dict(BASE, sampler="Euler a", scheduler="Automatic", seed=42, randn_source="NV")
+    out["ensd-euler_a"] = dict(BASE, sampler="Euler a", scheduler="Automatic", seed=42, ensd=31337)
+    out["nonsquare-euler"] = dict(BASE, sampler="Euler", scheduler="Automatic", seed=5, steps=12,
+                                  width=160, height=128)
+    return out
+
+
+# (file name, source, seed, shape "C,H,W" or "N", number of successive draws on one generator)
+NOISE = (
+    ("cpu_42_4x64x64_3draws.npy", "CPU", 42, "4,64,64", 3),
+    ("cpu_1_4x65x65_1draw.npy", "CPU", 1, "4,65,65", 1),
+    ("cpu_0_17_2draws.npy", "CPU", 0, "17", 2),      # numel 17: the 16-block tail path
+    ("cpu_0_7_2draws.npy", "CPU", 0, "7", 2),        # numel < 16: scalar path, draw 1 uses the cached normal
+    ("nv_42_4x64x64_2draws.npy", "NV", 42, "4,64,64", 2),
+    ("nv_9223372036854775807_4x8x8.npy", "NV", 9223372036854775807, "4,8,8", 1),
+)
+
+
+def to_argv(opts, ckpt, tokenizer, out, threads):
+    argv = ["--ckpt", ckpt, "--tokenizer", tokenizer, "--out", out, "--threads", str(threads)]
+    for k, v in opts.items():
+        argv += ["--" + k.replace("_", "-"), str(v)]
+    return argv
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_goldens(args):
+    sys.path.insert(0, os.path.abspath(args.ref))
+    import reference as R  # the oracle, imported from --ref
+
+    got = sha256(args.ckpt)
+    if got != CKPT_SHA256:
+        msg = f"checkpoint sha256 {got} != expected {CKPT_SHA256}"
+        if not args.allow_other_checkpoint:
+            sys.exit(msg + " (rebuild it, or pass --allow-other-checkpoint and update CKPT_SHA256)")
+        print("warning:", msg)
+    golden = os.path.join(FIXTURES, "golden")
+    os.makedirs(golden, exist_ok=True)
+    index_path = os.path.join(golden, "index.json")
+    index = {}
+    if os.path.exists(index_path):  # keep the entries of cases not rerun (--only)
+        with open(index_path) as f:
+            index = json.load(f).get("cases", {})
+    pipe = R.load_pipeline(args.ckpt, args.tokenizer)
+    all_cases = cases()
+    for name, opts in all_cases.items():
+        if args.only and name not in args.only:
+            continue
+        t0 = time.time()
+        with tempfile.TemporaryDirectory() as tmp:
+            argv = to_argv(opts, args.ckpt, args.tokenizer, tmp, args.threads)
+            a = R.build_parser().parse_args(argv)
+            res = R.run(a, pipe)
+            floor = R.float64_floor(a, pipe, res)
+            pipe.pop("_as_torch.float64", None)
+            dest = os.path.join(golden, name)
+            if os.path.isdir(dest):
+                shutil.rmtree(dest)
+            os.makedirs(dest)
+            for fn in KEEP:
+                if os.path.exists(os.path.join(tmp, fn)):
+                    shutil.copyfile(os.path.join(tmp, fn), os.path.join(dest, fn))
+        with open(os.path.join(dest, "params.json")) as f:
+            params = json.load(f)
+        params["golden_case"] = name
+        params["golden_args"] = opts
+        with open(os.path.join(dest, "params.json"), "w") as f:
+            json.dump(params, f, indent=2)
+        with open(os.path.join(dest, "tokens.json")) as f:
+            toks = json.load(f)
+        index[name] = {"args": opts, "sampler": params["sampler"], "scheduler": params["scheduler"],
+                       "unet_calls": params["unet_calls"],
+                       "cond_chunks": len(toks["cond"]["chunks"]), "uncond_chunks": len(toks["uncond"]["chunks"]),
+                       "files": sorted(os.listdir(dest)), "float32_vs_float64": floor}
+        print(f"{name:24} {params['sampler']:9} {params['scheduler']:11} {params['unet_calls']:3} UNet calls "
+              f"{time.time() - t0:5.1f}s  f32-vs-f64 latents rel L2 {floor['latents_rel_l2']:.2e}", flush=True)
+    index = {k: index[k] for k in all_cases if k in index}
+    meta = {"checkpoint": "Tests/Fixtures/models/tiny-sd15.safetensors", "checkpoint_sha256": CKPT_SHA256,
+            "threads": args.threads, "made_by": "tools/make_goldens.py (oracle reference.py --f64)"}
+    with open(index_path, "w") as f:
+        json.dump({"meta": meta, "cases": index}, f, indent=2)
+
+
+def make_noise(args):
+    noise_py = os.path.join(os.path.abspath(args.ref), "noise.py")
+    d = os.path.join(FIXTURES, "noise")
+    os.makedirs(d, exist_ok=True)
+    for fn, src, seed, shape, n in NOISE:
+        cmd = [sys.executable, noise_py, "dump", src, str(seed), shape, str(n), os.path.join(d, fn)]
+        print(" ".join(cmd[1:]), flush=True)
+        subprocess.run(cmd, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ref", required=True, help="the oracle directory (shared/ref: reference.py, noise.py, ...)")
+    ap.add_argument("--tokenizer", help="clip-tokenizer dir made by REF/vocab.py (needed for goldens)")
+    ap.add_argument("--ckpt", default=CKPT)
+    ap.add_argument("--allow-other-checkpoint", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="*", default=None, help="golden case names (default: all)")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--noise-only", action="store_true")
+    g.add_argument("--no-noise", action="store_true")
+    args = ap.parse_args()
+    if not args.no_noise:
+        make_noise(args)
+    if not args.noise_only:
+        if not args.tokenizer:
+            ap.error("--tokenizer is required for the goldens")
+        make_goldens(args)
+
+
+if __name__ == "__main__":
+    main()
