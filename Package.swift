@@ -33,7 +33,7 @@ let package = Package(
             resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")],
             swiftSettings: simd),
         .target(name: "AtelierDiffusion", dependencies: ["AtelierTensor", "AtelierModels"], swiftSettings: simd),
-        .target(name: "AtelierImaging", dependencies: ["CSPNG"], swiftSettings: simd),
+        .target(name: "AtelierImaging", dependencies: ["CSPNG", "CZlib"], swiftSettings: simd),
         .executableTarget(
             name: "atelier",
             dependencies: [

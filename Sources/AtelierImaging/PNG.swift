@@ -1,4 +1,5 @@
 import CSPNG
+import CZlib
 import Foundation
 
 /// An 8-bit image in memory, row-major, interleaved channels (3 = RGB, 4 = RGBA).
@@ -37,30 +38,6 @@ public enum PNG {
         ihdr.color_type = UInt8(image.channels == 4 ? SPNG_COLOR_TYPE_TRUECOLOR_ALPHA.rawValue : SPNG_COLOR_TYPE_TRUECOLOR.rawValue)
         try check(spng_set_ihdr(ctx, &ihdr), "set header")
 
-        if !text.isEmpty {
-            var chunks = [spng_text](repeating: spng_text(), count: text.count)
-            var buffers: [UnsafeMutablePointer<CChar>] = []
-            defer { buffers.forEach { free($0) } }
-            for (i, (key, value)) in text.enumerated() {
-                withUnsafeMutableBytes(of: &chunks[i].keyword) { kw in
-                    let k = Array(key.utf8.prefix(79))
-                    for (j, b) in k.enumerated() { kw[j] = b }
-                }
-                let latin1 = value.unicodeScalars.allSatisfy { $0.value < 256 }
-                let bytes: [UInt8] = latin1 ? value.unicodeScalars.map { UInt8($0.value) } : Array(value.utf8)
-                let buf = malloc(bytes.count + 1)!.assumingMemoryBound(to: CChar.self)
-                bytes.withUnsafeBufferPointer { if let b = $0.baseAddress { memcpy(buf, b, bytes.count) } }
-                buf[bytes.count] = 0
-                buffers.append(buf)
-                chunks[i].type = Int32(latin1 ? SPNG_TEXT.rawValue : SPNG_ITXT.rawValue)
-                chunks[i].length = bytes.count
-                chunks[i].text = buf
-                chunks[i].compression_flag = 0
-                chunks[i].language_tag = latin1 ? nil : UnsafeMutablePointer(mutating: emptyCString)
-                chunks[i].translated_keyword = latin1 ? nil : UnsafeMutablePointer(mutating: emptyCString)
-            }
-            try check(spng_set_text(ctx, &chunks, UInt32(chunks.count)), "set text")
-        }
         var pixels = image.pixels
         try check(pixels.withUnsafeMutableBytes {
             spng_encode_image(ctx, $0.baseAddress, $0.count, Int32(SPNG_FMT_PNG.rawValue), Int32(SPNG_ENCODE_FINALIZE.rawValue))
@@ -69,7 +46,7 @@ public enum PNG {
         var err: Int32 = 0
         guard let out = spng_get_png_buffer(ctx, &len, &err) else { throw ImageCodecError("spng: no output (\(err))") }
         defer { free(out) }
-        return Data(bytes: out, count: len)
+        return PNGText.insert(text, into: Data(bytes: out, count: len))
     }
 
     /// Decodes a PNG to 8-bit RGB or RGBA (RGBA when the file has alpha or transparency).
@@ -91,21 +68,7 @@ public enum PNG {
             try check(spng_decoded_image_size(ctx, fmt, &size), "size")
             var pixels = [UInt8](repeating: 0, count: size)
             try check(pixels.withUnsafeMutableBytes { spng_decode_image(ctx, $0.baseAddress, size, fmt, Int32(SPNG_DECODE_TRNS.rawValue)) }, "decode")
-            var text: [String: String] = [:]
-            var n: UInt32 = 0
-            if spng_get_text(ctx, nil, &n) == 0 && n > 0 {
-                var chunks = [spng_text](repeating: spng_text(), count: Int(n))
-                if spng_get_text(ctx, &chunks, &n) == 0 {
-                    for c in chunks {
-                        let key = withUnsafeBytes(of: c.keyword) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                        let raw = UnsafeRawBufferPointer(start: c.text, count: c.length)
-                        let value = c.type == Int32(SPNG_ITXT.rawValue)
-                            ? String(decoding: raw, as: UTF8.self)
-                            : String(raw.map { Character(Unicode.Scalar($0)) })
-                        text[key] = value
-                    }
-                }
-            }
+            let text = PNGText.read(data)
             let image = Image8(width: Int(ihdr.width), height: Int(ihdr.height), channels: channels, pixels: pixels)
             return (image, text)
         }
@@ -116,8 +79,86 @@ public enum PNG {
     }
 }
 
-private let emptyCString: UnsafePointer<CChar> = {
-    let p = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
-    p[0] = 0
-    return UnsafePointer(p)
-}()
+/// PNG text chunks, written and read directly: `tEXt` for Latin-1 text, `iTXt` (UTF-8,
+/// uncompressed) otherwise, as Pillow writes them; `zTXt` and compressed `iTXt` are read too.
+public enum PNGText {
+    static func chunk(_ type: String, _ body: [UInt8]) -> Data {
+        var d = Data()
+        let len = UInt32(body.count).bigEndian
+        withUnsafeBytes(of: len) { d.append(contentsOf: $0) }
+        let typed = Array(type.utf8) + body
+        d.append(contentsOf: typed)
+        let crc = UInt32(typed.withUnsafeBufferPointer { crc32(0, $0.baseAddress, uInt($0.count)) }).bigEndian
+        withUnsafeBytes(of: crc) { d.append(contentsOf: $0) }
+        return d
+    }
+
+    /// Inserts text chunks right after IHDR.
+    public static func insert(_ text: [(String, String)], into png: Data) -> Data {
+        guard !text.isEmpty, png.count > 33 else { return png }
+        var chunks = Data()
+        for (key, value) in text {
+            let k = Array(key.utf8.prefix(79))
+            if value.unicodeScalars.allSatisfy({ $0.value < 256 }) {
+                chunks.append(chunk("tEXt", k + [0] + value.unicodeScalars.map { UInt8($0.value) }))
+            } else {
+                chunks.append(chunk("iTXt", k + [0, 0, 0, 0, 0] + Array(value.utf8)))
+            }
+        }
+        var out = png.prefix(33)  // signature (8) + IHDR (25)
+        out.append(chunks)
+        out.append(png.dropFirst(33))
+        return Data(out)
+    }
+
+    /// All text chunks of a PNG file.
+    public static func read(_ png: Data) -> [String: String] {
+        let b = [UInt8](png)
+        var out: [String: String] = [:]
+        var i = 8
+        while i + 8 <= b.count {
+            let len = Int(b[i]) << 24 | Int(b[i + 1]) << 16 | Int(b[i + 2]) << 8 | Int(b[i + 3])
+            let type = String(decoding: b[(i + 4)..<(i + 8)], as: UTF8.self)
+            let start = i + 8, end = start + len
+            guard len >= 0, end + 4 <= b.count else { break }
+            let body = Array(b[start..<end])
+            if let z = body.firstIndex(of: 0) {
+                let key = String(decoding: body[..<z], as: UTF8.self)
+                switch type {
+                case "tEXt":
+                    out[key] = String(body[(z + 1)...].map { Character(Unicode.Scalar($0)) })
+                case "zTXt":
+                    if z + 2 <= body.count, let t = inflate(Array(body[(z + 2)...])) {
+                        out[key] = String(t.map { Character(Unicode.Scalar($0)) })
+                    }
+                case "iTXt":
+                    guard z + 3 <= body.count else { break }
+                    let compressed = body[z + 1] == 1
+                    var j = z + 3
+                    guard let lang = body[j...].firstIndex(of: 0) else { break }
+                    j = lang + 1
+                    guard let trans = body[j...].firstIndex(of: 0) else { break }
+                    let raw = Array(body[(trans + 1)...])
+                    if let t = compressed ? inflate(raw) : raw { out[key] = String(decoding: t, as: UTF8.self) }
+                default: break
+                }
+            }
+            if type == "IEND" { break }
+            i = end + 4
+        }
+        return out
+    }
+
+    static func inflate(_ input: [UInt8]) -> [UInt8]? {
+        var size = max(1024, input.count * 8)
+        for _ in 0..<8 {
+            var out = [UInt8](repeating: 0, count: size)
+            var outLen = uLongf(size)
+            let rc = uncompress(&out, &outLen, input, uLong(input.count))
+            if rc == Z_OK { return Array(out.prefix(Int(outLen))) }
+            if rc != Z_BUF_ERROR { return nil }
+            size *= 4
+        }
+        return nil
+    }
+}

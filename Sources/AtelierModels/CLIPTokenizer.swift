@@ -116,29 +116,33 @@ public final class CLIPTokenizer: @unchecked Sendable {
 
     // MARK: - Text clean-up and word splitting
 
-    /// `whitespace_clean(ftfy.fix_text(text)).lower()`, limited to what ftfy's defaults change in
-    /// prompts: HTML entities unescaped (when the text has no `<…>` tag), full-width ASCII
-    /// forms narrowed, curly quotes straightened, line breaks unified, control characters
-    /// dropped, NFC; then runs of whitespace become one space, trimmed, lower-cased.
+    /// `whitespace_clean(ftfy.fix_text(text)).lower()` — A1111's clean-up (transformers 4.30's
+    /// slow `CLIPTokenizer` with ftfy installed). ftfy's default steps, per line: HTML entities
+    /// unescaped (until a line holds `<`), mojibake undone, C1 controls read as Windows-1252,
+    /// Latin ligatures split, full-width forms narrowed, curly quotes straightened, line breaks
+    /// unified, terminal escapes and control characters dropped, NFC. Then runs of whitespace
+    /// become one space, trimmed, and Python's `str.lower()` (final sigma included).
     public static func clean(_ text: String) -> String {
-        var s = text
-        if !(s.contains("<") && s.contains(">")) { s = unescapeHTML(s) }
-        var out = String.UnicodeScalarView()
-        for u in s.unicodeScalars {
-            switch u.value {
-            case 0xFF01...0xFF5E: out.append(Unicode.Scalar(u.value - 0xFEE0)!)  // full-width ASCII
-            case 0x3000: out.append(" ")
-            case 0x2018, 0x2019, 0x201A, 0x201B, 0x2032: out.append("'")
-            case 0x201C, 0x201D, 0x201E, 0x201F, 0x2033: out.append("\"")
-            case 0x00..<0x09, 0x0B, 0x0E..<0x20, 0x7F: continue
-            default: out.append(u)
+        var lines: [String] = []
+        var htmlAllowed = true
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.contains("<") { htmlAllowed = false }
+            var s = String(line)
+            // ftfy repeats its fixes until the text stops changing
+            for _ in 0..<4 {
+                let before = s
+                if htmlAllowed { s = unescapeHTML(s) }
+                s = fixMojibake(s)
+                s = fixCharacters(s)
+                s = s.precomposedStringWithCanonicalMapping
+                if s == before { break }
             }
+            lines.append(s)
         }
-        s = String(out).precomposedStringWithCanonicalMapping
-        // whitespace_clean: \s+ → " ", strip
+        let fixed = lines.joined(separator: "\n")
         var collapsed = String.UnicodeScalarView()
         var pendingSpace = false
-        for u in s.unicodeScalars {
+        for u in fixed.unicodeScalars {
             if u.properties.isWhitespace || (0x1C...0x1F).contains(u.value) {
                 pendingSpace = !collapsed.isEmpty
             } else {
@@ -146,15 +150,146 @@ public final class CLIPTokenizer: @unchecked Sendable {
                 collapsed.append(u)
             }
         }
-        return String(collapsed).lowercased()
+        return pythonLower(String(collapsed))
+    }
+
+    /// Per-character fixes of ftfy: C1 controls, ligatures, character width, quotes,
+    /// line breaks, terminal escapes, control characters.
+    static func fixCharacters(_ s: String) -> String {
+        var out = String.UnicodeScalarView()
+        let u = Array(s.unicodeScalars)
+        var i = 0
+        while i < u.count {
+            let c = u[i]
+            let v = c.value
+            if v == 0x1B, i + 1 < u.count, u[i + 1] == "[" {  // ESC [ params letter
+                var j = i + 2
+                while j < u.count && !(u[j].properties.isAlphabetic && u[j].isASCII) { j += 1 }
+                i = j + 1
+                continue
+            }
+            i += 1
+            switch v {
+            case 0x80...0x9F:
+                if let w = windows1252[UInt8(v)] { out.append(w) } else { out.append(c) }
+            case 0xFB00: out.append(contentsOf: "ff".unicodeScalars)
+            case 0xFB01: out.append(contentsOf: "fi".unicodeScalars)
+            case 0xFB02: out.append(contentsOf: "fl".unicodeScalars)
+            case 0xFB03: out.append(contentsOf: "ffi".unicodeScalars)
+            case 0xFB04: out.append(contentsOf: "ffl".unicodeScalars)
+            case 0xFB05, 0xFB06: out.append(contentsOf: "st".unicodeScalars)
+            case 0x0132: out.append(contentsOf: "IJ".unicodeScalars)
+            case 0x0133: out.append(contentsOf: "ij".unicodeScalars)
+            case 0x01C4: out.append(contentsOf: "DŽ".unicodeScalars)
+            case 0x01C5: out.append(contentsOf: "Dž".unicodeScalars)
+            case 0x01C6: out.append(contentsOf: "dž".unicodeScalars)
+            case 0x01C7: out.append(contentsOf: "LJ".unicodeScalars)
+            case 0x01C8: out.append(contentsOf: "Lj".unicodeScalars)
+            case 0x01C9: out.append(contentsOf: "lj".unicodeScalars)
+            case 0x01CA: out.append(contentsOf: "NJ".unicodeScalars)
+            case 0x01CB: out.append(contentsOf: "Nj".unicodeScalars)
+            case 0x01CC: out.append(contentsOf: "nj".unicodeScalars)
+            case 0x0149: out.append(contentsOf: "ʼn".unicodeScalars)
+            case 0x3000: out.append(" ")
+            case 0xFF01...0xFFEF:
+                out.append(contentsOf: String(c).decomposedStringWithCompatibilityMapping.precomposedStringWithCompatibilityMapping.unicodeScalars)
+            case 0x02BC, 0x2018...0x201B: out.append("'")
+            case 0x201C...0x201F: out.append("\"")
+            case 0x2028, 0x2029: out.append("\n")
+            case 0x0D:
+                out.append("\n")
+                if i < u.count && u[i] == "\n" { i += 1 }
+            case 0x00...0x08, 0x0B, 0x0E...0x1F, 0x7F, 0x206A...0x206F, 0xFEFF, 0xFFF9...0xFFFC:
+                continue
+            default: out.append(c)
+            }
+        }
+        return String(out)
+    }
+
+    /// Undoes UTF-8 read as Windows-1252 ("cafÃ©" → "café"): each run of characters that
+    /// Windows-1252 can encode is re-encoded and, when that is valid UTF-8 with at least one
+    /// multi-byte sequence, decoded.
+    static func fixMojibake(_ s: String) -> String {
+        guard s.unicodeScalars.contains(where: { $0.value >= 0xC2 && $0.value <= 0xF4 }) else { return s }
+        var out = ""
+        var run: [UInt8] = []
+        var runText = ""
+        func flush() {
+            if run.contains(where: { $0 >= 0xC2 }), let decoded = String(bytes: run, encoding: .utf8),
+               decoded.unicodeScalars.contains(where: { $0.value >= 0x80 }) {
+                out += decoded
+            } else {
+                out += runText
+            }
+            run = []; runText = ""
+        }
+        for c in s.unicodeScalars {
+            if let b = cp1252Byte(c) {
+                run.append(b)
+                runText.unicodeScalars.append(c)
+            } else {
+                flush()
+                out.unicodeScalars.append(c)
+            }
+        }
+        flush()
+        return out
+    }
+
+    static let windows1252: [UInt8: Unicode.Scalar] = {
+        let table: [UInt8: UInt32] = [
+            0x80: 0x20AC, 0x82: 0x201A, 0x83: 0x0192, 0x84: 0x201E, 0x85: 0x2026, 0x86: 0x2020, 0x87: 0x2021,
+            0x88: 0x02C6, 0x89: 0x2030, 0x8A: 0x0160, 0x8B: 0x2039, 0x8C: 0x0152, 0x8E: 0x017D, 0x91: 0x2018,
+            0x92: 0x2019, 0x93: 0x201C, 0x94: 0x201D, 0x95: 0x2022, 0x96: 0x2013, 0x97: 0x2014, 0x98: 0x02DC,
+            0x99: 0x2122, 0x9A: 0x0161, 0x9B: 0x203A, 0x9C: 0x0153, 0x9E: 0x017E, 0x9F: 0x0178,
+        ]
+        return table.mapValues { Unicode.Scalar($0)! }
+    }()
+
+    static let cp1252Reverse: [UInt32: UInt8] = {
+        var r: [UInt32: UInt8] = [:]
+        for (b, u) in windows1252 { r[u.value] = b }
+        return r
+    }()
+
+    static func cp1252Byte(_ c: Unicode.Scalar) -> UInt8? {
+        if c.value < 0x80 || (0xA0...0xFF).contains(c.value) { return UInt8(c.value) }
+        return cp1252Reverse[c.value]
+    }
+
+    /// Python's `str.lower()`: full lower-case mapping, and capital sigma at the end of a
+    /// word becomes final sigma.
+    static func pythonLower(_ s: String) -> String {
+        let u = Array(s.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        for (i, c) in u.enumerated() {
+            if c.value == 0x03A3 {
+                let before = u[..<i].last { !$0.properties.isCaseIgnorable }.map { $0.properties.isCased } ?? false
+                let after = u[(i + 1)...].first { !$0.properties.isCaseIgnorable }.map { $0.properties.isCased } ?? false
+                out.append(before && !after ? "ς" : "σ")
+            } else {
+                out.append(contentsOf: c.properties.lowercaseMapping.unicodeScalars)
+            }
+        }
+        return String(out)
     }
 
     static let entities: [String: String] = [
         "amp": "&", "lt": "<", "gt": ">", "quot": "\"", "apos": "'", "nbsp": "\u{A0}",
-        "copy": "©", "reg": "®", "hellip": "…", "mdash": "—", "ndash": "–",
+        "copy": "©", "reg": "®", "trade": "™", "hellip": "…", "mdash": "—", "ndash": "–", "middot": "·",
+        "laquo": "«", "raquo": "»", "lsquo": "‘", "rsquo": "’", "ldquo": "“", "rdquo": "”", "bull": "•",
+        "deg": "°", "times": "×", "divide": "÷", "euro": "€", "pound": "£", "yen": "¥", "cent": "¢",
+        "sect": "§", "para": "¶", "plusmn": "±", "frac12": "½", "frac14": "¼", "frac34": "¾",
+        "eacute": "é", "egrave": "è", "ecirc": "ê", "euml": "ë", "aacute": "á", "agrave": "à",
+        "acirc": "â", "auml": "ä", "aring": "å", "atilde": "ã", "ccedil": "ç", "iacute": "í", "igrave": "ì",
+        "icirc": "î", "iuml": "ï", "ntilde": "ñ", "oacute": "ó", "ograve": "ò", "ocirc": "ô", "ouml": "ö",
+        "otilde": "õ", "oslash": "ø", "uacute": "ú", "ugrave": "ù", "ucirc": "û", "uuml": "ü", "szlig": "ß",
+        "Eacute": "É", "Agrave": "À", "Aacute": "Á", "Ouml": "Ö", "Uuml": "Ü", "Auml": "Ä", "Ccedil": "Ç",
+        "Ntilde": "Ñ", "aelig": "æ", "AElig": "Æ",
     ]
 
-    /// Python `html.unescape` for the named entities above and numeric references.
+    /// Python `html.unescape` for `&name;` (a table of common HTML5 entities) and `&#N;`/`&#xN;`.
     static func unescapeHTML(_ s: String) -> String {
         guard s.contains("&") else { return s }
         var out = ""

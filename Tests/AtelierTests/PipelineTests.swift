@@ -1,0 +1,72 @@
+import AtelierDiffusion
+import AtelierImaging
+import AtelierModels
+import Foundation
+import Testing
+
+@Suite(.serialized) struct PipelineTests {
+    func request(seed: Int64, batch: Int = 1) -> GenerationRequest {
+        var r = GenerationRequest()
+        r.prompt = "a red cube"
+        r.negativePrompt = "blurry"
+        r.seed = seed
+        r.steps = 6
+        r.sampler = .eulerA
+        r.width = 128
+        r.height = 128
+        r.batchSize = batch
+        r.randnSource = .cpu
+        return r
+    }
+
+    @Test func imageIOfABatchEqualsASingleRunAtSeedPlusI() throws {
+        let batch = try Fixtures.pipeline.txt2img(request(seed: 100, batch: 2))
+        #expect(batch.map(\.seed) == [100, 101])
+        for i in 0..<2 {
+            let single = try Fixtures.pipeline.txt2img(request(seed: 100 + Int64(i)))[0]
+            #expect(psnr(batch[i].rgb, single.rgb) >= 40)
+            #expect(batch[i].infotext == single.infotext)
+        }
+        #expect(batch[0].rgb != batch[1].rgb)
+    }
+
+    @Test func infotextFollowsA1111AndSurvivesAPNGRoundTrip() throws {
+        var r = request(seed: 7)
+        r.prompt = "a cat, (猫:1.2)"
+        r.clipSkip = 2
+        r.etaNoiseSeedDelta = 31337
+        let img = try Fixtures.pipeline.txt2img(r)[0]
+        #expect(img.infotext == """
+            a cat, (猫:1.2)
+            Negative prompt: blurry
+            Steps: 6, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7.0, Seed: 7, Size: 128x128, Model hash: a7caa29fe8, Model: tiny-sd15, Clip skip: 2, ENSD: 31337, RNG: CPU, Version: v1.10.1
+            """)
+        let png = try PNG.encode(Image8(width: img.width, height: img.height, channels: 3, pixels: img.rgb), text: [("parameters", img.infotext)])
+        let (decoded, text) = try PNG.decode(png)
+        #expect(decoded.pixels == img.rgb)
+        #expect(text["parameters"] == img.infotext)
+        let p = Infotext.parse(img.infotext)
+        #expect(p["Prompt"] == "a cat, (猫:1.2)")
+        #expect(p["Negative prompt"] == "blurry")
+        #expect(p["Steps"] == "6" && p["Seed"] == "7" && p["Size-1"] == "128" && p["Size-2"] == "128")
+        #expect(p["Clip skip"] == "2" && p["RNG"] == "CPU" && p["Model hash"] == "a7caa29fe8")
+    }
+
+    @Test func quotedInfotextValuesRoundTrip() {
+        let text = Infotext.make(prompt: "p", negativePrompt: "", fields: [("Steps", "2"), ("Model", "a, b: c"), ("Seed", "1")])
+        #expect(text == "p\nSteps: 2, Model: \"a, b: c\", Seed: 1")
+        #expect(Infotext.parse(text)["Model"] == "a, b: c")
+    }
+
+    @Test func progressReportsEveryStepAndCanStopTheJob() throws {
+        struct Stop: Error {}
+        var seen: [Int] = []
+        #expect(throws: Stop.self) {
+            _ = try Fixtures.pipeline.txt2img(request(seed: 1)) { p in
+                seen.append(p.step)
+                if p.step == 3 { throw Stop() }
+            }
+        }
+        #expect(seen == [1, 2, 3])
+    }
+}
