@@ -94,3 +94,63 @@ struct CheckpointTests {
         #expect(Scheduler(label: "karras") == .karras)
     }
 }
+
+/// Key layouts A1111 accepts load to the same model.
+@Suite(.serialized) struct CheckpointKeyLayoutTests {
+    /// Copies the tiny checkpoint with every key passed through `rename` (and extra tensors added).
+    func rewrite(_ name: String, rename: (String) -> String, extra: [String: Any] = [:]) throws -> String {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.checkpoint))
+        let n = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        var header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as! [String: Any]
+        var renamed: [String: Any] = [:]
+        for (k, v) in header where k != "__metadata__" { renamed[rename(k)] = v }
+        var body = data.subdata(in: (8 + n)..<data.count)
+        for (k, v) in extra {  // 0-d float32 tensors appended at the end
+            var value = (v as! Float).bitPattern.littleEndian
+            renamed[k] = ["dtype": "F32", "shape": [Int](), "data_offsets": [body.count, body.count + 4]]
+            body.append(Data(bytes: &value, count: 4))
+        }
+        header = renamed
+        let h = try JSONSerialization.data(withJSONObject: header)
+        var out = Data()
+        var len = UInt64(h.count).littleEndian
+        out.append(Data(bytes: &len, count: 8))
+        out.append(h)
+        out.append(body)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atelier-keys-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent(name + ".safetensors").path
+        try out.write(to: URL(fileURLWithPath: path))
+        // the yaml / json sidecars travel with the checkpoint, as A1111 expects
+        for ext in ["yaml", "json"] {
+            try FileManager.default.copyItem(atPath: Fixtures.checkpoint.replacingOccurrences(of: ".safetensors", with: ".\(ext)"),
+                                             toPath: dir.appendingPathComponent(name + ".\(ext)").path)
+        }
+        return path
+    }
+
+    func conditioning(_ path: String) throws -> [Float] {
+        let p = Pipeline(model: try StableDiffusionModel(path: path))
+        return p.encode("a photo of a (cat:1.2)", clipSkip: 1).0.scalars
+    }
+
+    @Test func stateDictWrapperTextModelLessKeysAndEMAWeightsLoadToTheSameModel() throws {
+        let reference = try conditioning(Fixtures.checkpoint)
+        let wrapped = try rewrite("wrapped", rename: { "state_dict." + $0 })
+        #expect(try conditioning(wrapped) == reference)
+        let flat = try rewrite("flat", rename: { $0.replacingOccurrences(of: "cond_stage_model.transformer.text_model.", with: "cond_stage_model.transformer.") },
+                               extra: ["model_ema.diffusion_modelinput_blocks00weight": Float(1)])
+        #expect(try conditioning(flat) == reference)
+    }
+
+    @Test func anUnexpectedTensorIsAnErrorNamingItsKeyAndShape() throws {
+        let odd = try rewrite("odd", rename: { $0 }, extra: ["model.diffusion_model.extra_thing.weight": Float(1)])
+        do {
+            _ = try StableDiffusionModel(path: odd)
+            Issue.record("loading should fail")
+        } catch let e as ModelFileError {
+            #expect(e.file == "odd.safetensors")
+            #expect(e.problem.contains("model.diffusion_model.extra_thing.weight") && e.problem.contains("[]"))
+        }
+    }
+}
