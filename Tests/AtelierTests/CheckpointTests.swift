@@ -136,11 +136,14 @@ struct CheckpointTests {
 
     @Test func stateDictWrapperTextModelLessKeysAndEMAWeightsLoadToTheSameModel() throws {
         let reference = try conditioning(Fixtures.checkpoint)
+        // Same weights ⇒ same conditioning, up to BLAS rounding (other suites run concurrently
+        // and may change the BLAS thread count between calls).
+        func same(_ a: [Float]) -> Bool { relativeL2(a, reference.map(Double.init)) < 1e-6 }
         let wrapped = try rewrite("wrapped", rename: { "state_dict." + $0 })
-        #expect(try conditioning(wrapped) == reference)
+        #expect(same(try conditioning(wrapped)))
         let flat = try rewrite("flat", rename: { $0.replacingOccurrences(of: "cond_stage_model.transformer.text_model.", with: "cond_stage_model.transformer.") },
                                extra: ["model_ema.diffusion_modelinput_blocks00weight": Float(1)])
-        #expect(try conditioning(flat) == reference)
+        #expect(same(try conditioning(flat)))
     }
 
     @Test func anUnexpectedTensorIsAnErrorNamingItsKeyAndShape() throws {
