@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
     ],
     targets: [
         // C libraries from Debian, as system-library targets.
@@ -34,16 +36,30 @@ let package = Package(
             swiftSettings: simd),
         .target(name: "AtelierDiffusion", dependencies: ["AtelierTensor", "AtelierModels"], swiftSettings: simd),
         .target(name: "AtelierImaging", dependencies: ["CSPNG", "CZlib"], swiftSettings: simd),
+        .target(
+            name: "AtelierService",
+            dependencies: ["AtelierModels", "AtelierDiffusion", "AtelierImaging"],
+            swiftSettings: simd),
+        .target(
+            name: "AtelierHTTP",
+            dependencies: [
+                "AtelierService", "AtelierDiffusion", "AtelierImaging",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: simd),
         .executableTarget(
             name: "atelier",
             dependencies: [
-                "AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging",
+                "AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierHTTP",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simd),
         .testTarget(
             name: "AtelierTests",
-            dependencies: ["AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging"],
+            dependencies: ["AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService"],
             swiftSettings: simd),
     ],
     swiftLanguageModes: [.v5]

@@ -31,6 +31,8 @@ public struct GenerationRequest: Sendable, Equatable {
     public var nIter = 1
     public var randnSource: NoiseSource = .gpu
     public var etaNoiseSeedDelta: Int64 = 0
+    /// noise multiplier of ancestral steps (default 1) and DDIM (default 0); nil = the default
+    public var eta: Double?
 
     public init() {}
 
@@ -54,6 +56,7 @@ public struct GenerationRequest: Sendable, Equatable {
             throw RequestError(field: "seed", "seed must be -1 (random) or between 0 and 4294967295")
         }
         guard (1...12).contains(clipSkip) else { throw RequestError(field: "clip_skip", "ensure this value is between 1 and 12") }
+        if let eta, !(eta.isFinite && eta >= 0 && eta <= 10) { throw RequestError(field: "eta", "ensure this value is between 0 and 10") }
     }
 }
 
@@ -72,7 +75,28 @@ public struct GenerationProgress: Sendable {
     public let steps: Int
     public let batch: Int
     public let batches: Int
+    /// the current latents of the batch's first image, `[4, h, w]`
+    public let latents: [Float]
+    public let latentShape: [Int]
 }
+
+/// Interrupt and skip, set from another thread while a job runs (A1111's `state.interrupted`
+/// / `state.skipped`): the sampler stops after its current step and the batch is decoded
+/// from the latest latents; interrupt also drops the remaining batches.
+public final class JobControl: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _interrupted = false
+    private var _skipped = false
+    public init() {}
+    public func interrupt() { lock.withLock { _interrupted = true } }
+    public func skip() { lock.withLock { _skipped = true } }
+    public var interrupted: Bool { lock.withLock { _interrupted } }
+    public var skipped: Bool { lock.withLock { _skipped } }
+    func clearSkip() { lock.withLock { _skipped = false } }
+    public func reset() { lock.withLock { _interrupted = false; _skipped = false } }
+}
+
+struct StopSampling: Error {}
 
 /// Receives named intermediates (`--dump`), under the reference oracle's file names.
 public protocol DumpSink: AnyObject {
@@ -120,7 +144,8 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// Generates `batchSize × nIter` images. `progress` may throw to stop the job.
-    public func txt2img(_ r: GenerationRequest, progress: ((GenerationProgress) throws -> Void)? = nil,
+    public func txt2img(_ r: GenerationRequest, control: JobControl? = nil,
+                        progress: ((GenerationProgress) throws -> Void)? = nil,
                         dump: DumpSink? = nil) throws -> [GeneratedImage] {
         try r.validate()
         let allSeeds = Self.seeds(for: r)
@@ -133,21 +158,26 @@ public final class Pipeline: @unchecked Sendable {
         var images: [GeneratedImage] = []
         for batch in 0..<r.nIter {
             let seeds = Array(allSeeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
-            let latents = try sample(r, seeds: seeds, cond: cond, uncond: uncond, dump: batch == 0 ? dump : nil) { step in
-                try progress?(GenerationProgress(step: step, steps: r.steps, batch: batch, batches: r.nIter))
+            let per = 4 * (r.height / 8) * (r.width / 8)
+            let latents = try sample(r, seeds: seeds, cond: cond, uncond: uncond, dump: batch == 0 ? dump : nil) { step, x in
+                if let control, control.interrupted || control.skipped { throw StopSampling() }
+                try progress?(GenerationProgress(step: step, steps: r.steps, batch: batch, batches: r.nIter,
+                                                 latents: Array(x[0..<per]), latentShape: [4, r.height / 8, r.width / 8]))
             }
             let decoded = decode(latents, dump: batch == 0 ? dump : nil)
             for (i, rgb) in decoded.enumerated() {
                 images.append(GeneratedImage(width: r.width, height: r.height, rgb: rgb, seed: seeds[i],
                                              infotext: infotext(r, seed: seeds[i])))
             }
+            control?.clearSkip()
+            if control?.interrupted == true { break }
         }
         return images
     }
 
     /// Runs the sampler for one batch; returns the final latents `[B, 4, h, w]`.
     func sample(_ r: GenerationRequest, seeds: [UInt64], cond: Tensor, uncond: Tensor, dump: DumpSink?,
-                onStep: (Int) throws -> Void) throws -> Tensor {
+                onStep: (Int, [Float]) throws -> Void) throws -> Tensor {
         let b = seeds.count
         let shape = [4, r.height / 8, r.width / 8]
         let per = shape.reduce(1, *)
@@ -196,12 +226,15 @@ public final class Pipeline: @unchecked Sendable {
             first = false
             return out
         }
+        var latest: [Float] = []
         let stepCallback: StepCallback = { i, x in
             if dump != nil { steps.append(x) }
-            try onStep(i + 1)
+            latest = x
+            try onStep(i + 1, x)
         }
 
-        var x: [Float]
+        var x: [Float] = []
+        do {
         if r.sampler == .ddim {
             let ts = DDIMSampler.timesteps(steps: r.steps)
             x = noise
@@ -210,7 +243,7 @@ public final class Pipeline: @unchecked Sendable {
             x = try DDIMSampler.sample(eps: { x, t in
                 let (c, u) = unetPair(x, t: Float(t))
                 return cfg(c, u)
-            }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, noise: drawNoise, onStep: stepCallback)
+            }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, noise: drawNoise, onStep: stepCallback)
         } else {
             let sched = r.scheduler == .automatic ? (r.sampler.defaultScheduler ?? .uniform) : r.scheduler
             let sigmas = sched.sigmas(steps: r.steps, schedule: schedule)
@@ -230,10 +263,13 @@ public final class Pipeline: @unchecked Sendable {
             }
             switch r.sampler {
             case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, onStep: stepCallback)
-            case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
+            case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
             case .dpmpp2m: x = try KSamplers.dpmpp2M(denoise, x, sigmas: sigmas, onStep: stepCallback)
             case .ddim: fatalError("unreachable")
             }
+        }
+        } catch is StopSampling {
+            x = latest.isEmpty ? x : latest  // interrupted or skipped: decode what we have
         }
         if let dump {
             dump.write("steps", shape: [steps.count, b] + shape, values: steps.flatMap { $0 })
@@ -283,6 +319,8 @@ public final class Pipeline: @unchecked Sendable {
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
             ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
+            ("Eta", r.sampler == .eulerA && (r.eta ?? 1) != 1 ? Infotext.pythonFloat(r.eta!) : nil),
+            ("Eta DDIM", r.sampler == .ddim && (r.eta ?? 0) != 0 ? Infotext.pythonFloat(r.eta!) : nil),
             ("Version", "v1.10.1"),
         ])
     }

@@ -6,11 +6,11 @@ import AtelierTensor
 import Foundation
 
 @main
-struct Atelier: ParsableCommand {
+struct Atelier: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "atelier",
         abstract: "A Stable Diffusion WebUI service with its own diffusion engine.",
-        subcommands: [Generate.self, Tokenize.self])
+        subcommands: [Serve.self, Generate.self, Tokenize.self])
 }
 
 /// `atelier generate`: one txt2img job from the command line, A1111's names and defaults.

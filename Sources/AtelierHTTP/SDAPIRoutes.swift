@@ -1,0 +1,228 @@
+import AtelierDiffusion
+import AtelierImaging
+import AtelierService
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The `/sdapi/v1` and `/internal` routes (a1111-api.md §1).
+struct SDAPIRoutes {
+    let instance: Instance
+    let configuration: ServerConfiguration
+    let logger: Logger
+
+    func register(on router: Router<BasicRequestContext>) {
+        let v1 = router.group("sdapi/v1")
+        let maxBody = configuration.maxBodyBytes
+
+        v1.post("txt2img") { request, _ -> Response in
+            var request = request
+            let body = try await Self.jsonObject(&request, limit: maxBody)
+            return try await txt2img(body)
+        }
+        v1.post("img2img") { _, _ -> Response in
+            throw ServiceError(422, field: "init_images", "img2img is not available in Atelier yet (it comes with the engine-breadth work)")
+        }
+        v1.post("png-info") { request, _ -> Response in
+            var request = request
+            let body = try await Self.jsonObject(&request, limit: maxBody)
+            return try pngInfo(body)
+        }
+        v1.get("progress") { request, _ -> Response in
+            let skip = request.uri.queryParameters.get("skip_current_image").map { $0 == "true" || $0 == "1" } ?? false
+            return jsonResponse(progress(skipImage: skip))
+        }
+        v1.post("interrupt") { _, _ -> Response in
+            instance.interrupt()
+            return jsonResponse(.object([:]))
+        }
+        v1.post("skip") { _, _ -> Response in
+            instance.skip()
+            return jsonResponse(.null)
+        }
+        v1.get("options") { _, _ -> Response in jsonResponse(.object(instance.options.all)) }
+        v1.post("options") { request, _ -> Response in
+            var request = request
+            let body = try await Self.jsonObject(&request, limit: maxBody)
+            try instance.options.validate(body)
+            var update = body
+            if let ckpt = body["sd_model_checkpoint"] {
+                guard let name = ckpt.string else { throw ServiceError(422, field: "sd_model_checkpoint", "sd_model_checkpoint: a checkpoint name") }
+                let info = try instance.checkpoint(named: name, field: "sd_model_checkpoint")
+                update["sd_model_checkpoint"] = .string(info.title)
+            }
+            try instance.options.set(update)
+            return jsonResponse(.null)
+        }
+        v1.get("cmd-flags") { _, _ -> Response in jsonResponse(.object(configuration.cmdFlags)) }
+        v1.get("samplers") { _, _ -> Response in
+            jsonResponse(.array(Sampler.allCases.map { s in
+                var options: [String: JSONValue] = [:]
+                if let d = s.defaultScheduler { options["scheduler"] = .string(d.rawValue.lowercased()) }
+                if s.usesENSD { options["uses_ensd"] = .bool(true) }
+                return .object(["name": .string(s.rawValue), "aliases": .array(s.aliases.map { .string($0) }), "options": .object(options)])
+            }))
+        }
+        v1.get("schedulers") { _, _ -> Response in
+            jsonResponse(.array(Scheduler.allCases.map { s in
+                .object(["name": .string(s.rawValue.lowercased()), "label": .string(s.rawValue), "aliases": .null,
+                         "default_rho": .double(s == .karras ? 7.0 : -1), "need_inner_model": .bool(s == .uniform)])
+            }))
+        }
+        v1.get("sd-models") { _, _ -> Response in
+            jsonResponse(.array(instance.library.list().map { c in
+                .object(["title": .string(c.title), "model_name": .string(c.modelName), "hash": c.shortHash.map(JSONValue.string) ?? .null,
+                         "sha256": c.sha256.map(JSONValue.string) ?? .null, "filename": .string(c.filename), "config": .null])
+            }))
+        }
+        for (path, value) in [("sd-vae", JSONValue.array([])), ("hypernetworks", .array([])), ("face-restorers", .array([])),
+                              ("realesrgan-models", .array([])), ("prompt-styles", .array([])), ("loras", .array([])),
+                              ("script-info", .array([])), ("extensions", .array([])),
+                              ("embeddings", .object(["loaded": .object([:]), "skipped": .object([:])])),
+                              ("scripts", .object(["txt2img": .array([]), "img2img": .array([])])),
+                              ("latent-upscale-modes", .array([])),
+                              ("upscalers", .array([.object(["name": .string("None"), "model_name": .null, "model_path": .null, "model_url": .null, "scale": .int(4)])]))] {
+            v1.get(RouterPath(stringLiteral: path)) { _, _ -> Response in jsonResponse(value) }
+        }
+        for path in ["refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"] {
+            // every listing rescans its directory, so a refresh only has to answer
+            v1.post(RouterPath(stringLiteral: path)) { _, _ -> Response in
+                _ = instance.library.list()
+                return jsonResponse(.null)
+            }
+        }
+        v1.post("unload-checkpoint") { _, _ -> Response in
+            instance.unloadCheckpoint()
+            return jsonResponse(.object([:]))
+        }
+        v1.post("reload-checkpoint") { _, _ -> Response in jsonResponse(.object([:])) }
+        v1.get("memory") { _, _ -> Response in jsonResponse(memory()) }
+        router.get("internal/ping") { _, _ -> Response in jsonResponse(.object([:])) }
+    }
+
+    /// The body as a JSON object, or FastAPI's 422 for non-JSON / non-object bodies.
+    static func jsonObject(_ request: inout Request, limit: Int) async throws -> [String: JSONValue] {
+        let buffer = try await request.collectBody(upTo: limit)
+        let data = Data(buffer: buffer)
+        if data.isEmpty { return [:] }
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .int(0)], msg: "Expecting value: invalid JSON", type: "value_error.jsondecode")])
+        }
+        guard case .object(let o) = JSONValue(any: parsed) else {
+            throw ValidationFailure(problems: [FieldProblem(loc: [.string("body")], msg: "value is not a valid dict", type: "type_error.dict")])
+        }
+        return o
+    }
+
+    func txt2img(_ body: [String: JSONValue]) async throws -> Response {
+        let start = Date()
+        let req = try Txt2ImgRequest.decode(body, instance: instance)
+        let result: JobResult
+        do {
+            result = try await instance.txt2img(req.job)
+        } catch let e as ServiceError {
+            throw e
+        } catch let e as RequestError {
+            throw e
+        } catch where req.eas != nil {
+            // EAS callers see generation failures in the body (status 1), so queue sinks get them
+            return jsonResponse(.object(["images": .array([]), "info": .string(""), "parameters": .object([
+                "id_task": req.eas?.idTask.map(JSONValue.string) ?? .null, "status": .int(1), "image_url": .string(""),
+                "seed": .string(""), "error_msg": .string("\(error)"), "total_time": .double(Date().timeIntervalSince(start)),
+                "image_mask_url": .string(""),
+            ])]))
+        }
+        let images: [JSONValue] = req.sendImages ? result.pngs.map { .string($0.base64EncodedString()) } : []
+        let r = req.job.request
+        let seeds = result.seeds.map { JSONValue.int(Int($0)) }
+        let info: JSONValue = .object([
+            "prompt": .string(r.prompt), "all_prompts": .array(result.seeds.map { _ in .string(r.prompt) }),
+            "negative_prompt": .string(r.negativePrompt), "all_negative_prompts": .array(result.seeds.map { _ in .string(r.negativePrompt) }),
+            "seed": seeds.first ?? .null, "all_seeds": .array(seeds), "subseed": seeds.first ?? .null, "all_subseeds": .array(seeds),
+            "subseed_strength": .double(0), "width": .int(r.width), "height": .int(r.height), "sampler_name": .string(r.sampler.rawValue),
+            "cfg_scale": .double(r.cfgScale), "steps": .int(r.steps), "batch_size": .int(r.batchSize), "restore_faces": .bool(false),
+            "face_restoration_model": .null, "sd_model_name": .string(result.checkpoint.modelName),
+            "sd_model_hash": result.checkpoint.shortHash.map(JSONValue.string) ?? .null, "sd_vae_name": .null, "sd_vae_hash": .null,
+            "seed_resize_from_w": .int(-1), "seed_resize_from_h": .int(-1), "denoising_strength": .null,
+            "extra_generation_params": .object([:]), "index_of_first_image": .int(0),
+            "infotexts": .array(result.infotexts.map(JSONValue.string)), "styles": .array([]), "job_timestamp": .string(result.jobTimestamp),
+            "clip_skip": .int(r.clipSkip), "is_using_inpainting_conditioning": .bool(false), "version": .string("v1.10.1"),
+        ])
+        var parameters = req.echo
+        if let eas = req.eas {
+            let urls = result.savedPaths.map { path -> String in
+                if case .mount(let prefix) = eas.saveDirStyle, path.hasPrefix(instance.data.root.path) {
+                    return prefix + path.dropFirst(instance.data.root.path.count)
+                }
+                return path
+            }
+            parameters["id_task"] = eas.idTask.map(JSONValue.string) ?? .null
+            parameters["status"] = .int(0)
+            parameters["image_url"] = .string(urls.joined(separator: ","))
+            parameters["seed"] = .string(result.seeds.map(String.init).joined(separator: ","))
+            parameters["error_msg"] = .string("")
+            parameters["total_time"] = .double(Date().timeIntervalSince(start))
+            parameters["image_mask_url"] = .string("")
+        }
+        return jsonResponse(.object(["images": .array(images), "parameters": .object(parameters),
+                                     "info": .string(String(decoding: info.data(), as: UTF8.self))]))
+    }
+
+    func pngInfo(_ body: [String: JSONValue]) throws -> Response {
+        guard let image = body["image"]?.string, !image.isEmpty else {
+            throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string("image")], msg: "field required", type: "value_error.missing")])
+        }
+        let b64 = image.range(of: "base64,").map { String(image[$0.upperBound...]) } ?? image
+        guard let data = Data(base64Encoded: b64, options: .ignoreUnknownCharacters), data.starts(with: [0x89, 0x50, 0x4E, 0x47]) else {
+            throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string("image")], msg: "not a base64-encoded PNG image", type: "value_error")])
+        }
+        var text = PNGText.read(data)
+        let info = text.removeValue(forKey: "parameters") ?? ""
+        var params: [String: JSONValue] = [
+            "Clip skip": .string("1"), "Hires resize-1": .int(0), "Hires resize-2": .int(0), "Hires sampler": .string("Use same sampler"),
+            "Hires checkpoint": .string("Use same checkpoint"), "Hires prompt": .string(""), "Hires negative prompt": .string(""),
+            "Mask mode": .string("Inpaint masked"), "Masked content": .string("original"), "Inpaint area": .string("Whole picture"),
+            "Masked area padding": .int(32), "RNG": .string("GPU"), "Schedule type": .string("Automatic"), "Schedule max sigma": .int(0),
+            "Schedule min sigma": .int(0), "Schedule rho": .int(0), "VAE Encoder": .string("Full"), "VAE Decoder": .string("Full"),
+            "FP8 weight": .string("Disable"),
+        ]
+        if !info.isEmpty {
+            for (k, v) in Infotext.parse(info) { params[k] = .string(v) }
+        } else {
+            params["Prompt"] = .string("")
+            params["Negative prompt"] = .string("")
+        }
+        return jsonResponse(.object(["info": .string(info), "items": .object(text.mapValues(JSONValue.string)), "parameters": .object(params)]))
+    }
+
+    func progress(skipImage: Bool) -> JSONValue {
+        let s = instance.progress
+        var preview: JSONValue = .null
+        if !skipImage, let p = s.preview { preview = .string(p.base64EncodedString()) }
+        return .object([
+            "progress": .double(s.progress), "eta_relative": .double(s.etaRelative),
+            "state": .object(["skipped": .bool(s.skipped), "interrupted": .bool(s.interrupted), "stopping_generation": .bool(false),
+                              "job": .string(s.job), "job_count": .int(s.jobCount), "job_timestamp": .string(s.jobTimestamp),
+                              "job_no": .int(s.jobNo), "sampling_step": .int(s.samplingStep), "sampling_steps": .int(s.samplingSteps)]),
+            "current_image": preview, "textinfo": .null, "current_task": s.taskID.map(JSONValue.string) ?? .null,
+        ])
+    }
+
+    func memory() -> JSONValue {
+        var total = 0.0, available = 0.0
+        if let meminfo = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) {
+            for line in meminfo.split(separator: "\n") {
+                let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard parts.count >= 2, let kb = Double(parts[1]) else { continue }
+                if parts[0] == "MemTotal:" { total = kb * 1024 }
+                if parts[0] == "MemAvailable:" { available = kb * 1024 }
+            }
+        }
+        return .object(["ram": .object(["free": .double(available), "used": .double(total - available), "total": .double(total)]),
+                        "cuda": .object(["error": .string("unavailable: Atelier runs on the CPU")])])
+    }
+}

@@ -1,0 +1,238 @@
+import AtelierDiffusion
+import AtelierService
+import Foundation
+
+/// The A1111 txt2img body (a1111-api.md §2), decoded and validated into a service job.
+struct Txt2ImgRequest {
+    var job: Txt2ImgJob
+    var sendImages: Bool
+    /// the request echoed back with defaults filled in (`parameters` of the response)
+    var echo: [String: JSONValue]
+    /// EAS keys used (`alwayson_scripts.save_dir`, …): the response takes the EAS shape
+    var eas: EASKeys?
+
+    struct EASKeys {
+        var idTask: String?
+        var saveDir: String?
+        var saveDirStyle: SaveDirStyle
+    }
+
+    /// How `image_url` paths are written back: as the mount path the caller used, or absolute.
+    enum SaveDirStyle { case mount(prefix: String), absolute }
+
+    /// Mount prefixes of the cloud container that map onto the data dir.
+    static let mountPrefixes = ["/code/stable-diffusion-webui/data-oss", "/code/stable-diffusion-webui/data"]
+
+    static let defaults: [String: JSONValue] = [
+        "prompt": .string(""), "negative_prompt": .string(""), "styles": .array([]), "seed": .int(-1), "subseed": .int(-1),
+        "subseed_strength": .double(0), "seed_resize_from_h": .int(-1), "seed_resize_from_w": .int(-1),
+        "sampler_name": .null, "sampler_index": .string("Euler"), "scheduler": .null, "batch_size": .int(1), "n_iter": .int(1),
+        "steps": .int(50), "cfg_scale": .double(7.0), "width": .int(512), "height": .int(512), "restore_faces": .null,
+        "tiling": .null, "do_not_save_samples": .bool(false), "do_not_save_grid": .bool(false), "eta": .null,
+        "denoising_strength": .double(0.75), "s_min_uncond": .null, "s_churn": .null, "s_tmax": .null, "s_tmin": .null,
+        "s_noise": .null, "override_settings": .object([:]), "override_settings_restore_afterwards": .bool(true),
+        "refiner_checkpoint": .null, "refiner_switch_at": .null, "disable_extra_networks": .bool(false),
+        "firstpass_image": .null, "comments": .null, "enable_hr": .bool(false), "firstphase_width": .int(0),
+        "firstphase_height": .int(0), "hr_scale": .double(2.0), "hr_upscaler": .null, "hr_second_pass_steps": .int(0),
+        "hr_resize_x": .int(0), "hr_resize_y": .int(0), "hr_checkpoint_name": .null, "hr_sampler_name": .null,
+        "hr_scheduler": .null, "hr_prompt": .string(""), "hr_negative_prompt": .string(""), "force_task_id": .null,
+        "script_name": .null, "script_args": .array([]), "send_images": .bool(true), "save_images": .bool(false),
+        "alwayson_scripts": .object([:]), "infotext": .null,
+    ]
+
+    /// Schedulers A1111 1.10 knows; those the engine lacks are refused by name.
+    static let a1111Schedulers = ["automatic", "uniform", "karras", "exponential", "polyexponential", "sgm_uniform",
+                                  "kl_optimal", "align_your_steps", "simple", "normal", "ddim", "beta"]
+    static let a1111Samplers = ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
+                                "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart",
+                                "DDIM", "DDIM CFG++", "PLMS", "UniPC", "LCM"]
+
+    static func decode(_ body: [String: JSONValue], instance: Instance) throws -> Txt2ImgRequest {
+        var f = Fields(body)
+        var r = GenerationRequest()
+        r.prompt = f.string("prompt", "")
+        r.negativePrompt = f.string("negative_prompt", "")
+        r.seed = Int64(f.int("seed", -1))
+        r.steps = f.int("steps", 50)
+        r.cfgScale = f.double("cfg_scale", 7)
+        r.width = f.int("width", 512)
+        r.height = f.int("height", 512)
+        r.batchSize = f.int("batch_size", 1)
+        r.nIter = f.int("n_iter", 1)
+        r.eta = f.optionalDouble("eta")
+        let subseedStrength = f.double("subseed_strength", 0)
+        let resizeW = f.int("seed_resize_from_w", -1), resizeH = f.int("seed_resize_from_h", -1)
+        let samplerName = f.optionalString("sampler_name")
+        let samplerIndex = f.string("sampler_index", "Euler")
+        let schedulerName = f.optionalString("scheduler")
+        let enableHR = f.bool("enable_hr", false)
+        let restoreFaces = f.bool("restore_faces", false)
+        let tiling = f.bool("tiling", false)
+        let sChurn = f.double("s_churn", 0)
+        let sNoise = f.double("s_noise", 1)
+        let sendImages = f.bool("send_images", true)
+        let saveImages = f.bool("save_images", false)
+        let scriptName = f.optionalString("script_name")
+        let overrides = f.object("override_settings")
+        let alwaysOn = f.object("alwayson_scripts")
+        let forceTaskID = f.optionalString("force_task_id")
+        _ = f.list("styles")
+
+        f.check("steps", r.steps, min: 1, max: 500)
+        f.check("width", r.width, min: 64, max: 4096)
+        f.check("height", r.height, min: 64, max: 4096)
+        if r.width % 8 != 0 { f.problem("width", "width must be a multiple of 8") }
+        if r.height % 8 != 0 { f.problem("height", "height must be a multiple of 8") }
+        f.check("batch_size", r.batchSize, min: 1, max: 64)
+        f.check("n_iter", r.nIter, min: 1, max: 1000)
+        f.check("cfg_scale", r.cfgScale, min: 0, max: 100)
+        f.check("subseed_strength", subseedStrength, min: 0, max: 1)
+        if r.seed != -1 { f.check("seed", r.seed, min: 0, max: 4_294_967_295) }
+        if r.width * r.height * r.batchSize > 4096 * 4096 { f.problem("width", "width × height × batch_size exceeds 4096 × 4096") }
+        if let eta = r.eta { f.check("eta", eta, min: 0, max: 10) }
+        guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
+
+        // Sampler and schedule by A1111's names (404 for unknown names, 422 for known ones not built yet).
+        let samplerField = samplerName == nil ? "sampler_index" : "sampler_name"
+        let sName = samplerName ?? samplerIndex
+        guard let (sampler, schedFromName) = Sampler.resolve(sName) else {
+            if a1111Samplers.contains(where: { $0.lowercased() == sName.lowercased() }) {
+                throw ServiceError(422, field: samplerField, "\(samplerField): sampler '\(sName)' is not available in Atelier yet; use one of \(Sampler.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            throw ServiceError(404, field: samplerField, "Sampler not found: \(samplerField) '\(sName)'")
+        }
+        r.sampler = sampler
+        r.scheduler = schedFromName ?? .automatic
+        if let schedulerName, !schedulerName.isEmpty {
+            guard let s = Scheduler(label: schedulerName) else {
+                let key = schedulerName.lowercased().replacingOccurrences(of: " ", with: "_")
+                if a1111Schedulers.contains(key) || key == "sgmuniform" {
+                    throw ServiceError(422, field: "scheduler", "scheduler: '\(schedulerName)' is not available in Atelier yet; use one of \(Scheduler.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                throw ServiceError(404, field: "scheduler", "Scheduler not found: scheduler '\(schedulerName)'")
+            }
+            if s != .automatic || schedFromName == nil { r.scheduler = s }
+        }
+
+        // Features the engine does not have yet are refused by name, never ignored.
+        func notYet(_ field: String, _ what: String) -> ServiceError {
+            ServiceError(422, field: field, "\(field): \(what) is not available in Atelier yet")
+        }
+        if enableHR { throw notYet("enable_hr", "hires fix") }
+        if restoreFaces { throw notYet("restore_faces", "face restoration") }
+        if tiling { throw notYet("tiling", "seamless tiling") }
+        if subseedStrength > 0 { throw notYet("subseed_strength", "variation seed") }
+        if resizeW > 0 && resizeH > 0 { throw notYet("seed_resize_from_w", "seed resize") }
+        if sChurn != 0 { throw notYet("s_churn", "churn") }
+        if sNoise != 1 { throw notYet("s_noise", "s_noise other than 1") }
+        if let scriptName, !scriptName.isEmpty { throw ServiceError(422, field: "script_name", "Script '\(scriptName)' not found") }
+
+        // Options for this job: the instance's, overridden per request.
+        let opts = instance.options
+        r.clipSkip = opts.clipSkip
+        r.etaNoiseSeedDelta = Int64(opts.ensd)
+        r.randnSource = NoiseSource(label: opts.randnSource) ?? .gpu
+        var checkpoint: String?
+        for (k, v) in overrides {
+            let field = "override_settings.\(k)"
+            switch k {
+            case "CLIP_stop_at_last_layers":
+                guard let n = v.int, (1...12).contains(n) else { throw ServiceError(422, field: field, "\(field): an integer 1…12") }
+                r.clipSkip = n
+            case "eta_noise_seed_delta":
+                guard let n = v.int else { throw ServiceError(422, field: field, "\(field): an integer") }
+                r.etaNoiseSeedDelta = Int64(n)
+            case "randn_source":
+                guard let s = v.string.flatMap(NoiseSource.init(label:)) else { throw ServiceError(422, field: field, "\(field): GPU, CPU or NV") }
+                r.randnSource = s
+            case "sd_model_checkpoint":
+                guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a checkpoint name") }
+                checkpoint = s
+            case "eta_ancestral":
+                if r.sampler == .eulerA && r.eta == nil { r.eta = v.double }
+            case "eta_ddim":
+                if r.sampler == .ddim && r.eta == nil { r.eta = v.double }
+            default:
+                guard OptionsStore.defaults[k] != nil else { throw ServiceError(422, field: field, "\(field): unknown option") }
+                if generationOptions.contains(k) && OptionsStore.defaults[k] != v && !(OptionsStore.defaults[k]?.double != nil && OptionsStore.defaults[k]?.double == v.double) {
+                    throw notYet(field, "option \(k) = \(String(decoding: v.data(), as: UTF8.self))")
+                }
+            }
+        }
+
+        // EAS keys inside alwayson_scripts (a1111-api.md §14.2), then real scripts.
+        var eas: EASKeys?
+        var saveDir: String?
+        for (k, v) in alwaysOn {
+            let field = "alwayson_scripts.\(k)"
+            switch k {
+            case "sd_model_checkpoint":
+                guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a checkpoint name") }
+                checkpoint = s
+                eas = eas ?? EASKeys(saveDirStyle: .absolute)
+            case "sd_vae":
+                guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a VAE name") }
+                if !["automatic", "none"].contains(s.lowercased()) { throw notYet(field, "a separate VAE file") }
+                eas = eas ?? EASKeys(saveDirStyle: .absolute)
+            case "save_dir":
+                guard let s = v.string, !s.isEmpty else { throw ServiceError(422, field: field, "\(field): a directory") }
+                var e = eas ?? EASKeys(saveDirStyle: .absolute)
+                saveDir = try mapSaveDir(s, data: instance.data, style: &e.saveDirStyle)
+                e.saveDir = s
+                eas = e
+            case "id_task":
+                var e = eas ?? EASKeys(saveDirStyle: .absolute)
+                e.idTask = v.string
+                eas = e
+            case "uid":
+                eas = eas ?? EASKeys(saveDirStyle: .absolute)
+            case "image_link":
+                throw ServiceError(422, field: field, "\(field): image_link is for img2img")
+            case "controlnet", "ControlNet":
+                throw notYet(field, "ControlNet")
+            default:
+                throw ServiceError(422, field: field, "always on script \(k) not found")
+            }
+        }
+        if let checkpoint { _ = try instance.checkpoint(named: checkpoint, field: "sd_model_checkpoint") }
+
+        var echo = defaults
+        for (k, v) in body { echo[k] = v }
+        echo["sampler_name"] = .string(sampler.rawValue)
+        echo["scheduler"] = .string(r.scheduler.rawValue)
+        echo["do_not_save_samples"] = .bool(!saveImages)
+        echo["do_not_save_grid"] = .bool(!saveImages)
+
+        var job = Txt2ImgJob(request: r, checkpoint: checkpoint, saveImages: saveImages || saveDir != nil,
+                             saveDir: saveDir.map { $0 + "/txt2img-images" })
+        if let forceTaskID, !forceTaskID.isEmpty { job.taskID = forceTaskID }
+        return Txt2ImgRequest(job: job, sendImages: sendImages && saveDir == nil, echo: echo, eas: eas)
+    }
+
+    /// Options that change the picture; a request may not set them to values the engine lacks.
+    static let generationOptions: Set<String> = [
+        "emphasis", "sigma_min", "sigma_max", "rho", "always_discard_next_to_last_sigma", "sgm_noise_multiplier",
+        "s_churn", "s_tmin", "s_tmax", "s_noise", "s_min_uncond", "pad_cond_uncond", "use_old_emphasis_implementation",
+        "comma_padding_backtrack", "token_merging_ratio", "sd_vae", "tiling", "initial_noise_multiplier", "sd_unet",
+    ]
+
+    /// `save_dir` → a path relative to the data dir (a1111-api.md §14.2 path rules).
+    static func mapSaveDir(_ dir: String, data: DataDirectory, style: inout SaveDirStyle) throws -> String {
+        var relative = dir
+        let ownRoot = data.root.path
+        if dir.hasPrefix("/") {
+            guard let prefix = (mountPrefixes + [ownRoot]).first(where: { dir == $0 || dir.hasPrefix($0 + "/") }) else {
+                throw ServiceError(400, field: "alwayson_scripts.save_dir", "save_dir must stay inside the data dir: '\(dir)'")
+            }
+            style = prefix == ownRoot ? .absolute : .mount(prefix: prefix)
+            relative = String(dir.dropFirst(prefix.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        }
+        do {
+            let url = try data.resolveInside(relative.isEmpty ? "." : relative, field: "alwayson_scripts.save_dir")
+            let root = data.root.path
+            return url.path == root ? "." : String(url.path.dropFirst(root.count + 1))
+        } catch {
+            throw ServiceError(400, field: "alwayson_scripts.save_dir", "save_dir must stay inside the data dir: '\(dir)'")
+        }
+    }
+}

@@ -1,0 +1,260 @@
+import AtelierDiffusion
+import AtelierImaging
+import AtelierModels
+import Foundation
+
+/// A txt2img job as the service runs it: the engine request plus what the API adds.
+public struct Txt2ImgJob: Sendable {
+    public var request: GenerationRequest
+    /// checkpoint to use for this job (`override_settings.sd_model_checkpoint`, EAS
+    /// `alwayson_scripts.sd_model_checkpoint`); nil = the current option
+    public var checkpoint: String?
+    public var saveImages = false
+    public var taskID: String
+    /// where saved images go, relative to the data dir (EAS `save_dir`); nil = options
+    public var saveDir: String?
+
+    public init(request: GenerationRequest, checkpoint: String? = nil, saveImages: Bool = false,
+                taskID: String = "task(\(Instance.randomTaskID()))", saveDir: String? = nil) {
+        self.request = request
+        self.checkpoint = checkpoint
+        self.saveImages = saveImages
+        self.taskID = taskID
+        self.saveDir = saveDir
+    }
+}
+
+/// What a finished job returns.
+public struct JobResult: Sendable {
+    public let pngs: [Data]
+    public let infotexts: [String]
+    public let seeds: [UInt64]
+    public let savedPaths: [String]
+    public let checkpoint: CheckpointInfo
+    public let jobTimestamp: String
+    public let seconds: Double
+}
+
+/// The live state `/sdapi/v1/progress` reports (A1111's `shared.state`).
+public struct ProgressSnapshot: Sendable {
+    public var job = ""
+    public var jobCount = 0
+    public var jobNo = 0
+    public var samplingStep = 0
+    public var samplingSteps = 0
+    public var jobTimestamp = "0"
+    public var started: Date?
+    public var taskID: String?
+    public var interrupted = false
+    public var skipped = false
+    public var preview: Data?
+    public var queued: [String] = []
+    public var finished: [String] = []
+
+    /// `0.01 + job_no/job_count + (step/steps)/job_count`, capped at 1; 0 when idle.
+    public var progress: Double {
+        guard jobCount > 0 else { return 0 }
+        var p = 0.01 + Double(jobNo) / Double(jobCount)
+        if samplingSteps > 0 { p += Double(samplingStep) / Double(samplingSteps) / Double(jobCount) }
+        return min(p, 1)
+    }
+
+    public var etaRelative: Double {
+        guard let started, progress > 0 else { return 0 }
+        let elapsed = Date().timeIntervalSince(started)
+        return elapsed / progress - elapsed
+    }
+}
+
+/// One instance: its data dir, options, checkpoints, the loaded model and a FIFO executor
+/// that runs one job at a time on its own thread, so HTTP stays responsive meanwhile.
+public final class Instance: @unchecked Sendable {
+    public let data: DataDirectory
+    public let options: OptionsStore
+    public let library: ModelLibrary
+    public let storage: any FileStorage
+    private let jobs = DispatchQueue(label: "atelier.jobs", qos: .userInitiated)
+    private let control = JobControl()
+    private let lock = NSLock()
+    private var state = ProgressSnapshot()
+    private var loaded: (info: CheckpointInfo, pipeline: Pipeline)?
+
+    public init(data: DataDirectory, hashing: Bool = true) throws {
+        try data.create()
+        self.data = data
+        options = OptionsStore(file: data.configFile)
+        library = ModelLibrary(directory: data.checkpointDir, hashing: hashing)
+        storage = LocalStorage(root: data.root)
+    }
+
+    public static func randomTaskID() -> String {
+        let chars = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return String((0..<15).map { _ in chars.randomElement()! })
+    }
+
+    public var progress: ProgressSnapshot { lock.withLock { state } }
+
+    /// How to add a checkpoint, for the API and the WebUI when there is none.
+    public var noCheckpointHelp: String {
+        "No checkpoint found. Put a Stable Diffusion 1.x .safetensors file into \(data.checkpointDir.path) "
+            + "and call POST /sdapi/v1/refresh-checkpoints (or press refresh in the WebUI); no restart is needed."
+    }
+
+    /// The checkpoint a job would use: the named one, else the current option, else the first file.
+    public func checkpoint(named name: String?, field: String = "sd_model_checkpoint") throws -> CheckpointInfo {
+        if let name, !name.isEmpty {
+            guard let c = library.resolve(name) else { throw ServiceError(404, field: field, "\(field): checkpoint '\(name)' not found") }
+            return c
+        }
+        if let current = options["sd_model_checkpoint"]?.string, !current.isEmpty, let c = library.resolve(current) { return c }
+        guard let first = library.list().first else { throw ServiceError(404, field: field, noCheckpointHelp) }
+        return first
+    }
+
+    /// Loads (or reuses) the pipeline for a checkpoint; one model is kept in memory.
+    func pipeline(for info: CheckpointInfo) throws -> Pipeline {
+        if let l = lock.withLock({ loaded }), l.info.filename == info.filename, l.info.sha256 == info.sha256 { return l.pipeline }
+        lock.withLock { loaded = nil }  // free the old model before loading the next
+        let model: StableDiffusionModel
+        do { model = try StableDiffusionModel(path: info.filename) } catch let e as ModelFileError {
+            throw ServiceError(422, field: "sd_model_checkpoint", "cannot load checkpoint \(info.name): \(e.problem)")
+        }
+        let p = Pipeline(model: model)
+        lock.withLock { loaded = (info, p) }
+        try? options.set(["sd_model_checkpoint": .string(info.title), "sd_checkpoint_hash": .string(info.sha256 ?? "")])
+        return p
+    }
+
+    public func unloadCheckpoint() { lock.withLock { loaded = nil } }
+
+    /// Runs work on the job queue (FIFO, one at a time) without blocking the caller's thread.
+    public func enqueue<T: Sendable>(taskID: String? = nil, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        if let taskID { lock.withLock { state.queued.append(taskID) } }
+        return try await withCheckedThrowingContinuation { cont in
+            jobs.async { cont.resume(with: Result { try work() }) }
+        }
+    }
+
+    public func interrupt() {
+        control.interrupt()
+        lock.withLock { state.interrupted = true }
+    }
+
+    public func skip() {
+        control.skip()
+        lock.withLock { state.skipped = true }
+    }
+
+    /// Generates a txt2img job on the executor.
+    public func txt2img(_ job: Txt2ImgJob) async throws -> JobResult {
+        try job.request.validate()
+        let info = try checkpoint(named: job.checkpoint)
+        return try await enqueue(taskID: job.taskID) { [self] in try run(job, info: info) }
+    }
+
+    private func run(_ job: Txt2ImgJob, info: CheckpointInfo) throws -> JobResult {
+        let start = Date()
+        let stamp = Self.timestamp(start)
+        control.reset()
+        lock.withLock {
+            state.queued.removeAll { $0 == job.taskID }
+            state.job = "scripts_txt2img"
+            state.jobCount = job.request.nIter
+            state.jobNo = 0
+            state.samplingStep = 0
+            state.samplingSteps = job.request.steps
+            state.jobTimestamp = stamp
+            state.started = start
+            state.taskID = job.taskID
+            state.interrupted = false
+            state.skipped = false
+            state.preview = nil
+        }
+        defer {
+            lock.withLock {
+                state.job = ""
+                state.jobCount = 0
+                state.jobNo = 0
+                state.samplingStep = 0
+                state.samplingSteps = 0
+                state.started = nil
+                state.taskID = nil
+                state.preview = nil
+                state.finished = Array((state.finished + [job.taskID]).suffix(16))
+            }
+        }
+        let pipe = try pipeline(for: info)
+        let every = options.previewEvery
+        let images = try pipe.txt2img(job.request, control: control, progress: { [self] p in
+            let preview = p.step % every == 0 ? Preview.cheapPNG(latents: p.latents, shape: p.latentShape) : nil
+            lock.withLock {
+                state.jobNo = p.batch
+                state.samplingStep = p.step
+                if let preview { state.preview = preview }
+            }
+        })
+        var pngs: [Data] = [], saved: [String] = []
+        for img in images {
+            let png = try PNG.encode(Image8(width: img.width, height: img.height, channels: 3, pixels: img.rgb),
+                                     text: [("parameters", img.infotext)])
+            pngs.append(png)
+            if job.saveImages {
+                saved.append(try save(png, seed: img.seed, dir: job.saveDir ?? options["outdir_txt2img_samples"]?.string ?? "outputs/txt2img-images"))
+            }
+        }
+        return JobResult(pngs: pngs, infotexts: images.map(\.infotext), seeds: images.map(\.seed), savedPaths: saved,
+                         checkpoint: info, jobTimestamp: stamp, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Saves under `dir/YYYY-MM-DD/HHMMSS-<uuid>-<seed>.png` (the cloud service's names).
+    func save(_ png: Data, seed: UInt64, dir: String) throws -> String {
+        let now = Date()
+        let day = Self.format(now, "yyyy-MM-dd"), time = Self.format(now, "HHmmss")
+        let rel = "\(dir)/\(day)/\(time)-\(UUID().uuidString.lowercased())-\(seed).png"
+        return try storage.write(png, to: rel)
+    }
+
+    static func format(_ d: Date, _ pattern: String) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone.current
+        f.dateFormat = pattern
+        return f.string(from: d)
+    }
+
+    static func timestamp(_ d: Date) -> String { format(d, "yyyyMMddHHmmss") }
+}
+
+/// Where outputs go: a directory now, object storage later (deploy issue).
+public protocol FileStorage: Sendable {
+    /// Writes `data` at a path relative to the storage root; returns the stored path.
+    func write(_ data: Data, to relativePath: String) throws -> String
+}
+
+public struct LocalStorage: FileStorage {
+    public let root: URL
+    public func write(_ data: Data, to relativePath: String) throws -> String {
+        let url = root.appendingPathComponent(relativePath)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try data.write(to: url)
+        return url.path
+    }
+}
+
+/// Live previews: A1111's "Approx cheap" linear latent → RGB map, at latent resolution.
+public enum Preview {
+    static let coefficients: [[Float]] = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+
+    public static func cheapPNG(latents: [Float], shape: [Int]) -> Data? {
+        let (h, w) = (shape[1], shape[2])
+        var rgb = [UInt8](repeating: 0, count: h * w * 3)
+        for i in 0..<(h * w) {
+            for c in 0..<3 {
+                var v: Float = 0
+                for l in 0..<4 { v += latents[l * h * w + i] * coefficients[l][c] }
+                rgb[i * 3 + c] = UInt8(min(max((v + 1) / 2, 0), 1) * 255)
+            }
+        }
+        return try? PNG.encode(Image8(width: w, height: h, channels: 3, pixels: rgb))
+    }
+}

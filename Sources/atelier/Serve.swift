@@ -1,0 +1,88 @@
+import ArgumentParser
+import AtelierHTTP
+import AtelierService
+import AtelierTensor
+import Foundation
+import Logging
+
+/// `atelier serve`: the standard edition — the AUTOMATIC1111 API over one instance, with the
+/// `webui.sh` flags the cloud service passes.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve the AUTOMATIC1111 API (standard edition).")
+
+    @Flag(help: "Listen on all interfaces (default 127.0.0.1).") var listen = false
+    @Option(help: "Port (0 picks a free one).") var port: Int = 7860
+    @Flag(help: "Serve the API (always on; accepted for webui.sh compatibility).") var api = false
+    @Flag(help: "Do not serve the WebUI.") var nowebui = false
+    @Option(help: "Data dir (A1111 layout).") var dataDir: String = "data"
+    @Option(help: "Checkpoint dir (default DATA/models/Stable-diffusion).") var ckptDir: String?
+    @Option(help: "LoRA dir.") var loraDir: String?
+    @Option(help: "VAE dir.") var vaeDir: String?
+    @Option(help: "Embeddings dir.") var embeddingsDir: String?
+    @Option(help: "Hypernetwork dir.") var hypernetworkDir: String?
+    @Option(help: "GFPGAN dir (no effect here).") var gfpganDir: String?
+    @Flag(help: "Log request bodies (without image data).") var apiLog = false
+    @Flag(help: "Log per-stage times.") var timeLog = false
+    @Flag(help: "Enable the file browser.") var filebrowser = false
+    @Option(help: "Tabs to hide in the WebUI, comma-separated.") var alwaysHideTabs: String?
+    @Flag(help: "NSFW censor (no effect here).") var enableNsfwCensor = false
+    @Option(help: "HTTP Basic credentials user:pass[,user2:pass2].") var apiAuth: String?
+    @Option(help: "Compute threads (default: all cores).") var threads: Int?
+    @Option(help: "Service token (or ATELIER_TOKEN); required as the Authorization header.") var token: String?
+    @Option(help: "Write the bound port to this file once listening.") var portFile: String?
+    @Flag(help: "Skip sha256 hashing of checkpoints.") var noHashing = false
+    @Argument(parsing: .allUnrecognized, help: "GPU-only and environment flags of webui.sh (accepted, no effect).") var ignored: [String] = []
+
+    static let noEffectFlags: Set<String> = ["--xformers", "--blade", "--sd-dynamic-cache", "--min-ram-reserved", "--skip-version-check",
+        "--no-download-sd-model", "--skip-prepare-environment", "--skip-torch-cuda-test", "--no-half", "--no-half-vae",
+        "--medvram", "--lowvram", "--opt-sdp-attention", "--disable-safe-unpickle", "--enable-insecure-extension-access",
+        "--skip-install", "--disable-nan-check", "--precision", "--upcast-sampling", "--share", "--theme", "--cors-allow-origins"]
+
+    func run() async throws {
+        var logger = Logger(label: "atelier")
+        logger.logLevel = .info
+        for flag in ignored where flag.hasPrefix("--") {
+            let name = String(flag.split(separator: "=")[0])
+            guard Self.noEffectFlags.contains(name) else { throw ValidationError("unknown flag \(name)") }
+            logger.notice("\(name) has no effect in Atelier (CPU engine); ignored")
+        }
+        if let threads {
+            guard threads > 0 else { throw ValidationError("--threads must be positive") }
+            Compute.setThreads(threads)
+        }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
+        let root = URL(fileURLWithPath: dataDir)
+        func dir(_ s: String?) -> URL? { s.map { URL(fileURLWithPath: $0) } }
+        let data = DataDirectory(root: root, checkpointDir: dir(ckptDir), loraDir: dir(loraDir), vaeDir: dir(vaeDir),
+                                 embeddingsDir: dir(embeddingsDir), hypernetworkDir: dir(hypernetworkDir))
+        let instance = try Instance(data: data, hashing: !noHashing)
+        var config = ServerConfiguration()
+        config.host = listen ? "0.0.0.0" : "127.0.0.1"
+        config.port = port
+        config.token = token ?? ProcessInfo.processInfo.environment["ATELIER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if let apiAuth {
+            config.apiAuth = try apiAuth.split(separator: ",").map { pair in
+                guard let c = pair.firstIndex(of: ":") else { throw ValidationError("--api-auth: expected user:pass") }
+                return (String(pair[..<c]), String(pair[pair.index(after: c)...]))
+            }
+        }
+        config.apiLog = apiLog
+        config.cmdFlags = [
+            "data_dir": .string(data.root.path), "models_dir": .string(data.root.appendingPathComponent("models").path),
+            "ckpt_dir": .string(data.checkpointDir.path), "lora_dir": .string(data.loraDir.path), "vae_dir": .string(data.vaeDir.path),
+            "embeddings_dir": .string(data.embeddingsDir.path), "hypernetwork_dir": .string(data.hypernetworkDir.path),
+            "api": .bool(true), "nowebui": .bool(nowebui), "listen": .bool(listen), "port": .int(port), "api_auth": .null,
+            "api_log": .bool(apiLog), "no_hashing": .bool(noHashing), "xformers": .bool(false), "filebrowser": .bool(filebrowser),
+            "threads": .int(Compute.threads),
+        ]
+        if instance.library.list(computeHashes: false).isEmpty { logger.warning("\(instance.noCheckpointHelp)") }
+        let server = AtelierServer(instance: instance, configuration: config, logger: logger)
+        let portFile = self.portFile
+        let host = config.host
+        try await server.run { bound in
+            print("Atelier listening on http://\(host):\(bound)")
+            fflush(stdout)
+            if let portFile { try? String(bound).write(toFile: portFile, atomically: true, encoding: .utf8) }
+        }
+    }
+}
