@@ -44,6 +44,7 @@ func jsonResponse(_ value: JSONValue, status: Int = 200) -> Response {
 /// logs one line per request.
 struct ErrorAndTimingMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
+    let maxBodyMB: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = Date()
@@ -62,6 +63,8 @@ struct ErrorAndTimingMiddleware<Context: RequestContext>: RouterMiddleware {
             let code = Int(e.status.code)
             let detail = code == 404 ? "Not Found" : code == 405 ? "Method Not Allowed" : code == 413 ? "Request body too large" : (e.body ?? e.status.reasonPhrase)
             response = jsonResponse(.object(["detail": .string(detail)]), status: code)
+        } catch is NIOTooManyBytesError {
+            response = jsonResponse(APIError(status: 413, error: "HTTPException", detail: "request body larger than the \(maxBodyMB) MB limit").json, status: 413)
         } catch {
             logger.error("\(request.method) \(request.uri.path) failed: \(error)")
             response = jsonResponse(APIError(status: 500, error: String(describing: type(of: error)), detail: "").json
@@ -138,7 +141,7 @@ public struct AtelierServer {
 
     public func buildRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: ErrorAndTimingMiddleware(logger: logger))
+        router.add(middleware: ErrorAndTimingMiddleware(logger: logger, maxBodyMB: configuration.maxBodyBytes >> 20))
         router.add(middleware: AuthMiddleware(token: configuration.token, basic: configuration.apiAuth))
         SDAPIRoutes(instance: instance, configuration: configuration, logger: logger).register(on: router)
         return router

@@ -1,0 +1,180 @@
+"""The standard edition's A1111 API driven by the real `webuiapi` client (PyPI, pinned)."""
+import base64
+import io
+import json
+import os
+import threading
+import time
+
+import requests
+import webuiapi
+from PIL import Image
+
+
+def client(server):
+    return webuiapi.WebUIApi(host="127.0.0.1", port=server.port, sampler="Euler a", steps=6)
+
+
+def test_txt2img_returns_a_png_with_infotext_and_resolved_seed(server):
+    api = client(server)
+    r = api.txt2img(prompt="a photo of a cat", negative_prompt="lowres", seed=42, width=128, height=128)
+    assert len(r.images) == 1 and r.image.size == (128, 128)
+    assert r.info["seed"] == 42 and r.info["all_seeds"] == [42]
+    assert r.info["sd_model_name"] == "tiny-sd15" and r.info["sd_model_hash"] == "a7caa29fe8"
+    assert r.image.info["parameters"] == r.info["infotexts"][0]
+    assert "Steps: 6, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7.0, Seed: 42, Size: 128x128" in r.info["infotexts"][0]
+    assert r.parameters["sampler_name"] == "Euler a" and r.parameters["seed"] == 42
+
+
+def test_same_seed_twice_gives_identical_png_bytes(server):
+    api = client(server)
+    a = api.txt2img(prompt="a red cube", seed=7, width=64, height=64)
+    b = api.txt2img(prompt="a red cube", seed=7, width=64, height=64)
+    assert a.json["images"][0] == b.json["images"][0]
+
+
+def test_batch_of_two_gets_seeds_s_and_s_plus_1(server):
+    r = client(server).txt2img(prompt="a tree", seed=1000, batch_size=2, width=64, height=64)
+    assert r.info["all_seeds"] == [1000, 1001]
+    assert len(r.images) == 2
+    assert "Seed: 1001" in r.images[1].info["parameters"]
+
+
+def test_png_info_round_trip(server):
+    api = client(server)
+    r = api.txt2img(prompt="a (blue:1.2) bird, sky", negative_prompt="ugly", seed=3, width=64, height=64)
+    info = api.png_info(r.image)
+    assert info.json["info"] == r.info["infotexts"][0]
+    p = info.json["parameters"]
+    assert p["Prompt"] == "a (blue:1.2) bird, sky" and p["Negative prompt"] == "ugly"
+    assert p["Seed"] == "3" and p["Size-1"] == "64" and p["Size-2"] == "64" and p["Sampler"] == "Euler a"
+
+
+def test_options_set_get_and_persist(server):
+    api = client(server)
+    api.set_options({"CLIP_stop_at_last_layers": 2, "eta_noise_seed_delta": 31337})
+    opts = api.get_options()
+    assert opts["CLIP_stop_at_last_layers"] == 2 and opts["eta_noise_seed_delta"] == 31337
+    saved = json.load(open(os.path.join(server.data, "config.json")))
+    assert saved["CLIP_stop_at_last_layers"] == 2
+    r = api.txt2img(prompt="x", seed=1, width=64, height=64)
+    assert "Clip skip: 2" in r.info["infotexts"][0] and "ENSD: 31337" in r.info["infotexts"][0]
+    api.set_options({"CLIP_stop_at_last_layers": 1, "eta_noise_seed_delta": 0})
+
+
+def test_samplers_schedulers_and_models_are_listed(server):
+    api = client(server)
+    assert {"Euler a", "Euler", "DPM++ 2M", "DDIM"} <= set(api.util_get_sampler_names())
+    assert "karras" in api.util_get_scheduler_names()
+    assert api.util_get_model_names() == ["tiny-sd15.safetensors [a7caa29fe8]"]
+    assert api.get_sd_models()[0]["title"] == "tiny-sd15.safetensors [a7caa29fe8]"
+
+
+def test_progress_shows_a_preview_while_running_and_interrupt_returns_early_images(server):
+    api = client(server)
+    api.set_options({"show_progress_every_n_steps": 2})
+    result = {}
+
+    def run():
+        result["r"] = api.txt2img(prompt="slow", seed=9, steps=400, width=128, height=128)
+
+    t = threading.Thread(target=run)
+    t.start()
+    seen = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        p = api.get_progress()
+        if p["state"]["sampling_step"] >= 4 and p["current_image"]:
+            seen = p
+            break
+        time.sleep(0.05)
+    assert seen is not None, "no progress with a preview"
+    assert 0 < seen["progress"] < 1 and seen["state"]["job"] == "scripts_txt2img" and seen["state"]["sampling_steps"] == 400
+    preview = Image.open(io.BytesIO(base64.b64decode(seen["current_image"])))
+    assert preview.size == (16, 16)
+    api.interrupt()
+    t.join(timeout=120)
+    r = result["r"]
+    assert len(r.images) == 1 and r.image.size == (128, 128)
+    idle = api.get_progress()
+    assert idle["progress"] == 0 and idle["state"]["job"] == ""
+
+
+def post(server, path, body, **kw):
+    return requests.post(server.url + "/sdapi/v1/" + path, data=body if isinstance(body, (bytes, str)) else json.dumps(body), **kw)
+
+
+def test_bad_input_gets_4xx_naming_the_field_and_the_server_keeps_serving(server):
+    r = post(server, "txt2img", {"steps": "abc"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "steps"]
+    r = post(server, "txt2img", {"steps": -1})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "steps"]
+    r = post(server, "txt2img", {"width": 100000})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "width"]
+    r = post(server, "txt2img", {"sampler_name": "Nope"})
+    assert r.status_code == 404 and "sampler_name" in r.json()["detail"]
+    r = post(server, "txt2img", {"sampler_name": "LMS"})
+    assert r.status_code == 422 and "LMS" in r.json()["detail"]
+    r = post(server, "txt2img", b"{not json")
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "value_error.jsondecode"
+    r = post(server, "txt2img", b"[1, 2]")
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "type_error.dict"
+    r = post(server, "txt2img", {"enable_hr": True})
+    assert r.status_code == 422 and "enable_hr" in r.json()["detail"]
+    r = post(server, "txt2img", {"override_settings": {"sd_model_checkpoint": "missing.safetensors"}})
+    assert r.status_code == 404 and "sd_model_checkpoint" in r.json()["detail"]
+    r = post(server, "txt2img", {"alwayson_scripts": {"save_dir": "../../etc"}})
+    assert r.status_code == 400 and "save_dir" in r.json()["detail"]
+    r = post(server, "txt2img", {"alwayson_scripts": {"save_dir": "/etc"}})
+    assert r.status_code == 400
+    r = post(server, "png-info", {"image": "%%%notbase64"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "image"]
+    r = post(server, "txt2img", b"x" * (65 << 20))
+    assert r.status_code == 413
+    r = requests.get(server.url + "/sdapi/v1/nope")
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    assert requests.get(server.url + "/internal/ping").json() == {}
+
+
+def test_eas_save_dir_writes_images_and_returns_their_paths(server):
+    body = {"prompt": "a boat", "seed": 11, "steps": 3, "width": 64, "height": 64, "batch_size": 2,
+            "alwayson_scripts": {"save_dir": "/code/stable-diffusion-webui/data/outputs", "id_task": "t-1"}}
+    r = post(server, "txt2img", body)
+    assert r.status_code == 200
+    p = r.json()["parameters"]
+    assert r.json()["images"] == [] and p["status"] == 0 and p["id_task"] == "t-1" and p["seed"] == "11,12"
+    urls = p["image_url"].split(",")
+    assert len(urls) == 2 and all(u.startswith("/code/stable-diffusion-webui/data/outputs/txt2img-images/") for u in urls)
+    local = urls[0].replace("/code/stable-diffusion-webui/data", server.data)
+    assert os.path.exists(local) and local.endswith("-11.png")
+    assert "Seed: 11" in Image.open(local).info["parameters"]
+
+
+def test_token_guards_the_api_but_not_ping(make_server):
+    s = make_server("--token", "s3cret")
+    assert requests.get(s.url + "/internal/ping").status_code == 200
+    r = requests.get(s.url + "/sdapi/v1/options")
+    assert r.status_code == 401 and r.json()["error"] == "Unauthorized"
+    assert requests.get(s.url + "/sdapi/v1/options", headers={"Authorization": "wrong"}).status_code == 401
+    assert requests.get(s.url + "/sdapi/v1/options", headers={"Authorization": "s3cret"}).status_code == 200
+    assert requests.get(s.url + "/sdapi/v1/options", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=s.port)
+    api.session.headers["Authorization"] = "s3cret"
+    assert api.txt2img(prompt="x", seed=1, steps=2, width=64, height=64).info["seed"] == 1
+
+
+def test_api_auth_gives_http_basic(make_server):
+    s = make_server("--api-auth", "alice:pw")
+    assert requests.get(s.url + "/sdapi/v1/options").status_code == 401
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=s.port, username="alice", password="pw")
+    assert api.get_options()["CLIP_stop_at_last_layers"] == 1
+
+
+def test_without_checkpoint_the_api_says_how_to_add_one_and_picks_it_up_without_restart(make_server):
+    s = make_server(with_model=False)
+    r = post(s, "txt2img", {"prompt": "x", "steps": 2, "width": 64, "height": 64})
+    assert r.status_code == 404 and "models/Stable-diffusion" in r.json()["detail"] and "refresh-checkpoints" in r.json()["detail"]
+    s.add_model()
+    assert post(s, "refresh-checkpoints", {}).status_code == 200
+    r = post(s, "txt2img", {"prompt": "x", "steps": 2, "width": 64, "height": 64, "seed": 1})
+    assert r.status_code == 200 and len(r.json()["images"]) == 1
