@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     public var apiAuth: [(user: String, password: String)] = []
     public var apiLog = false
     public var maxBodyBytes = 64 << 20
+    /// the WebUI's static files (`Web/`); nil = no WebUI (`--nowebui`)
+    public var webDir: String?
     /// what `/sdapi/v1/cmd-flags` reports (secrets already removed)
     public var cmdFlags: [String: JSONValue] = [:]
     public init() {}
@@ -85,11 +87,33 @@ extension JSONValue {
     }
 }
 
-/// Token / HTTP Basic authentication for `/sdapi` and `/internal` (ping excepted). Secrets are
-/// compared in constant time and never logged.
+/// Browser sessions made by `POST /login`: a random id in an HttpOnly, SameSite=Strict cookie
+/// and a CSRF token (double-submit: readable cookie echoed in `X-CSRF-Token` on state changes).
+final class SessionStore: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sessions: [String: String] = [:]  // session id → csrf token
+
+    static func random() -> String {
+        var g = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
+    }
+
+    func create() -> (id: String, csrf: String) {
+        let id = Self.random(), csrf = Self.random()
+        lock.withLock { sessions[id] = csrf }
+        return (id, csrf)
+    }
+
+    func csrf(for id: String) -> String? { lock.withLock { sessions[id] } }
+    func remove(_ id: String) { lock.withLock { _ = sessions.removeValue(forKey: id) } }
+}
+
+/// Token / HTTP Basic / session-cookie authentication for `/sdapi` and `/internal` (ping and
+/// the auth status excepted). Secrets are compared in constant time and never logged.
 struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String?
     let basic: [(user: String, password: String)]
+    let sessions: SessionStore
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
         let x = SHA256.hash(data: Data(a.utf8)), y = SHA256.hash(data: Data(b.utf8))
@@ -98,10 +122,19 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
         return diff == 0
     }
 
+    static func cookie(_ name: String, in request: Request) -> String? {
+        guard let header = request.headers[.cookie] else { return nil }
+        for part in header.split(separator: ";") {
+            let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+            if kv.count == 2 && kv[0] == name { return String(kv[1]) }
+        }
+        return nil
+    }
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        let guarded = (path.hasPrefix("/sdapi") || path.hasPrefix("/internal") || path == "/openapi.json" || path == "/docs")
-            && path != "/internal/ping"
+        let guarded = (path.hasPrefix("/sdapi") || path.hasPrefix("/internal") || path.hasPrefix("/api/") || path == "/openapi.json" || path == "/docs")
+            && path != "/internal/ping" && path != "/internal/auth-status"
         guard guarded, token != nil || !basic.isEmpty else { return try await next(request, context) }
         let header = request.headers[.authorization] ?? ""
         if let token {
@@ -115,6 +148,13 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
             if basic.contains(where: { Self.constantTimeEqual($0.user, user) && Self.constantTimeEqual($0.password, pass) }) {
                 return try await next(request, context)
             }
+        }
+        if let id = Self.cookie("atelier_session", in: request), let csrf = sessions.csrf(for: id) {
+            let safe = request.method == .get || request.method == .head
+            if safe || Self.constantTimeEqual(request.headers[.init("X-CSRF-Token")!] ?? "", csrf) {
+                return try await next(request, context)
+            }
+            throw APIError(status: 403, error: "Forbidden", detail: "missing or wrong X-CSRF-Token header")
         }
         if token == nil {
             var headers = HTTPFields()
@@ -132,6 +172,7 @@ public struct AtelierServer {
     public let instance: Instance
     public let configuration: ServerConfiguration
     let logger: Logger
+    let sessions = SessionStore()
 
     public init(instance: Instance, configuration: ServerConfiguration, logger: Logger = Logger(label: "atelier")) {
         self.instance = instance
@@ -142,8 +183,13 @@ public struct AtelierServer {
     public func buildRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorAndTimingMiddleware(logger: logger, maxBodyMB: configuration.maxBodyBytes >> 20))
-        router.add(middleware: AuthMiddleware(token: configuration.token, basic: configuration.apiAuth))
+        if let webDir = configuration.webDir {
+            // static files stay public: the page itself asks for the token (login form)
+            router.add(middleware: FileMiddleware(webDir, searchForIndexHtml: true, logger: logger))
+        }
+        router.add(middleware: AuthMiddleware(token: configuration.token, basic: configuration.apiAuth, sessions: sessions))
         SDAPIRoutes(instance: instance, configuration: configuration, logger: logger).register(on: router)
+        LoginRoutes(configuration: configuration, sessions: sessions).register(on: router)
         return router
     }
 
@@ -155,5 +201,55 @@ public struct AtelierServer {
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
         try await app.runService()
+    }
+}
+
+/// The WebUI's login: `POST /login` with the token (JSON `{"password"}` or a form field
+/// `password`; with `--api-auth` also `username`) sets the session cookie; `POST /logout` ends it;
+/// `GET /internal/auth-status` tells the page whether it must ask.
+struct LoginRoutes {
+    let configuration: ServerConfiguration
+    let sessions: SessionStore
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("internal/auth-status") { request, _ -> Response in
+            let required = configuration.token != nil || !configuration.apiAuth.isEmpty
+            let id = AuthMiddleware<BasicRequestContext>.cookie("atelier_session", in: request)
+            let loggedIn = id.flatMap { sessions.csrf(for: $0) } != nil
+            return jsonResponse(.object(["auth_required": .bool(required), "logged_in": .bool(!required || loggedIn),
+                                         "basic": .bool(!configuration.apiAuth.isEmpty)]))
+        }
+        router.post("login") { request, _ -> Response in
+            var request = request
+            let data = Data(buffer: try await request.collectBody(upTo: 64 << 10))
+            var fields: [String: String] = [:]
+            if let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                for (k, v) in o { fields[k] = "\(v)" }
+            } else {
+                for pair in String(decoding: data, as: UTF8.self).split(separator: "&") {
+                    let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
+                    if kv.count == 2 { fields[kv[0]] = kv[1] }
+                }
+            }
+            let password = fields["password"] ?? ""
+            var ok = false
+            if let token = configuration.token { ok = AuthMiddleware<BasicRequestContext>.constantTimeEqual(password, token) }
+            if !ok, let user = fields["username"] {
+                ok = configuration.apiAuth.contains { AuthMiddleware<BasicRequestContext>.constantTimeEqual($0.user, user) && AuthMiddleware<BasicRequestContext>.constantTimeEqual($0.password, password) }
+            }
+            if configuration.token == nil && configuration.apiAuth.isEmpty { ok = true }
+            guard ok else { throw APIError(status: 401, error: "Unauthorized", detail: "wrong password") }
+            let (id, csrf) = sessions.create()
+            var response = jsonResponse(.object(["ok": .bool(true), "csrf_token": .string(csrf)]))
+            response.headers.append(.init(name: .setCookie, value: "atelier_session=\(id); Path=/; HttpOnly; SameSite=Strict"))
+            response.headers.append(.init(name: .setCookie, value: "atelier_csrf=\(csrf); Path=/; SameSite=Strict"))
+            return response
+        }
+        router.post("logout") { request, _ -> Response in
+            if let id = AuthMiddleware<BasicRequestContext>.cookie("atelier_session", in: request) { sessions.remove(id) }
+            var response = jsonResponse(.object(["ok": .bool(true)]))
+            response.headers.append(.init(name: .setCookie, value: "atelier_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))
+            return response
+        }
     }
 }

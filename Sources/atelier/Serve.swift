@@ -31,12 +31,25 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Service token (or ATELIER_TOKEN); required as the Authorization header.") var token: String?
     @Option(help: "Write the bound port to this file once listening.") var portFile: String?
     @Flag(help: "Skip sha256 hashing of checkpoints.") var noHashing = false
+    @Option(help: "Directory of the WebUI's files (default: Web/ of the Atelier checkout).") var webDir: String?
     @Argument(parsing: .allUnrecognized, help: "GPU-only and environment flags of webui.sh (accepted, no effect).") var ignored: [String] = []
 
     static let noEffectFlags: Set<String> = ["--xformers", "--blade", "--sd-dynamic-cache", "--min-ram-reserved", "--skip-version-check",
         "--no-download-sd-model", "--skip-prepare-environment", "--skip-torch-cuda-test", "--no-half", "--no-half-vae",
         "--medvram", "--lowvram", "--opt-sdp-attention", "--disable-safe-unpickle", "--enable-insecure-extension-access",
         "--skip-install", "--disable-nan-check", "--precision", "--upcast-sampling", "--share", "--theme", "--cors-allow-origins"]
+
+    /// `Web/` beside the executable's checkout (`.build/release/atelier` → `../../Web`) or the cwd.
+    static func defaultWebDir() -> String? {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        var candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("Web")]
+        var dir = exe
+        for _ in 0..<4 {
+            candidates.append(dir.appendingPathComponent("Web"))
+            dir = dir.deletingLastPathComponent()
+        }
+        return candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("index.html").path) }?.path
+    }
 
     func run() async throws {
         var logger = Logger(label: "atelier")
@@ -67,6 +80,13 @@ struct Serve: AsyncParsableCommand {
             }
         }
         config.apiLog = apiLog
+        if !nowebui {
+            guard let web = webDir ?? Self.defaultWebDir() else {
+                throw ValidationError("cannot find the WebUI files (Web/); pass --web-dir or --nowebui")
+            }
+            guard FileManager.default.fileExists(atPath: web + "/index.html") else { throw ValidationError("--web-dir \(web): no index.html") }
+            config.webDir = web
+        }
         config.cmdFlags = [
             "data_dir": .string(data.root.path), "models_dir": .string(data.root.appendingPathComponent("models").path),
             "ckpt_dir": .string(data.checkpointDir.path), "lora_dir": .string(data.loraDir.path), "vae_dir": .string(data.vaeDir.path),
