@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "AtelierHTTP",
             dependencies: [
-                "AtelierService", "AtelierDiffusion", "AtelierImaging",
+                "AtelierService", "AtelierModels", "AtelierDiffusion", "AtelierImaging",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,6 @@
 import AtelierDiffusion
 import AtelierImaging
+import AtelierModels
 import AtelierService
 import Foundation
 import Hummingbird
@@ -99,6 +100,15 @@ struct SDAPIRoutes {
         v1.post("reload-checkpoint") { _, _ -> Response in jsonResponse(.object([:])) }
         v1.get("memory") { _, _ -> Response in jsonResponse(memory()) }
         router.get("internal/ping") { _, _ -> Response in jsonResponse(.object([:])) }
+        // The WebUI's token counter: how A1111 would chunk this prompt (75 tokens per chunk).
+        router.post("internal/token-count") { request, _ -> Response in
+            var request = request
+            let body = try await Self.jsonObject(&request, limit: 1 << 20)
+            let prompt = body["prompt"]?.string ?? ""
+            let chunks = PromptParser.chunks(prompt, tokenizer: .shared)
+            let used = chunks.reduce(0) { n, c in n + c.tokens.dropFirst().dropLast().filter { $0 != CLIPTokenizer.eos }.count }
+            return jsonResponse(.object(["tokens": .int(used), "chunks": .int(chunks.count), "max": .int(75 * chunks.count)]))
+        }
     }
 
     /// The body as a JSON object, or FastAPI's 422 for non-JSON / non-object bodies.
