@@ -2,10 +2,14 @@ import Foundation
 
 /// The CPU operations a latent-diffusion model needs, on `Tensor` values.
 public enum Ops {
+    /// im2col tile budget in floats (tunable for benchmarks: ATELIER_CONV_TILE).
+    nonisolated(unsafe) public static var convTileFloats: Int = Int(ProcessInfo.processInfo.environment["ATELIER_CONV_TILE"] ?? "") ?? (1 << 20)
+
     // MARK: - Linear algebra
 
     /// `x[..., K] · W[N, K]ᵀ + b[N]` → `[..., N]` (PyTorch `nn.Linear`).
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        Profiler.measure("linear") {
         let k = x.shape.last!, n = weight.shape[0]
         precondition(weight.shape[1] == k, "linear: input width \(k) vs weight \(weight.shape)")
         let m = x.count / k
@@ -20,6 +24,7 @@ public enum Ops {
               b: weight.unsafePointer, ldb: k, beta: beta, c: o, ldc: n)
         return out
     }
+    }
 
     /// 2-D convolution, NCHW input, OIHW weight. Padding is (top, left, bottom, right)
     /// so the VAE encoder's asymmetric (0,0,1,1) downsampling pad fits too.
@@ -29,6 +34,7 @@ public enum Ops {
         _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1,
         padding: (top: Int, left: Int, bottom: Int, right: Int)
     ) -> Tensor {
+        Profiler.measure("conv2d") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         precondition(weight.shape[1] == c, "conv2d: input channels \(c) vs weight \(weight.shape)")
@@ -51,7 +57,7 @@ public enum Ops {
                 continue
             }
             // Tile of output rows so that the column buffer is about 4 MB.
-            let rowsPerTile = max(1, min(ho, (1 << 20) / max(1, kdim * wo)))
+            let rowsPerTile = max(1, min(ho, Ops.convTileFloats / max(1, kdim * wo)))
             let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * rowsPerTile * wo)
             defer { col.deallocate() }
             var r0 = 0
@@ -66,6 +72,7 @@ public enum Ops {
             }
         }
         return out
+    }
     }
 
     @inline(__always)
@@ -112,6 +119,7 @@ public enum Ops {
     /// GroupNorm over NCHW (statistics accumulated in double), optionally fused with SiLU.
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor,
                                  eps: Float, silu: Bool = false) -> Tensor {
+        Profiler.measure("groupNorm") {
         let (b, c) = (x.shape[0], x.shape[1])
         let hw = x.count / (b * c)
         let cpg = c / groups
@@ -147,9 +155,11 @@ public enum Ops {
         }
         return out
     }
+    }
 
     /// LayerNorm over the last axis.
     public static func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> Tensor {
+        Profiler.measure("layerNorm") {
         let c = x.shape.last!
         let rows = x.count / c
         let out = Tensor(uninitialized: x.shape)
@@ -169,6 +179,7 @@ public enum Ops {
             }
         }
         return out
+    }
     }
 
     // MARK: - Elementwise
@@ -192,6 +203,7 @@ public enum Ops {
 
     /// GEGLU: the last axis holds `[hidden, gate]`; returns `hidden · gelu(gate)`.
     public static func geglu(_ x: Tensor) -> Tensor {
+        Profiler.measure("geglu") {
         let c2 = x.shape.last!, c = c2 / 2
         let rows = x.count / c2
         let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [c])
@@ -207,6 +219,7 @@ public enum Ops {
         }
         return out
     }
+    }
 
     public static func map(_ x: Tensor, _ f: @escaping (V16) -> V16) -> Tensor {
         let out = Tensor(uninitialized: x.shape)
@@ -217,15 +230,18 @@ public enum Ops {
 
     /// a + b, same shapes.
     public static func add(_ a: Tensor, _ b: Tensor) -> Tensor {
+        Profiler.measure("add") {
         precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
         let out = Tensor(uninitialized: a.shape)
         let ap = a.unsafePointer, bp = b.unsafePointer, d = out.unsafePointer
         Compute.split(a.count) { r in for i in r { d[i] = ap[i] + bp[i] } }
         return out
     }
+    }
 
     /// x[n, c, ...] + v[n, c] broadcast over the trailing axes (ResBlock time embedding).
     public static func addPerChannel(_ x: Tensor, _ v: Tensor) -> Tensor {
+        Profiler.measure("addPerChannel") {
         let (b, c) = (x.shape[0], x.shape[1])
         let inner = x.count / (b * c)
         precondition(v.count == b * c, "addPerChannel: \(x.shape) vs \(v.shape)")
@@ -237,6 +253,7 @@ public enum Ops {
         }
         return out
     }
+    }
 
     /// x · s
     public static func scale(_ x: Tensor, _ s: Float) -> Tensor {
@@ -247,6 +264,7 @@ public enum Ops {
 
     /// Concatenation of NCHW tensors along channels.
     public static func concatChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
+        Profiler.measure("concat") {
         let n = a.shape[0]
         precondition(b.shape[0] == n && a.shape[2...] == b.shape[2...], "concat: \(a.shape) vs \(b.shape)")
         let inA = a.count / n, inB = b.count / n
@@ -258,9 +276,11 @@ public enum Ops {
         }
         return out
     }
+    }
 
     /// `[B, C, N]` ↔ `[B, N, C]` (NCHW feature maps to token sequences and back).
     public static func transposeLast2(_ x: Tensor) -> Tensor {
+        Profiler.measure("transpose") {
         let b = x.shape[0], r = x.shape[1], c = x.shape[2]
         let out = Tensor(uninitialized: [b, c, r])
         let s = x.unsafePointer, d = out.unsafePointer
@@ -281,9 +301,11 @@ public enum Ops {
         }
         return out
     }
+    }
 
     /// Nearest-neighbour 2× upsampling of NCHW.
     public static func upsampleNearest2x(_ x: Tensor) -> Tensor {
+        Profiler.measure("upsample") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let out = Tensor(uninitialized: [b, c, 2 * h, 2 * w])
         let s = x.unsafePointer, d = out.unsafePointer
@@ -298,6 +320,7 @@ public enum Ops {
             }
         }
         return out
+    }
     }
 
     /// Nearest upsampling of NCHW to an exact size (UNet skip sizes when H/W are not
@@ -326,6 +349,7 @@ public enum Ops {
     /// blocks so the score matrix never exceeds `block × Nk` per task (a 4096² score
     /// matrix per head would be 64 MB); `causal` masks keys after the query (CLIP).
     public static func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool = false) -> Tensor {
+        Profiler.measure("attention") {
         let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
         let nk = k.shape[1]
         let d = c / heads
@@ -361,16 +385,31 @@ public enum Ops {
         }
         return out
     }
+    }
 
-    /// In-place softmax of `n` floats.
+    /// In-place softmax of `n` floats: vector max, then exp and sum in one pass, then scale.
     @inline(__always)
     static func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
-        var m = -Float.infinity
-        for i in 0..<n where row[i] > m { m = row[i] }
-        let mv = V16(repeating: m)
-        mapVector(row, row, n) { vexp($0 - mv) }
-        var s: Float = 0
-        for i in 0..<n { s += row[i] }
+        var mv = V16(repeating: -.infinity)
+        var i = 0
+        while i + 16 <= n {
+            let v = vload(row + i)
+            mv.replace(with: v, where: v .> mv)
+            i += 16
+        }
+        var m = mv.max()
+        while i < n { if row[i] > m { m = row[i] }; i += 1 }
+        let mb = V16(repeating: m)
+        var sv = V16(repeating: 0)
+        i = 0
+        while i + 16 <= n {
+            let e = vexp(vload(row + i) - mb)
+            vstore(e, row + i)
+            sv += e
+            i += 16
+        }
+        var s = sv.sum()
+        while i < n { let e = expf(row[i] - m); row[i] = e; s += e; i += 1 }
         let inv = V16(repeating: 1 / s)
         mapVector(row, row, n) { $0 * inv }
     }

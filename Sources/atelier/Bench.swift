@@ -1,0 +1,193 @@
+import ArgumentParser
+import AtelierDiffusion
+import AtelierModels
+import AtelierTensor
+import Foundation
+
+/// `atelier bench`: hot paths timed, next to PyTorch on the same shapes in the same run.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the engine's hot paths (ratio to PyTorch when --reference-python is given).")
+
+    enum What: String, ExpressibleByArgument, CaseIterable {
+        case unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode", textEncoder = "text-encoder", txt2img, load, matmul
+    }
+
+    @Argument(help: "unet | vae-decode | vae-encode | text-encoder | txt2img | load | matmul") var what: What
+    @Option(help: "Checkpoint (.safetensors); not needed for matmul.") var model: String?
+    @Option(help: "Timed runs (after one warm-up).") var runs: Int = 3
+    @Option(help: "Compute threads (default: all cores).") var threads: Int?
+    @Option(help: "Image size in pixels (latents are size/8).") var size: Int = 512
+    @Option(help: "Python with torch and diffusers: runs tools/bench_reference.py on the same shapes.") var referencePython: String?
+    @Flag(help: "One JSON object per line.") var json = false
+    @Flag(help: "Print the time per operation kind.") var profile = false
+
+    func run() throws {
+        if let threads {
+            guard threads > 0 else { throw ValidationError("--threads must be positive") }
+            Compute.setThreads(threads)
+        }
+        guard runs > 0 else { throw ValidationError("--runs must be positive") }
+        guard size % 8 == 0, size >= 64 else { throw ValidationError("--size must be a multiple of 8, at least 64") }
+        let load0 = loadAverage()
+        let sgemm = measureSGEMM()
+        var loaded: StableDiffusionModel?
+        func m() throws -> StableDiffusionModel {
+            if let loaded { return loaded }
+            guard let model else { throw ValidationError("--model is required for \(what.rawValue)") }
+            let l = try StableDiffusionModel(path: model)
+            loaded = l
+            return l
+        }
+        let h = size / 8
+        var work: () throws -> Void
+        switch what {
+        case .matmul:
+            work = { _ = measureSGEMM(n: 2048, runs: 1) }
+        case .load:
+            guard let model else { throw ValidationError("--model is required for load") }
+            work = { _ = try StableDiffusionModel(path: model) }
+        case .unet:
+            let mdl = try m()
+            let x = Tensor(filling: [2, 4, h, h], with: 0.1)
+            let ctx = Tensor(filling: [2, 77, mdl.unet.config.contextDim], with: 0.1)
+            work = { _ = mdl.unet(x, timesteps: [500, 500], context: ctx) }
+        case .vaeDecode:
+            let mdl = try m()
+            let z = Tensor(filling: [1, 4, h, h], with: 0.1)
+            work = { _ = mdl.vaeDecoder(z) }
+        case .vaeEncode:
+            let mdl = try m()
+            let img = Tensor(filling: [1, 3, size, size], with: 0.1)
+            work = { _ = mdl.vaeEncoder.mean(img) }
+        case .textEncoder:
+            let mdl = try m()
+            work = { _ = mdl.textEncoder.encode(Array(repeating: 320, count: 77)) }
+        case .txt2img:
+            let p = Pipeline(model: try m())
+            var r = GenerationRequest()
+            r.prompt = "a photo of a cat"
+            r.seed = 1
+            r.steps = 20
+            r.width = size
+            r.height = size
+            r.randnSource = .cpu
+            work = { _ = try p.txt2img(r) }
+        }
+        if what != .load && what != .matmul { _ = try m() }
+        try work()  // warm-up
+        var times: [Double] = []
+        let ru0 = cpuSeconds()
+        let wall0 = now()
+        Profiler.reset()
+        Profiler.enabled = true
+        for i in 0..<runs {
+            if i > 0 { Profiler.enabled = false }
+            let t = now()
+            try work()
+            times.append(now() - t)
+        }
+        Profiler.enabled = false
+        let utilisation = (cpuSeconds() - ru0) / (now() - wall0)
+        times.sort()
+        let median = times[times.count / 2]
+        let flops = Profiler.flops
+        var refMedian: Double?
+        if let py = referencePython, what != .load {
+            refMedian = try reference(python: py)
+        }
+        let rss = peakRSS()
+        let gflops = flops / median / 1e9
+        if json {
+            var o: [String: Any] = ["name": what.rawValue, "median_s": median, "min_s": times.first!, "max_s": times.last!,
+                                    "runs": runs, "threads": Compute.threads, "size": size, "gflop": flops / 1e9,
+                                    "gflops": gflops, "sgemm_gflops": sgemm, "fraction_of_sgemm": gflops / sgemm,
+                                    "cpu_utilisation": utilisation, "peak_rss_bytes": rss, "load_average": load0,
+                                    "reference_median_s": refMedian ?? NSNull(), "ratio": refMedian.map { median / $0 } ?? NSNull()]
+            if what == .matmul { o["gflops"] = sgemm }
+            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("\(what.rawValue): median \(f(median)) s (min \(f(times.first!)), max \(f(times.last!)), \(runs) runs, \(Compute.threads) threads)")
+            print("  work \(f(flops / 1e9)) GFLOP, \(f(gflops)) GFLOP/s = \(f(gflops / sgemm)) of sgemm (\(f(sgemm)) GFLOP/s measured now)")
+            print("  CPU utilisation \(f(utilisation)), peak RSS \(f(Double(rss) / 1_073_741_824)) GiB, load average before \(f(load0))")
+            if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }
+        }
+        if profile {
+            for (name, secs, calls, fl) in Profiler.report {
+                print(String(format: "  %-14@ %8.3f s  %6d calls  %8.1f GFLOP  %6.1f GFLOP/s", name as NSString, secs, calls, fl / 1e9, fl / 1e9 / max(secs, 1e-9)))
+            }
+        }
+    }
+
+    func f(_ x: Double) -> String { String(format: x < 10 ? "%.3f" : "%.1f", x) }
+
+    /// Runs tools/bench_reference.py with the same shapes and threads; its median seconds.
+    func reference(python: String) throws -> Double {
+        let script = Self.toolsDir().appendingPathComponent("bench_reference.py").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script, what.rawValue, "--runs", String(runs), "--threads", String(Compute.threads), "--size", String(size)]
+            + (model.map { ["--model", $0] } ?? [])
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        guard p.terminationStatus == 0, let line = text.split(separator: "\n").last,
+              let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let med = o["median_s"] as? Double
+        else { throw ValidationError("reference bench failed: \(text)") }
+        return med
+    }
+
+    static func toolsDir() -> URL {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("tools/bench_reference.py").path) { break }
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("tools")
+    }
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+func cpuSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) * 1e-6 + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) * 1e-6
+}
+
+/// VmHWM of this process, bytes.
+func peakRSS() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        return (Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
+    }
+    return 0
+}
+
+func loadAverage() -> Double {
+    var l = [Double](repeating: 0, count: 3)
+    getloadavg(&l, 3)
+    return l[0]
+}
+
+/// The machine's sgemm rate (GFLOP/s), median of `runs` 2048³ products.
+func measureSGEMM(n: Int = 2048, runs: Int = 3) -> Double {
+    let a = Tensor(filling: [n, n], with: 0.5), b = Tensor(filling: [n, n], with: 0.25)
+    let c = Tensor(uninitialized: [n, n])
+    var best: [Double] = []
+    for _ in 0...runs {
+        let t = now()
+        sgemm(m: n, n: n, k: n, a: a.unsafePointer, lda: n, b: b.unsafePointer, ldb: n, c: c.unsafePointer, ldc: n)
+        best.append(now() - t)
+    }
+    best.removeFirst()
+    best.sort()
+    return 2 * Double(n * n * n) / best[best.count / 2] / 1e9
+}
