@@ -5,16 +5,19 @@ Run by hand with the reference venv (see tools/README.md); the Swift tests never
 and never read the oracle:
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--only CASE ...] [--noise-only | --no-noise]
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img] [--only CASE ...] \
+        [--noise-only | --no-noise]
 
 Writes (paths relative to the repository root):
 
-  Tests/Fixtures/golden/<case>/   one txt2img generation per case, made in-process by the
+  Tests/Fixtures/golden/<case>/   one txt2img / img2img / inpainting generation per case, made in-process by the
       oracle's reference.py (`run` + `float64_floor`, i.e. `reference.py ... --f64`) on the
       committed checkpoint Tests/Fixtures/models/tiny-sd15.safetensors, 2 threads. Only the
       files in KEEP are kept; the float64 twin's arrays are dropped, its distances stay in
       params.json["float32_vs_float64"]. params.json also gets "golden_case" / "golden_args"
-      (the reference.py options used).
+      (the reference.py options used). img2img cases (img2img_cases(), `--group img2img`)
+      read Tests/Fixtures/images/{init,mask}-128.png (tools/make_test_images.py); their
+      args hold those paths relative to the repository root.
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -43,7 +46,12 @@ CKPT_SHA256 = "a7caa29fe88432bbcf4de833985faded804ab9f60baf7121ce011b8540e8ff0a"
 KEEP = ("params.json", "tokens.json", "cond.npy", "uncond.npy", "noise.npy", "sigmas.npy",
         "timesteps.npy", "ddim_alphas.npy", "ddim_alphas_prev.npy",
         "first_unet_in.npy", "first_unet_t.npy", "first_unet_eps.npy", "first_denoised.npy",
-        "steps.npy", "sampler_noise.npy", "latents.npy", "image_float.npy", "image.png")
+        "steps.npy", "sampler_noise.npy", "latents.npy", "image_float.npy", "image.png",
+        # img2img (only written by the oracle when --init-image is given)
+        "init_latent.npy", "init_image.png",
+        # inpainting (--mask)
+        "latent_nmask.npy", "init_latent_encoded.npy", "latents_unblended.npy",
+        "inpaint_image_mask.png", "inpaint_mask_for_overlay.png", "inpaint_overlay.png", "image_decoded.png")
 
 PROMPT = "a photo of a (cat:1.2), [blurry] masterpiece, \\(escaped\\)"  # text: ... \(escaped\)
 NEGATIVE = "lowres, bad anatomy"
@@ -62,6 +70,12 @@ LONG_PROMPT = ("a breathtaking (wide angle:1.1) photograph of a quiet mountain v
 
 BASE = dict(prompt=PROMPT, negative=NEGATIVE, steps=20, cfg=7, width=128, height=128)
 
+# img2img / inpainting inputs (committed; made by tools/make_test_images.py). Stored in the
+# args relative to the repository root; to_argv makes them absolute for the oracle.
+INIT_IMAGE = "Tests/Fixtures/images/init-128.png"
+MASK = "Tests/Fixtures/images/mask-128.png"
+PATH_ARGS = ("init_image", "mask")
+
 
 def cases():
     out = {}
@@ -79,6 +93,37 @@ def cases():
     return out
 
 
+def img2img_cases():
+    """img2img (posterior mean, "just resize") and inpainting (original 512-style UNet, i.e. the
+    4-channel model with the latent mask blend) on the committed init image / mask."""
+    out = {}
+    i2i = dict(BASE, scheduler="Automatic", init_image=INIT_IMAGE)
+    out["i2i-euler"] = dict(i2i, sampler="Euler", seed=42, denoising_strength=0.6)
+    out["i2i-euler_a"] = dict(i2i, sampler="Euler a", seed=43, denoising_strength=0.75)
+    out["i2i-dpmpp_2m-karras"] = dict(i2i, sampler="DPM++ 2M", scheduler="Karras", seed=44, denoising_strength=0.5)
+    out["i2i-ddim"] = dict(i2i, sampler="DDIM", seed=45, denoising_strength=0.6)
+    inp = dict(i2i, mask=MASK, mask_blur=4, inpainting_fill=1, inpaint_full_res=False,
+               inpaint_full_res_padding=32, inpainting_mask_invert=False)
+    out["inpaint-original"] = dict(inp, sampler="Euler", seed=46, denoising_strength=0.75)
+    out["inpaint-fill-onlymasked"] = dict(inp, sampler="Euler a", seed=47, denoising_strength=0.8,
+                                          inpainting_fill=0, inpaint_full_res=True)
+    out["inpaint-latent-noise"] = dict(inp, sampler="DPM++ 2M", seed=48, denoising_strength=0.9,
+                                       inpainting_fill=2)
+    out["inpaint-invert-blur0"] = dict(inp, sampler="Euler", seed=49, denoising_strength=0.7,
+                                       mask_blur=0, inpainting_mask_invert=True)
+    return out
+
+
+GROUPS = {"txt2img": cases, "img2img": img2img_cases}
+
+
+def all_cases():
+    out = {}
+    for make in GROUPS.values():
+        out.update(make())
+    return out
+
+
 # (file name, source, seed, shape "C,H,W" or "N", number of successive draws on one generator)
 NOISE = (
     ("cpu_42_4x64x64_3draws.npy", "CPU", 42, "4,64,64", 3),
@@ -93,7 +138,13 @@ NOISE = (
 def to_argv(opts, ckpt, tokenizer, out, threads):
     argv = ["--ckpt", ckpt, "--tokenizer", tokenizer, "--out", out, "--threads", str(threads)]
     for k, v in opts.items():
-        argv += ["--" + k.replace("_", "-"), str(v)]
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):  # store_true options: the bare flag, or nothing
+            argv += [flag] if v else []
+        elif k in PATH_ARGS:
+            argv += [flag, os.path.join(REPO, v)]
+        else:
+            argv += [flag, str(v)]
     return argv
 
 
@@ -123,8 +174,13 @@ def make_goldens(args):
         with open(index_path) as f:
             index = json.load(f).get("cases", {})
     pipe = R.load_pipeline(args.ckpt, args.tokenizer)
-    all_cases = cases()
-    for name, opts in all_cases.items():
+    every = all_cases()
+    if args.only:
+        unknown = sorted(set(args.only) - set(every))
+        if unknown:
+            sys.exit(f"unknown case(s): {' '.join(unknown)}")
+    selected = GROUPS[args.group]() if args.group != "all" else every
+    for name, opts in selected.items():
         if args.only and name not in args.only:
             continue
         t0 = time.time()
@@ -153,9 +209,11 @@ def make_goldens(args):
                        "unet_calls": params["unet_calls"],
                        "cond_chunks": len(toks["cond"]["chunks"]), "uncond_chunks": len(toks["uncond"]["chunks"]),
                        "files": sorted(os.listdir(dest)), "float32_vs_float64": floor}
+        if params.get("t_enc") is not None:  # img2img only (txt2img entries keep their old keys)
+            index[name]["t_enc"] = params["t_enc"]
         print(f"{name:24} {params['sampler']:9} {params['scheduler']:11} {params['unet_calls']:3} UNet calls "
               f"{time.time() - t0:5.1f}s  f32-vs-f64 latents rel L2 {floor['latents_rel_l2']:.2e}", flush=True)
-    index = {k: index[k] for k in all_cases if k in index}
+    index = {k: index[k] for k in every if k in index}
     meta = {"checkpoint": "Tests/Fixtures/models/tiny-sd15.safetensors", "checkpoint_sha256": CKPT_SHA256,
             "threads": args.threads, "made_by": "tools/make_goldens.py (oracle reference.py --f64)"}
     with open(index_path, "w") as f:
@@ -180,6 +238,8 @@ def main():
     ap.add_argument("--allow-other-checkpoint", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", nargs="*", default=None, help="golden case names (default: all)")
+    ap.add_argument("--group", choices=("all",) + tuple(GROUPS), default="all",
+                    help="txt2img: the original 18 cases; img2img: the img2img / inpainting cases (default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")

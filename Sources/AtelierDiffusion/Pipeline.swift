@@ -33,6 +33,9 @@ public struct GenerationRequest: Sendable, Equatable {
     public var etaNoiseSeedDelta: Int64 = 0
     /// noise multiplier of ancestral steps (default 1) and DDIM (default 0); nil = the default
     public var eta: Double?
+    /// img2img: the init image (already at width × height) and how much of it to repaint
+    public var initImage: InitImage?
+    public var denoisingStrength: Double = 0.75
 
     public init() {}
 
@@ -57,6 +60,27 @@ public struct GenerationRequest: Sendable, Equatable {
         }
         guard (1...12).contains(clipSkip) else { throw RequestError(field: "clip_skip", "ensure this value is between 1 and 12") }
         if let eta, !(eta.isFinite && eta >= 0 && eta <= 10) { throw RequestError(field: "eta", "ensure this value is between 0 and 10") }
+        if let img = initImage {
+            guard denoisingStrength.isFinite, denoisingStrength > 0, denoisingStrength <= 1 else {
+                throw RequestError(field: "denoising_strength", "ensure this value is greater than 0 and at most 1")
+            }
+            guard img.rgb.count == img.width * img.height * 3 else { throw RequestError(field: "init_images", "init image data does not match its size") }
+            guard img.width == width && img.height == height else {
+                throw RequestError(field: "init_images", "init image is \(img.width)x\(img.height) but the request is \(width)x\(height); resizing is not available in Atelier yet")
+            }
+        }
+    }
+}
+
+/// An RGB image given to img2img.
+public struct InitImage: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    public let rgb: [UInt8]
+    public init(width: Int, height: Int, rgb: [UInt8]) {
+        self.width = width
+        self.height = height
+        self.rgb = rgb
     }
 }
 
@@ -137,6 +161,14 @@ public final class Pipeline: @unchecked Sendable {
         return (out, chunks)
     }
 
+    /// How many sampler steps a request runs: `steps` for txt2img; for img2img `t_enc + 1`
+    /// (k-diffusion) or `t_enc − 1` (A1111's DDIM), `t_enc = int(min(strength, 0.999) · steps)`.
+    public static func samplingSteps(_ r: GenerationRequest) -> Int {
+        guard r.initImage != nil else { return r.sampler == .ddim ? max(1, DDIMSampler.timesteps(steps: r.steps).count - 1) : r.steps }
+        let tEnc = Int(min(r.denoisingStrength, 0.999) * Double(r.steps))
+        return r.sampler == .ddim ? max(0, tEnc - 1) : tEnc + 1
+    }
+
     /// The seeds of every image of the job (`seed + i`), the random seed drawn when −1.
     public static func seeds(for r: GenerationRequest) -> [UInt64] {
         let base = r.seed == -1 ? UInt64.random(in: 0..<4_294_967_294) : UInt64(r.seed)
@@ -161,7 +193,7 @@ public final class Pipeline: @unchecked Sendable {
             let per = 4 * (r.height / 8) * (r.width / 8)
             let latents = try sample(r, seeds: seeds, cond: cond, uncond: uncond, dump: batch == 0 ? dump : nil) { step, x in
                 if let control, control.interrupted || control.skipped { throw StopSampling() }
-                try progress?(GenerationProgress(step: step, steps: r.steps, batch: batch, batches: r.nIter,
+                try progress?(GenerationProgress(step: step, steps: Self.samplingSteps(r), batch: batch, batches: r.nIter,
                                                  latents: Array(x[0..<per]), latentShape: [4, r.height / 8, r.width / 8]))
             }
             let decoded = decode(latents, dump: batch == 0 ? dump : nil)
@@ -234,10 +266,26 @@ public final class Pipeline: @unchecked Sendable {
         }
 
         var x: [Float] = []
+        // img2img: the VAE-encoded init image (posterior mean × scale factor), one copy per image
+        var initLatent: [Float]?
+        var tEnc = r.steps
+        if let img = r.initImage {
+            let one = encodeInit(img)
+            initLatent = Array((0..<b).map { _ in one }.joined())
+            dump?.write("init_latent", shape: [b] + shape, values: initLatent!)
+            tEnc = Int(min(r.denoisingStrength, 0.999) * Double(r.steps))
+        }
         do {
         if r.sampler == .ddim {
-            let ts = DDIMSampler.timesteps(steps: r.steps)
-            x = noise
+            var ts = DDIMSampler.timesteps(steps: r.steps)
+            if let initLatent {
+                let a = schedule.alphasCumprod[ts[tEnc]]
+                let sa = a.squareRoot(), s1 = (1 - a).squareRoot()
+                x = (0..<noise.count).map { initLatent[$0] * sa + noise[$0] * s1 }
+                ts = Array(ts.prefix(tEnc))
+            } else {
+                x = noise
+            }
             if dump != nil { steps.append(x) }
             dump?.write("timesteps", shape: [ts.count], values: ts.map(Float.init))
             x = try DDIMSampler.sample(eps: { x, t in
@@ -246,9 +294,14 @@ public final class Pipeline: @unchecked Sendable {
             }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, noise: drawNoise, onStep: stepCallback)
         } else {
             let sched = r.scheduler == .automatic ? (r.sampler.defaultScheduler ?? .uniform) : r.scheduler
-            let sigmas = sched.sigmas(steps: r.steps, schedule: schedule)
+            var sigmas = sched.sigmas(steps: r.steps, schedule: schedule)
+            if let initLatent {
+                sigmas = Array(sigmas[(r.steps - tEnc - 1)...])
+                x = (0..<noise.count).map { initLatent[$0] + noise[$0] * sigmas[0] }
+            } else {
+                x = noise.map { $0 * sigmas[0] }
+            }
             dump?.write("sigmas", shape: [sigmas.count], values: sigmas)
-            x = noise.map { $0 * sigmas[0] }
             if dump != nil { steps.append(x) }
             let denoise: Denoise = { x, sigma in
                 let cIn = 1 / (sigma * sigma + 1).squareRoot()
@@ -279,6 +332,19 @@ public final class Pipeline: @unchecked Sendable {
             dump.write("latents", shape: [b] + shape, values: x)
         }
         return Tensor(shape: [b] + shape, data: x)
+    }
+
+    /// img2img's init latent: `uint8/255·2−1` → VAE encoder posterior mean → × scale factor.
+    func encodeInit(_ img: InitImage) -> [Float] {
+        let (h, w) = (img.height, img.width)
+        let x = Tensor(uninitialized: [1, 3, h, w])
+        let p = x.unsafePointer
+        for c in 0..<3 {
+            for i in 0..<(h * w) { p[c * h * w + i] = Float(img.rgb[i * 3 + c]) / 255 * 2 - 1 }
+        }
+        let mean = model.vaeEncoder.mean(x)
+        let sf = model.vaeDecoder.config.scaleFactor
+        return mean.scalars.map { sf * $0 }
     }
 
     /// VAE decode of `latents / scale_factor`, `clamp((x+1)/2, 0, 1)`, ×255 truncated to uint8.
@@ -316,6 +382,7 @@ public final class Pipeline: @unchecked Sendable {
             ("Size", "\(r.width)x\(r.height)"),
             ("Model hash", model.shortHash),
             ("Model", model.name),
+            ("Denoising strength", r.initImage != nil ? Infotext.pythonFloat(r.denoisingStrength) : nil),
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
             ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),

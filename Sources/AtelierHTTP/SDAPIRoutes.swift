@@ -20,10 +20,12 @@ struct SDAPIRoutes {
         v1.post("txt2img") { request, _ -> Response in
             var request = request
             let body = try await Self.jsonObject(&request, limit: maxBody)
-            return try await txt2img(body)
+            return try await generate(body, img2img: false)
         }
-        v1.post("img2img") { _, _ -> Response in
-            throw ServiceError(422, field: "init_images", "img2img is not available in Atelier yet (it comes with the engine-breadth work)")
+        v1.post("img2img") { request, _ -> Response in
+            var request = request
+            let body = try await Self.jsonObject(&request, limit: maxBody)
+            return try await generate(body, img2img: true)
         }
         v1.post("png-info") { request, _ -> Response in
             var request = request
@@ -128,9 +130,9 @@ struct SDAPIRoutes {
         return o
     }
 
-    func txt2img(_ body: [String: JSONValue]) async throws -> Response {
+    func generate(_ body: [String: JSONValue], img2img: Bool) async throws -> Response {
         let start = Date()
-        let req = try Txt2ImgRequest.decode(body, instance: instance)
+        let req = try Txt2ImgRequest.decode(body, instance: instance, img2img: img2img)
         let result: JobResult
         do {
             result = try await instance.txt2img(req.job)
@@ -157,8 +159,10 @@ struct SDAPIRoutes {
             "cfg_scale": .double(r.cfgScale), "steps": .int(r.steps), "batch_size": .int(r.batchSize), "restore_faces": .bool(false),
             "face_restoration_model": .null, "sd_model_name": .string(result.checkpoint.modelName),
             "sd_model_hash": result.checkpoint.shortHash.map(JSONValue.string) ?? .null, "sd_vae_name": .null, "sd_vae_hash": .null,
-            "seed_resize_from_w": .int(-1), "seed_resize_from_h": .int(-1), "denoising_strength": .null,
-            "extra_generation_params": .object([:]), "index_of_first_image": .int(0),
+            "seed_resize_from_w": .int(-1), "seed_resize_from_h": .int(-1),
+            "denoising_strength": r.initImage != nil ? .double(r.denoisingStrength) : .null,
+            "extra_generation_params": r.initImage != nil ? .object(["Denoising strength": .double(r.denoisingStrength)]) : .object([:]),
+            "index_of_first_image": .int(0),
             "infotexts": .array(result.infotexts.map(JSONValue.string)), "styles": .array([]), "job_timestamp": .string(result.jobTimestamp),
             "clip_skip": .int(r.clipSkip), "is_using_inpainting_conditioning": .bool(false), "version": .string("v1.10.1"),
         ])

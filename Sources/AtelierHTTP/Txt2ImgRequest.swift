@@ -1,4 +1,5 @@
 import AtelierDiffusion
+import AtelierImaging
 import AtelierService
 import Foundation
 
@@ -47,7 +48,14 @@ struct Txt2ImgRequest {
                                 "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart",
                                 "DDIM", "DDIM CFG++", "PLMS", "UniPC", "LCM"]
 
-    static func decode(_ body: [String: JSONValue], instance: Instance) throws -> Txt2ImgRequest {
+    static let img2imgDefaults: [String: JSONValue] = [
+        "init_images": .null, "resize_mode": .int(0), "image_cfg_scale": .null, "mask": .null, "mask_blur_x": .int(4),
+        "mask_blur_y": .int(4), "mask_blur": .null, "mask_round": .bool(true), "inpainting_fill": .int(0),
+        "inpaint_full_res": .bool(true), "inpaint_full_res_padding": .int(0), "inpainting_mask_invert": .int(0),
+        "initial_noise_multiplier": .null, "latent_mask": .null, "include_init_images": .bool(false),
+    ]
+
+    static func decode(_ body: [String: JSONValue], instance: Instance, img2img: Bool = false) throws -> Txt2ImgRequest {
         var f = Fields(body)
         var r = GenerationRequest()
         r.prompt = f.string("prompt", "")
@@ -90,6 +98,29 @@ struct Txt2ImgRequest {
         if r.seed != -1 { f.check("seed", r.seed, min: 0, max: 4_294_967_295) }
         if r.width * r.height * r.batchSize > 4096 * 4096 { f.problem("width", "width × height × batch_size exceeds 4096 × 4096") }
         if let eta = r.eta { f.check("eta", eta, min: 0, max: 10) }
+        var initImage: InitImage?
+        if img2img {
+            r.denoisingStrength = f.double("denoising_strength", 0.75)
+            f.check("denoising_strength", r.denoisingStrength, min: 0, max: 1)
+            let inits = f.list("init_images")
+            let resizeMode = f.int("resize_mode", 0)
+            _ = f.optionalDouble("image_cfg_scale")
+            _ = f.bool("include_init_images", false)
+            let noiseMultiplier = f.double("initial_noise_multiplier", 1)
+            guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
+            guard let first = inits.first?.string else { throw ServiceError(404, field: "init_images", "Init image not found") }
+            let image = try decodeImage(first, field: "init_images")
+            if image.width != r.width || image.height != r.height || resizeMode != 0 {
+                if image.width != r.width || image.height != r.height {
+                    throw ServiceError(422, field: "resize_mode", "resize_mode: resizing the init image (\(image.width)x\(image.height) → \(r.width)x\(r.height)) is not available in Atelier yet; send it at width × height")
+                }
+            }
+            if body["mask"].map({ $0 != .null }) ?? false { throw ServiceError(422, field: "mask", "mask: inpainting is not available in Atelier yet") }
+            if noiseMultiplier != 1 { throw ServiceError(422, field: "initial_noise_multiplier", "initial_noise_multiplier: values other than 1 are not available in Atelier yet") }
+            if inits.count > 1 { throw ServiceError(422, field: "init_images", "init_images: several init images are not available in Atelier yet") }
+            initImage = InitImage(width: image.width, height: image.height, rgb: image.flattenedRGB())
+            r.initImage = initImage
+        }
         guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
 
         // Sampler and schedule by A1111's names (404 for unknown names, 422 for known ones not built yet).
@@ -187,7 +218,7 @@ struct Txt2ImgRequest {
             case "uid":
                 eas = eas ?? EASKeys(saveDirStyle: .absolute)
             case "image_link":
-                throw ServiceError(422, field: field, "\(field): image_link is for img2img")
+                throw ServiceError(422, field: field, img2img ? "\(field): fetching init images by URL is not available in Atelier yet; send init_images" : "\(field): image_link is for img2img")
             case "controlnet", "ControlNet":
                 throw notYet(field, "ControlNet")
             default:
@@ -197,14 +228,20 @@ struct Txt2ImgRequest {
         if let checkpoint { _ = try instance.checkpoint(named: checkpoint, field: "sd_model_checkpoint") }
 
         var echo = defaults
+        if img2img {
+            echo.removeValue(forKey: "enable_hr")
+            for (k, v) in img2imgDefaults { echo[k] = v }
+            echo["denoising_strength"] = .double(r.denoisingStrength)
+        }
         for (k, v) in body { echo[k] = v }
+        if img2img && !(body["include_init_images"]?.any as? Bool ?? false) { echo["init_images"] = .null; echo["mask"] = .null }
         echo["sampler_name"] = .string(sampler.rawValue)
         echo["scheduler"] = .string(r.scheduler.rawValue)
         echo["do_not_save_samples"] = .bool(!saveImages)
         echo["do_not_save_grid"] = .bool(!saveImages)
 
         var job = Txt2ImgJob(request: r, checkpoint: checkpoint, saveImages: saveImages || saveDir != nil,
-                             saveDir: saveDir.map { $0 + "/txt2img-images" })
+                             saveDir: saveDir.map { $0 + (img2img ? "/img2img-images" : "/txt2img-images") })
         if let forceTaskID, !forceTaskID.isEmpty { job.taskID = forceTaskID }
         return Txt2ImgRequest(job: job, sendImages: sendImages && saveDir == nil, echo: echo, eas: eas)
     }
@@ -234,5 +271,20 @@ struct Txt2ImgRequest {
         } catch {
             throw ServiceError(400, field: "alwayson_scripts.save_dir", "save_dir must stay inside the data dir: '\(dir)'")
         }
+    }
+}
+
+/// A base64 image field (raw or a `data:` URL): PNG now; anything else is a 422 naming the field.
+func decodeImage(_ text: String, field: String) throws -> Image8 {
+    let b64 = text.range(of: "base64,").map { String(text[$0.upperBound...]) } ?? text
+    guard let data = Data(base64Encoded: b64, options: .ignoreUnknownCharacters), !data.isEmpty else {
+        throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string(field)], msg: "not valid base64 image data", type: "value_error")])
+    }
+    guard data.starts(with: [0x89, 0x50, 0x4E, 0x47]) else {
+        let kind = data.starts(with: [0xFF, 0xD8]) ? "JPEG" : data.starts(with: Array("RIFF".utf8)) ? "WebP" : "unknown"
+        throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string(field)], msg: "\(kind) images are not supported yet; send a PNG", type: "value_error")])
+    }
+    do { return try PNG.decode(data).image } catch {
+        throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string(field)], msg: "invalid PNG: \(error)", type: "value_error")])
     }
 }

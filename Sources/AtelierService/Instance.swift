@@ -158,11 +158,11 @@ public final class Instance: @unchecked Sendable {
         control.reset()
         lock.withLock {
             state.queued.removeAll { $0 == job.taskID }
-            state.job = "scripts_txt2img"
+            state.job = job.request.initImage == nil ? "scripts_txt2img" : "scripts_img2img"
             state.jobCount = job.request.nIter
             state.jobNo = 0
             state.samplingStep = 0
-            state.samplingSteps = job.request.steps
+            state.samplingSteps = Pipeline.samplingSteps(job.request)
             state.jobTimestamp = stamp
             state.started = start
             state.taskID = job.taskID
@@ -199,7 +199,9 @@ public final class Instance: @unchecked Sendable {
                                      text: [("parameters", img.infotext)])
             pngs.append(png)
             if job.saveImages {
-                saved.append(try save(png, seed: img.seed, dir: job.saveDir ?? options["outdir_txt2img_samples"]?.string ?? "outputs/txt2img-images"))
+                let optionKey = job.request.initImage == nil ? "outdir_txt2img_samples" : "outdir_img2img_samples"
+                let fallback = job.request.initImage == nil ? "outputs/txt2img-images" : "outputs/img2img-images"
+                saved.append(try save(png, seed: img.seed, dir: job.saveDir ?? options[optionKey]?.string ?? fallback))
             }
         }
         return JobResult(pngs: pngs, infotexts: images.map(\.infotext), seeds: images.map(\.seed), savedPaths: saved,

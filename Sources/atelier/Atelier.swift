@@ -36,6 +36,8 @@ struct Generate: ParsableCommand {
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
     @Option(help: "Output PNG; with several images, -N is added before .png.") var output: String = "out.png"
     @Option(help: "Write intermediates as .npy files into this directory (reference oracle names).") var dump: String?
+    @Option(help: "img2img: init image (PNG, same size as -W x -H).") var initImage: String?
+    @Option(help: "img2img: how much of the init image to repaint (0 < x ≤ 1).") var denoisingStrength: Double = 0.75
 
     func run() throws {
         if let threads {
@@ -66,6 +68,11 @@ struct Generate: ParsableCommand {
         }
         r.randnSource = source
         r.etaNoiseSeedDelta = etaNoiseSeedDelta
+        if let initImage {
+            let (img, _) = try PNG.decode(Data(contentsOf: URL(fileURLWithPath: initImage)))
+            r.initImage = InitImage(width: img.width, height: img.height, rgb: img.flattenedRGB())
+            r.denoisingStrength = denoisingStrength
+        }
         do { try r.validate() } catch let e as RequestError {
             throw ValidationError("--\(e.field.replacingOccurrences(of: "_", with: "-")): \(e.message)")
         }

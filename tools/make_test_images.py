@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Make the committed img2img / inpainting test images (numpy + Pillow only, no randomness):
+
+  Tests/Fixtures/images/init-128.png   128x128 RGB: smooth gradients (R along x, G along y,
+                                       B a radial cosine ripple) under a few solid shapes
+  Tests/Fixtures/images/mask-128.png   128x128 L: white (255) = repaint, a filled circle of
+                                       radius 32 centred at (68, 60) (19.6% of the pixels),
+                                       black (0) elsewhere; binary, so mask_round does not matter
+
+    REF_VENV/bin/python tools/make_test_images.py [--out-dir Tests/Fixtures/images]
+
+The pixels depend only on numpy's float64 arithmetic and Pillow's ImageDraw rasteriser
+(made with numpy 2.4.6, Pillow 13.0.0); the PNGs carry no text chunks or timestamps.
+The circle is off-centre on purpose: with A1111's default 32 px "only masked" padding its
+(blurred) bounding box does not reach every image border, so the crop box is a real crop.
+"""
+import argparse
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 128
+
+
+def init_image():
+    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64) / (SIZE - 1)
+    r = np.hypot(x - 0.35, y - 0.4)
+    rgb = np.stack([
+        40 + 180 * x,                               # red ramp, left to right
+        30 + 170 * y,                               # green ramp, top to bottom
+        128 + 90 * np.cos(2 * np.pi * 2.5 * r),     # blue ripple around (0.35, 0.4)
+    ], axis=-1)
+    img = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
+    d = ImageDraw.Draw(img)
+    d.rectangle((12, 80, 47, 115), fill=(230, 200, 40))                 # yellow square, lower left
+    d.ellipse((78, 14, 117, 53), fill=(200, 30, 60))                   # red disc, upper right
+    d.polygon([(70, 118), (118, 118), (94, 74)], fill=(20, 40, 120))    # dark blue triangle, lower right
+    d.rectangle((50, 40, 90, 52), fill=(245, 245, 245))                 # white bar through the mask area
+    return img
+
+
+def mask_image():
+    m = Image.new("L", (SIZE, SIZE), 0)
+    cx, cy, rad = 68, 60, 32
+    ImageDraw.Draw(m).ellipse((cx - rad, cy - rad, cx + rad - 1, cy + rad - 1), fill=255)
+    return m
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out-dir", default=os.path.join(REPO, "Tests", "Fixtures", "images"))
+    a = ap.parse_args()
+    os.makedirs(a.out_dir, exist_ok=True)
+    for name, img in (("init-128.png", init_image()), ("mask-128.png", mask_image())):
+        p = os.path.join(a.out_dir, name)
+        img.save(p, optimize=False)
+        arr = np.array(img)
+        extra = f", white fraction {np.mean(arr == 255):.3f}" if img.mode == "L" else ""
+        print(f"{p}: {img.mode} {img.size[0]}x{img.size[1]}, {os.path.getsize(p)} bytes{extra}")
+
+
+if __name__ == "__main__":
+    main()
