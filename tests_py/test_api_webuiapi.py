@@ -178,3 +178,33 @@ def test_without_checkpoint_the_api_says_how_to_add_one_and_picks_it_up_without_
     assert post(s, "refresh-checkpoints", {}).status_code == 200
     r = post(s, "txt2img", {"prompt": "x", "steps": 2, "width": 64, "height": 64, "seed": 1})
     assert r.status_code == 200 and len(r.json()["images"]) == 1
+
+
+def test_img2img_repaints_the_init_image_and_reports_denoising_strength(server):
+    api = client(server)
+    init = api.txt2img(prompt="a house", seed=21, width=128, height=128).image
+    r = api.img2img(images=[init], prompt="a house at night", seed=22, denoising_strength=0.5, width=128, height=128,
+                    sampler_name="Euler")
+    assert r.image.size == (128, 128)
+    assert r.info["denoising_strength"] == 0.5 and "Denoising strength: 0.5" in r.info["infotexts"][0]
+    assert r.parameters["init_images"] is None
+    again = api.img2img(images=[init], prompt="a house at night", seed=22, denoising_strength=0.5, width=128, height=128,
+                        sampler_name="Euler")
+    assert again.json["images"][0] == r.json["images"][0]
+    other = api.img2img(images=[init], prompt="a house at night", seed=22, denoising_strength=0.9, width=128, height=128,
+                        sampler_name="Euler")
+    assert other.json["images"][0] != r.json["images"][0]
+
+
+def test_img2img_features_not_built_yet_are_named(server):
+    api = client(server)
+    init = api.txt2img(prompt="x", seed=1, width=64, height=64).image
+    b64 = webuiapi.b64_img(init)
+    r = post(server, "img2img", {"init_images": [b64], "width": 128, "height": 128})
+    assert r.status_code == 422 and "resize_mode" in r.json()["detail"]
+    r = post(server, "img2img", {"init_images": [b64], "width": 64, "height": 64, "mask": b64})
+    assert r.status_code == 422 and "mask" in r.json()["detail"]
+    r = post(server, "img2img", {"width": 64, "height": 64})
+    assert r.status_code == 404 and r.json()["detail"] == "Init image not found"
+    r = post(server, "img2img", {"init_images": ["/9j/4AAQSkZJRg=="], "width": 64, "height": 64})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "init_images"]
