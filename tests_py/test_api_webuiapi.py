@@ -208,3 +208,22 @@ def test_img2img_features_not_built_yet_are_named(server):
     assert r.status_code == 404 and r.json()["detail"] == "Init image not found"
     r = post(server, "img2img", {"init_images": ["/9j/4AAQSkZJRg=="], "width": 64, "height": 64})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "init_images"]
+
+
+def test_sigterm_ends_the_running_job_at_its_next_step_and_exits(make_server):
+    s = make_server()
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=s.port, sampler="Euler a")
+    result = {}
+
+    def run():
+        result["r"] = requests.post(s.url + "/sdapi/v1/txt2img", json={"prompt": "x", "seed": 1, "steps": 500, "width": 128, "height": 128})
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.time() + 60
+    while api.get_progress()["state"]["sampling_step"] < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    s.proc.terminate()
+    t.join(timeout=60)
+    assert result["r"].status_code == 200 and len(result["r"].json()["images"]) == 1
+    assert s.proc.wait(timeout=30) == 0

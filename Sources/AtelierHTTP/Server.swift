@@ -200,6 +200,16 @@ public struct AtelierServer {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Atelier"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
+        // SIGTERM/SIGINT: the server's graceful shutdown waits for open requests, so first make
+        // the running job stop at its next step (its images so far are still returned).
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [instance] in instance.shutDown() }
+            source.resume()
+            sources.append(source)
+        }
+        defer { sources.forEach { $0.cancel() } }
         try await app.runService()
     }
 }
@@ -253,3 +263,4 @@ struct LoginRoutes {
         }
     }
 }
+

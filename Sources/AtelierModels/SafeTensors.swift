@@ -118,7 +118,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard let e = entries[key] else {
             throw ModelFileError(file: (path as NSString).lastPathComponent, "missing tensor \(key)")
         }
-        return Self.convert(base + dataStart + e.begin, type: e.type, shape: e.shape)
+        let t = Self.convert(base + dataStart + e.begin, type: e.type, shape: e.shape)
+        // Weights are read once: drop the file pages so the mapping does not add to peak RSS.
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (dataStart + e.begin) / page * page
+        let end = dataStart + e.end
+        if end > start { madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED) }
+        return t
     }
 
     static func convert(_ src: UnsafeRawPointer, type: StoredType, shape: [Int]) -> Tensor {

@@ -135,6 +135,15 @@ public final class Instance: @unchecked Sendable {
         }
     }
 
+    private var shuttingDown = false
+
+    /// SIGTERM: the running job stops at its next step (its images so far are returned),
+    /// queued jobs fail with 503, and no new job starts.
+    public func shutDown() {
+        lock.withLock { shuttingDown = true }
+        interrupt()
+    }
+
     public func interrupt() {
         control.interrupt()
         lock.withLock { state.interrupted = true }
@@ -153,9 +162,10 @@ public final class Instance: @unchecked Sendable {
     }
 
     private func run(_ job: Txt2ImgJob, info: CheckpointInfo) throws -> JobResult {
+        if lock.withLock({ shuttingDown }) { throw ServiceError(503, "the server is shutting down; the job was not started") }
         let start = Date()
         let stamp = Self.timestamp(start)
-        control.reset()
+        if !lock.withLock({ shuttingDown }) { control.reset() }
         lock.withLock {
             state.queued.removeAll { $0 == job.taskID }
             state.job = job.request.initImage == nil ? "scripts_txt2img" : "scripts_img2img"

@@ -158,6 +158,7 @@ export default {
   'settings.nothing': 'Nothing changed.',
   'settings.saving': 'Saving…',
   'settings.saved': '{n} setting(s) changed.',
+  'settings.need_number': 'Enter a number.',
   'settings.sec.sd': 'Stable Diffusion',
   'settings.sec.sampler': 'Sampler parameters',
   'settings.sec.previews': 'Live previews',

@@ -158,6 +158,7 @@ export default {
   'settings.nothing': '没有更改。',
   'settings.saving': '正在保存…',
   'settings.saved': '已更改 {n} 项设置。',
+  'settings.need_number': '请输入数字。',
   'settings.sec.sd': 'Stable Diffusion',
   'settings.sec.sampler': '采样器参数',
   'settings.sec.previews': '实时预览',

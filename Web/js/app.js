@@ -5,6 +5,8 @@ import { get, post, setCsrf, onUnauthorized, ApiError } from './api.js';
 import { t, apply, languageSwitch } from './i18n.js';
 import { state, tabs, on, emit } from './state.js';
 import { h, toast } from './ui.js';
+import { hiddenTabs, tabKey } from './tabs.js';
+import en from '../i18n/en.js';
 import { loadModels, loadVaes, initModelControls } from './models.js';
 import { createGenerationTab } from './generate.js';
 import { createImg2imgTab } from './img2img.js';
@@ -25,13 +27,6 @@ const TAB_DEFS = [
   { id: 'filebrowser', i18n: 'tab.filebrowser', make: createFileBrowserTab, when: (f) => f.filebrowser === true },
 ];
 
-/** --always-hide-tabs: ids or names, comma-separated (a list works too). */
-export function hiddenTabs(flags) {
-  let v = flags.always_hide_tabs ?? flags.hide_tabs ?? [];
-  if (typeof v === 'string') { try { v = JSON.parse(v); } catch { v = v.split(','); } }
-  if (!Array.isArray(v)) v = [];
-  return new Set(v.map((s) => String(s).toLowerCase().replace(/[\s_-]+/g, '')).filter(Boolean));
-}
 
 function bootMessage(message) {
   const boot = $('boot');
@@ -84,8 +79,7 @@ function buildTabs() {
   const nav = $('tabs');
   const panels = $('panels');
   const hidden = hiddenTabs(state.flags);
-  const shown = TAB_DEFS.filter((d) => (!d.when || d.when(state.flags)) && !hidden.has(d.id)
-    && !hidden.has(t(d.i18n).toLowerCase().replace(/[\s_-]+/g, '')));
+  const shown = TAB_DEFS.filter((d) => (!d.when || d.when(state.flags)) && !hidden.has(d.id) && !hidden.has(tabKey(en[d.i18n])));
   for (const def of shown) {
     const tab = def.make();
     tabs.set(def.id, tab);

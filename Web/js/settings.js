@@ -97,7 +97,7 @@ export function createSettingsTab() {
     const l = label(key);
     const text = l ? h('span', { i18n: l }) : h('span', { text: key });
     const keyTag = h('code', { class: 'opt-key', text: key });
-    if (el.type === 'checkbox') return h('label', { class: 'check setting', for: id, 'data-key': key }, el, text, keyTag);
+    if (el.type === 'checkbox') return h('label', { class: 'check setting', for: id, 'data-key': key }, el, h('span', { class: 'check-text' }, text, keyTag));
     return h('div', { class: 'field setting', 'data-key': key }, h('label', { for: id }, text, keyTag), el);
   }
 
@@ -122,6 +122,7 @@ export function createSettingsTab() {
       nav.append(b);
     }
     showSection(sections.has(current) ? current : 'sd');
+    if (search.value.trim()) filter();
   }
 
   function showSection(id) {
@@ -131,6 +132,12 @@ export function createSettingsTab() {
       for (const s of root.querySelectorAll('.setting')) s.hidden = false;
     }
     for (const b of nav.children) b.setAttribute('aria-selected', String(b.dataset.section === id));
+  }
+
+  function showSectionOf(key) {
+    if (search.value.trim()) return;   // the search results stay on screen
+    const s = [...sections.entries()].find(([, root]) => root.querySelector('#setting_' + CSS.escape(key)));
+    if (s) showSection(s[0]);
   }
 
   function filter() {
@@ -161,6 +168,11 @@ export function createSettingsTab() {
     const changed = {};
     for (const [key, c] of controls) {
       if (READ_ONLY.has(key)) continue;
+      if (c.el.type === 'number' && c.el.value.trim() === '' && values[key] !== null) {
+        showSectionOf(key);
+        showFieldError(panel, c.el.id, t('settings.need_number'));
+        return;
+      }
       const v = c.read();
       if (!same(v, values[key])) changed[key] = v;
     }
@@ -177,10 +189,7 @@ export function createSettingsTab() {
       result.textContent = '';
       const key = Object.keys(changed).find((k) => e.message.includes(k));
       if (!key || !showFieldError(panel, 'setting_' + key, e.message)) toast(e.message, 'error', 10000);
-      if (key) {
-        const s = [...sections.entries()].find(([, root]) => root.querySelector('#setting_' + CSS.escape(key)));
-        if (s) showSection(s[0]);
-      }
+      if (key) showSectionOf(key);
     } finally {
       apply.disabled = false;
     }
