@@ -4,15 +4,19 @@
   Tests/Fixtures/images/init-128.png   128x128 RGB: smooth gradients (R along x, G along y,
                                        B a radial cosine ripple) under a few solid shapes
   Tests/Fixtures/images/mask-128.png   128x128 L: white (255) = repaint, a filled circle of
-                                       radius 32 centred at (68, 60) (19.6% of the pixels),
-                                       black (0) elsewhere; binary, so mask_round does not matter
+                                       radius 32 centred at (46, 50), bbox (14, 18, 78, 82),
+                                       19.6% of the pixels; black (0) elsewhere; binary, so
+                                       mask_round does not matter
 
     REF_VENV/bin/python tools/make_test_images.py [--out-dir Tests/Fixtures/images]
 
 The pixels depend only on numpy's float64 arithmetic and Pillow's ImageDraw rasteriser
 (made with numpy 2.4.6, Pillow 13.0.0); the PNGs carry no text chunks or timestamps.
-The circle is off-centre on purpose: with A1111's default 32 px "only masked" padding its
-(blurred) bounding box does not reach every image border, so the crop box is a real crop.
+The circle is off-centre (up-left) on purpose. Any ~20% mask is wider than 128 - 2*32 - 2*10
+(padding, mask-blur-4 spread), so for "only masked" the padded box always touches a border;
+centred, it covers the whole image. From (46, 50): blurred bbox (4, 8, 88, 92), padded and
+clipped (0, 0, 120, 124), expand_crop_region to 1:1 -> (0, 0, 124, 124): a real crop, the
+expand branch that shifts off the left edge, and a 124 -> 128 LANCZOS resize (and back).
 """
 import argparse
 import os
@@ -43,7 +47,7 @@ def init_image():
 
 def mask_image():
     m = Image.new("L", (SIZE, SIZE), 0)
-    cx, cy, rad = 68, 60, 32
+    cx, cy, rad = 46, 50, 32
     ImageDraw.Draw(m).ellipse((cx - rad, cy - rad, cx + rad - 1, cy + rad - 1), fill=255)
     return m
 

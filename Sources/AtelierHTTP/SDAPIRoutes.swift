@@ -79,10 +79,29 @@ struct SDAPIRoutes {
                          "sha256": c.sha256.map(JSONValue.string) ?? .null, "filename": .string(c.filename), "config": .null])
             }))
         }
+        v1.get("loras") { _, _ -> Response in
+            jsonResponse(.array(Self.files(in: instance.data.loraDir, extensions: ["safetensors", "pt", "ckpt"]).map { url in
+                let name = url.deletingPathExtension().lastPathComponent
+                return .object(["name": .string(name), "alias": .string(name), "path": .string(url.path), "metadata": .object([:])])
+            }))
+        }
+        v1.get("embeddings") { _, _ -> Response in
+            // Listed as skipped until the engine applies textual inversion (a prompt naming one would not use it).
+            var skipped: [String: JSONValue] = [:]
+            for url in Self.files(in: instance.data.embeddingsDir, extensions: ["safetensors", "pt", "bin"]) {
+                skipped[url.deletingPathExtension().lastPathComponent] = .object(["step": .null, "sd_checkpoint": .null,
+                    "sd_checkpoint_name": .null, "shape": .null, "vectors": .null])
+            }
+            return jsonResponse(.object(["loaded": .object([:]), "skipped": .object(skipped)]))
+        }
+        for path in ["extra-single-image", "extra-batch-images"] {
+            v1.post(RouterPath(stringLiteral: path)) { _, _ -> Response in
+                throw ServiceError(422, field: "upscaler_1", "extras (resize and upscale) are not available in Atelier yet")
+            }
+        }
         for (path, value) in [("sd-vae", JSONValue.array([])), ("hypernetworks", .array([])), ("face-restorers", .array([])),
-                              ("realesrgan-models", .array([])), ("prompt-styles", .array([])), ("loras", .array([])),
+                              ("realesrgan-models", .array([])), ("prompt-styles", .array([])),
                               ("script-info", .array([])), ("extensions", .array([])),
-                              ("embeddings", .object(["loaded": .object([:]), "skipped": .object([:])])),
                               ("scripts", .object(["txt2img": .array([]), "img2img": .array([])])),
                               ("latent-upscale-modes", .array([])),
                               ("upscalers", .array([.object(["name": .string("None"), "model_name": .null, "model_path": .null, "model_url": .null, "scale": .int(4)])]))] {
@@ -111,6 +130,13 @@ struct SDAPIRoutes {
             let used = chunks.reduce(0) { n, c in n + c.tokens.dropFirst().dropLast().filter { $0 != CLIPTokenizer.eos }.count }
             return jsonResponse(.object(["tokens": .int(used), "chunks": .int(chunks.count), "max": .int(75 * chunks.count)]))
         }
+    }
+
+    /// Model files in a directory (recursively), sorted.
+    static func files(in dir: URL, extensions: Set<String>) -> [URL] {
+        guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { return [] }
+        return e.compactMap { $0 as? URL }.filter { extensions.contains($0.pathExtension.lowercased()) }
+            .sorted { $0.path < $1.path }
     }
 
     /// The body as a JSON object, or FastAPI's 422 for non-JSON / non-object bodies.

@@ -156,6 +156,13 @@ struct Txt2ImgRequest {
         if resizeW > 0 && resizeH > 0 { throw notYet("seed_resize_from_w", "seed resize") }
         if sChurn != 0 { throw notYet("s_churn", "churn") }
         if sNoise != 1 { throw notYet("s_noise", "s_noise other than 1") }
+        // Extra-network tags (<lora:name:1>, <hypernet:…>) are not applied yet: say so instead of
+        // letting them reach CLIP as text.
+        for (field, text) in [("prompt", r.prompt), ("negative_prompt", r.negativePrompt)] {
+            if let range = text.range(of: #"<\w+:[^>]+>"#, options: .regularExpression) {
+                throw ServiceError(422, field: field, "\(field): extra networks such as \(text[range]) (LoRA, hypernetworks) are not available in Atelier yet")
+            }
+        }
         if let scriptName, !scriptName.isEmpty { throw ServiceError(422, field: "script_name", "Script '\(scriptName)' not found") }
 
         // Options for this job: the instance's, overridden per request.

@@ -65,7 +65,7 @@ public final class OptionsStore: @unchecked Sendable {
         for (k, v) in update {
             guard let current = Self.defaults[k] else { throw ServiceError(422, field: k, "unknown option \(k)") }
             switch (current, v) {
-            case (.null, _), (_, .null), (.bool, .bool), (.string, .string), (.array, .array), (.object, .object),
+            case (.null, _), (.bool, .bool), (.string, .string), (.array, .array), (.object, .object),
                  (.int, .int), (.double, .int), (.double, .double):
                 break
             case (.int, .double(let d)) where d == d.rounded():

@@ -3,7 +3,7 @@ import Foundation
 /// The CPU operations a latent-diffusion model needs, on `Tensor` values.
 public enum Ops {
     /// im2col tile budget in floats (tunable for benchmarks: ATELIER_CONV_TILE).
-    nonisolated(unsafe) public static var convTileFloats: Int = Int(ProcessInfo.processInfo.environment["ATELIER_CONV_TILE"] ?? "") ?? (1 << 20)
+    nonisolated(unsafe) public static var convTileFloats: Int = Int(ProcessInfo.processInfo.environment["ATELIER_CONV_TILE"] ?? "") ?? (1 << 22)
 
     // MARK: - Linear algebra
 
@@ -57,7 +57,8 @@ public enum Ops {
                 continue
             }
             // Tile of output rows so that the column buffer is about 4 MB.
-            let rowsPerTile = max(1, min(ho, Ops.convTileFloats / max(1, kdim * wo)))
+            // at least ~1024 output columns per GEMM (small N starves BLAS), else ~convTileFloats of columns
+            let rowsPerTile = max(1, min(ho, max((1024 + wo - 1) / wo, Ops.convTileFloats / max(1, kdim * wo))))
             let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * rowsPerTile * wo)
             defer { col.deallocate() }
             var r0 = 0

@@ -94,6 +94,7 @@ struct Serve: AsyncParsableCommand {
             "api": .bool(true), "nowebui": .bool(nowebui), "listen": .bool(listen), "port": .int(port), "api_auth": .null,
             "api_log": .bool(apiLog), "no_hashing": .bool(noHashing), "xformers": .bool(false), "filebrowser": .bool(filebrowser),
             "threads": .int(Compute.threads),
+            "always_hide_tabs": alwaysHideTabs.map(JSONValue.string) ?? .null,
         ]
         if instance.library.list(computeHashes: false).isEmpty { logger.warning("\(instance.noCheckpointHelp)") }
         let server = AtelierServer(instance: instance, configuration: config, logger: logger)

@@ -24,14 +24,15 @@ import Testing
         guard let data = try? Data(contentsOf: Fixtures.golden.appendingPathComponent("index.json")),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let cases = json["cases"] as? [String: [String: Any]] else { return [] }
-        return cases.keys.sorted().map { name in
+        // Inpainting goldens (cases with a mask) wait for the engine's inpainting (engine-breadth issue).
+        return cases.keys.sorted().filter { (cases[$0]?["args"] as? [String: Any])?["mask"] == nil }.map { name in
             let args = (cases[name]?["args"] as? [String: Any] ?? [:]).mapValues { "\($0)" }
             return Case(name: name, args: args)
         }
     }()
 
     @Test func goldenCasesArePresent() {
-        #expect(Self.cases.count >= 18)
+        #expect(Self.cases.count >= 22)
     }
 
     @Test func committedCheckpointIsTheOneTheGoldensWereMadeFrom() throws {
@@ -54,6 +55,11 @@ import Testing
         r.clipSkip = Int(a["clip_skip"] ?? "1")!
         r.randnSource = try #require(NoiseSource(label: a["randn_source"] ?? "CPU"))
         r.etaNoiseSeedDelta = Int64(a["ensd"] ?? "0")!
+        if let path = a["init_image"] {
+            let (img, _) = try PNG.decode(Data(contentsOf: Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(path)))
+            r.initImage = InitImage(width: img.width, height: img.height, rgb: img.flattenedRGB())
+            r.denoisingStrength = Double(a["denoising_strength"] ?? "0.75")!
+        }
         return r
     }
 
@@ -79,7 +85,7 @@ import Testing
         }
 
         let tolerances: [(String, Double)] = [
-            ("cond", 1e-5), ("uncond", 1e-5), ("noise", 0), ("sampler_noise", 0),
+            ("cond", 1e-5), ("uncond", 1e-5), ("noise", 0), ("sampler_noise", 0), ("init_latent", 1e-5),
             ("sigmas", 1e-6), ("first_unet_in", 1e-5), ("first_unet_eps", 1e-4), ("first_denoised", 1e-4),
             ("steps", max(1e-4, 10 * floor)), ("latents", max(1e-4, 10 * floor)), ("image_float", 1e-4),
         ]

@@ -67,9 +67,9 @@ export class ImageEditor {
     this.drop.root.hidden = true;
     this.stage.hidden = false;
     this.toolbar.hidden = false;
-    // as large as the column allows, at most 520 px tall, never distorted
+    // as large as the column allows, at most 440 px tall, never distorted
     this.stage.style.aspectRatio = `${img.naturalWidth} / ${img.naturalHeight}`;
-    this.stage.style.width = `min(100%, ${Math.round((520 * img.naturalWidth) / img.naturalHeight)}px)`;
+    this.stage.style.width = `min(100%, ${Math.round((440 * img.naturalWidth) / img.naturalHeight)}px)`;
     this.changed();
   }
 

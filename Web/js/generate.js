@@ -4,7 +4,7 @@ import { get, post } from './api.js';
 import { t, onLangChange } from './i18n.js';
 import { state, sendTo, on } from './state.js';
 import {
-  h, slider, select, setOptions, numberField, checkbox, debounce, dataURL, formatSeconds, toast,
+  h, slider, select, setOptions, checkbox, debounce, dataURL, formatSeconds, toast,
   showFieldError, clearFieldErrors,
 } from './ui.js';
 import { hasCheckpoint } from './models.js';

@@ -1,5 +1,5 @@
 // Small DOM helpers shared by the tabs: element builder, labelled controls (slider + number
-// like A1111's), drop zones, toasts, per-control error messages, saved field values.
+// like A1111's), drop zones, toasts, per-control error messages.
 import { t } from './i18n.js';
 
 /** h('div', {class, id, i18n, on: {click}}, ...children) */
@@ -23,8 +23,6 @@ export function h(tag, props = {}, ...children) {
   for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
   return el;
 }
-
-export function labelText(i18n) { return h('span', { class: 'label-text', i18n }); }
 
 /** A1111-style slider: label, number box and range, kept in sync. */
 export function slider({ id, i18n, min, max, step = 1, value, hardMax }) {
@@ -152,23 +150,6 @@ export function clearFieldErrors(scope) {
   for (const el of scope.querySelectorAll('.field-error')) el.remove();
   for (const el of scope.querySelectorAll('.has-error')) el.classList.remove('has-error');
   for (const el of scope.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
-}
-
-/** Remembers an input's value in localStorage (the prompt survives a reload). */
-export function persist(input, key) {
-  const k = 'atelier.field.' + key;
-  try {
-    const saved = localStorage.getItem(k);
-    if (saved !== null) {
-      if (input.type === 'checkbox') input.checked = saved === 'true'; else input.value = saved;
-    }
-  } catch { /* storage disabled */ }
-  const save = () => {
-    try { localStorage.setItem(k, input.type === 'checkbox' ? String(input.checked) : input.value); } catch { /* full */ }
-  };
-  input.addEventListener('input', save);
-  input.addEventListener('change', save);
-  return save;
 }
 
 export function debounce(fn, ms) {
