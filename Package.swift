@@ -23,6 +23,8 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CSPNG", path: "Sources/CSPNG"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
+        .systemLibrary(name: "CWebP", path: "Sources/CWebP"),
 
         // Layers, dependencies pointing down.
         .target(name: "AtelierTensor", dependencies: ["CBLAS"], swiftSettings: simd),
@@ -35,7 +37,7 @@ let package = Package(
             resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")],
             swiftSettings: simd),
         .target(name: "AtelierDiffusion", dependencies: ["AtelierTensor", "AtelierModels"], swiftSettings: simd),
-        .target(name: "AtelierImaging", dependencies: ["CSPNG", "CZlib"], swiftSettings: simd),
+        .target(name: "AtelierImaging", dependencies: ["CSPNG", "CZlib", "CTurboJPEG", "CWebP"], swiftSettings: simd),
         .target(
             name: "AtelierService",
             dependencies: ["AtelierModels", "AtelierDiffusion", "AtelierImaging"],

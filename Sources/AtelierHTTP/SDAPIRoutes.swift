@@ -217,10 +217,10 @@ struct SDAPIRoutes {
             throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string("image")], msg: "field required", type: "value_error.missing")])
         }
         let b64 = image.range(of: "base64,").map { String(image[$0.upperBound...]) } ?? image
-        guard let data = Data(base64Encoded: b64, options: .ignoreUnknownCharacters), data.starts(with: [0x89, 0x50, 0x4E, 0x47]) else {
-            throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string("image")], msg: "not a base64-encoded PNG image", type: "value_error")])
+        guard let data = Data(base64Encoded: b64, options: .ignoreUnknownCharacters), ImageDecoder.format(of: data) != nil else {
+            throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string("image")], msg: "not a base64-encoded PNG, JPEG or WebP image", type: "value_error")])
         }
-        var text = PNGText.read(data)
+        var text = ImageDecoder.format(of: data) == .png ? PNGText.read(data) : [:]
         let info = text.removeValue(forKey: "parameters") ?? ""
         var params: [String: JSONValue] = [
             "Clip skip": .string("1"), "Hires resize-1": .int(0), "Hires resize-2": .int(0), "Hires sampler": .string("Use same sampler"),

@@ -281,17 +281,14 @@ struct Txt2ImgRequest {
     }
 }
 
-/// A base64 image field (raw or a `data:` URL): PNG now; anything else is a 422 naming the field.
+/// A base64 image field (raw or a `data:` URL): PNG, JPEG or WebP; anything else is a 422
+/// naming the field.
 func decodeImage(_ text: String, field: String) throws -> Image8 {
     let b64 = text.range(of: "base64,").map { String(text[$0.upperBound...]) } ?? text
     guard let data = Data(base64Encoded: b64, options: .ignoreUnknownCharacters), !data.isEmpty else {
         throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string(field)], msg: "not valid base64 image data", type: "value_error")])
     }
-    guard data.starts(with: [0x89, 0x50, 0x4E, 0x47]) else {
-        let kind = data.starts(with: [0xFF, 0xD8]) ? "JPEG" : data.starts(with: Array("RIFF".utf8)) ? "WebP" : "unknown"
-        throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string(field)], msg: "\(kind) images are not supported yet; send a PNG", type: "value_error")])
-    }
-    do { return try PNG.decode(data).image } catch {
-        throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string(field)], msg: "invalid PNG: \(error)", type: "value_error")])
+    do { return try ImageDecoder.decode(data) } catch {
+        throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string(field)], msg: "invalid image: \(error)", type: "value_error")])
     }
 }
