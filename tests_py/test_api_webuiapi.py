@@ -64,7 +64,8 @@ def test_options_set_get_and_persist(server):
 
 def test_samplers_schedulers_and_models_are_listed(server):
     api = client(server)
-    assert {"Euler a", "Euler", "DPM++ 2M", "DDIM"} <= set(api.util_get_sampler_names())
+    assert {"Euler a", "Euler", "DPM++ 2M", "DDIM", "LMS", "Heun", "DPM2", "DPM2 a", "DPM++ 2S a"} <= set(api.util_get_sampler_names())
+    assert {"automatic", "karras", "sgm_uniform", "align_your_steps", "beta"} <= set(api.util_get_scheduler_names())
     assert "karras" in api.util_get_scheduler_names()
     assert api.util_get_model_names() == ["tiny-sd15.safetensors [a7caa29fe8]"]
     assert api.get_sd_models()[0]["title"] == "tiny-sd15.safetensors [a7caa29fe8]"
@@ -113,8 +114,8 @@ def test_bad_input_gets_4xx_naming_the_field_and_the_server_keeps_serving(server
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "width"]
     r = post(server, "txt2img", {"sampler_name": "Nope"})
     assert r.status_code == 404 and "sampler_name" in r.json()["detail"]
-    r = post(server, "txt2img", {"sampler_name": "LMS"})
-    assert r.status_code == 422 and "LMS" in r.json()["detail"]
+    r = post(server, "txt2img", {"sampler_name": "DPM++ SDE"})
+    assert r.status_code == 422 and "DPM++ SDE" in r.json()["detail"]
     r = post(server, "txt2img", b"{not json")
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "value_error.jsondecode"
     r = post(server, "txt2img", b"[1, 2]")

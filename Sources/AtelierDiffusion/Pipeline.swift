@@ -294,7 +294,8 @@ public final class Pipeline: @unchecked Sendable {
             }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, noise: drawNoise, onStep: stepCallback)
         } else {
             let sched = r.scheduler == .automatic ? (r.sampler.defaultScheduler ?? .uniform) : r.scheduler
-            var sigmas = sched.sigmas(steps: r.steps, schedule: schedule)
+            var sigmas = sched.sigmas(steps: r.steps + (r.sampler.discardsPenultimateSigma ? 1 : 0), schedule: schedule)
+            if r.sampler.discardsPenultimateSigma { sigmas.remove(at: sigmas.count - 2) }
             if let initLatent {
                 sigmas = Array(sigmas[(r.steps - tEnc - 1)...])
                 x = (0..<noise.count).map { initLatent[$0] + noise[$0] * sigmas[0] }
@@ -318,6 +319,11 @@ public final class Pipeline: @unchecked Sendable {
             case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, onStep: stepCallback)
             case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
             case .dpmpp2m: x = try KSamplers.dpmpp2M(denoise, x, sigmas: sigmas, onStep: stepCallback)
+            case .heun: x = try KSamplers.heun(denoise, x, sigmas: sigmas, onStep: stepCallback)
+            case .dpm2: x = try KSamplers.dpm2(denoise, x, sigmas: sigmas, onStep: stepCallback)
+            case .dpm2A: x = try KSamplers.dpm2Ancestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
+            case .lms: x = try KSamplers.lms(denoise, x, sigmas: sigmas, onStep: stepCallback)
+            case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
             case .ddim: fatalError("unreachable")
             }
         }
@@ -386,7 +392,7 @@ public final class Pipeline: @unchecked Sendable {
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
             ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
-            ("Eta", r.sampler == .eulerA && (r.eta ?? 1) != 1 ? Infotext.pythonFloat(r.eta!) : nil),
+            ("Eta", r.sampler.ancestral && (r.eta ?? 1) != 1 ? Infotext.pythonFloat(r.eta!) : nil),
             ("Eta DDIM", r.sampler == .ddim && (r.eta ?? 0) != 0 ? Infotext.pythonFloat(r.eta!) : nil),
             ("Version", "v1.10.1"),
         ])

@@ -1,17 +1,27 @@
 import Foundation
 
-/// A1111's samplers (the names of its `/samplers` list).
+/// A1111's samplers (the names of its `/samplers` list) that Atelier has.
 public enum Sampler: String, CaseIterable, Sendable, Codable {
     case dpmpp2m = "DPM++ 2M"
+    case dpmpp2sA = "DPM++ 2S a"
     case eulerA = "Euler a"
     case euler = "Euler"
+    case lms = "LMS"
+    case heun = "Heun"
+    case dpm2 = "DPM2"
+    case dpm2A = "DPM2 a"
     case ddim = "DDIM"
 
     public var aliases: [String] {
         switch self {
         case .dpmpp2m: ["k_dpmpp_2m"]
+        case .dpmpp2sA: ["k_dpmpp_2s_a"]
         case .eulerA: ["k_euler_a", "k_euler_ancestral"]
         case .euler: ["k_euler"]
+        case .lms: ["k_lms"]
+        case .heun: ["k_heun"]
+        case .dpm2: ["k_dpm_2"]
+        case .dpm2A: ["k_dpm_2_a"]
         case .ddim: ["ddim"]
         }
     }
@@ -19,13 +29,32 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
     /// The schedule "Automatic" stands for (nil: the model's own `get_sigmas`, i.e. Uniform).
     public var defaultScheduler: Scheduler? {
         switch self {
-        case .dpmpp2m: .karras
+        case .dpmpp2m, .dpmpp2sA, .dpm2, .dpm2A: .karras
         default: nil
         }
     }
 
-    /// Whether `eta_noise_seed_delta` affects this sampler (it draws sampler noise).
-    public var usesENSD: Bool { self == .eulerA }
+    /// DPM2 and DPM2 a make the schedule for steps + 1 and drop the penultimate σ.
+    public var discardsPenultimateSigma: Bool { self == .dpm2 || self == .dpm2A }
+
+    /// Whether the sampler draws noise (so `eta_noise_seed_delta` is written to the infotext).
+    public var usesENSD: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA }
+
+    /// Evaluates the model twice per step.
+    public var secondOrder: Bool { self == .heun || self == .dpm2 || self == .dpm2A || self == .dpmpp2sA }
+
+    /// Has an eta (ancestral noise) parameter.
+    public var ancestral: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA }
+
+    /// A1111's `/samplers` options object.
+    public var options: [String: String] {
+        var o: [String: String] = [:]
+        if let d = defaultScheduler { o["scheduler"] = d.name }
+        if discardsPenultimateSigma { o["discard_next_to_last_sigma"] = "true" }
+        if usesENSD { o["uses_ensd"] = "true" }
+        if secondOrder { o["second_order"] = "true" }
+        return o
+    }
 
     /// Resolves a sampler name or alias, case-insensitively; a pre-1.9 name ending in a
     /// schedule label (`"DPM++ 2M Karras"`) also yields that schedule.
@@ -81,6 +110,142 @@ public enum KSamplers {
             if sigmas[i + 1] > 0 {
                 let n = noise()
                 for j in x.indices { x[j] = x[j] + (n[j] * sNoise) * up }
+            }
+            try onStep(i, x)
+        }
+        return x
+    }
+
+    public static func heun(_ model: Denoise, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
+        var x = x0
+        for i in 0..<(sigmas.count - 1) {
+            let s = sigmas[i] * (0 + 1), sn = sigmas[i + 1]
+            let den = try model(x, s)
+            let d = x.indices.map { (x[$0] - den[$0]) / s }
+            let dt = sn - s
+            if sn == 0 {
+                for j in x.indices { x[j] = x[j] + d[j] * dt }
+            } else {
+                let x2 = x.indices.map { x[$0] + d[$0] * dt }
+                let den2 = try model(x2, sn)
+                for j in x.indices {
+                    let d2 = (x2[j] - den2[j]) / sn
+                    x[j] = x[j] + ((d[j] + d2) / 2) * dt
+                }
+            }
+            try onStep(i, x)
+        }
+        return x
+    }
+
+    /// `exp(lerp(log a, log b, 0.5))` as PyTorch's lerp computes it for weight 0.5.
+    static func logMidpoint(_ a: Float, _ b: Float) -> Float {
+        let la = logf(a), lb = logf(b)
+        return expf(lb - (lb - la) * 0.5)
+    }
+
+    public static func dpm2(_ model: Denoise, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
+        var x = x0
+        for i in 0..<(sigmas.count - 1) {
+            let s = sigmas[i] * (0 + 1), sn = sigmas[i + 1]
+            let den = try model(x, s)
+            let d = x.indices.map { (x[$0] - den[$0]) / s }
+            if sn == 0 {
+                for j in x.indices { x[j] = x[j] + d[j] * (sn - s) }
+            } else {
+                let mid = logMidpoint(s, sn)
+                let x2 = x.indices.map { x[$0] + d[$0] * (mid - s) }
+                let den2 = try model(x2, mid)
+                for j in x.indices { x[j] = x[j] + ((x2[j] - den2[j]) / mid) * (sn - s) }
+            }
+            try onStep(i, x)
+        }
+        return x
+    }
+
+    public static func dpm2Ancestral(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1,
+                                     noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
+        var x = x0
+        for i in 0..<(sigmas.count - 1) {
+            let s = sigmas[i]
+            let den = try model(x, s)
+            let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
+            let d = x.indices.map { (x[$0] - den[$0]) / s }
+            if down == 0 {
+                for j in x.indices { x[j] = x[j] + d[j] * (down - s) }
+            } else {
+                let mid = logMidpoint(s, down)
+                let x2 = x.indices.map { x[$0] + d[$0] * (mid - s) }
+                let den2 = try model(x2, mid)
+                for j in x.indices { x[j] = x[j] + ((x2[j] - den2[j]) / mid) * (down - s) }
+                let n = noise()
+                for j in x.indices { x[j] = x[j] + (n[j] * 1) * up }
+            }
+            try onStep(i, x)
+        }
+        return x
+    }
+
+    /// k-diffusion's `linear_multistep_coeff`: ∫ of the Lagrange basis polynomial over
+    /// [t_i, t_i+1], integrated exactly (Gauss–Legendre, exact for these degrees).
+    static func lmsCoefficient(order: Int, t: [Double], i: Int, j: Int) -> Double {
+        let nodes = [-0.861_136_311_594_052_6, -0.339_981_043_584_856_3, 0.339_981_043_584_856_3, 0.861_136_311_594_052_6]
+        let weights = [0.347_854_845_137_453_9, 0.652_145_154_862_546_1, 0.652_145_154_862_546_1, 0.347_854_845_137_453_9]
+        let (a, b) = (t[i], t[i + 1])
+        var sum = 0.0
+        for (xn, w) in zip(nodes, weights) {
+            let tau = (b - a) / 2 * xn + (a + b) / 2
+            var p = 1.0
+            for k in 0..<order where k != j { p *= (tau - t[i - k]) / (t[i - j] - t[i - k]) }
+            sum += w * p
+        }
+        return sum * (b - a) / 2
+    }
+
+    public static func lms(_ model: Denoise, _ x0: [Float], sigmas: [Float], order: Int = 4, onStep: StepCallback) throws -> [Float] {
+        var x = x0
+        let t = sigmas.map(Double.init)
+        var ds: [[Float]] = []
+        for i in 0..<(sigmas.count - 1) {
+            let s = sigmas[i]
+            let den = try model(x, s)
+            ds.append(x.indices.map { (x[$0] - den[$0]) / s })
+            if ds.count > order { ds.removeFirst() }
+            let cur = min(i + 1, order)
+            let coeffs = (0..<cur).map { Float(lmsCoefficient(order: cur, t: t, i: i, j: $0)) }
+            var acc = [Float](repeating: 0, count: x.count)
+            for (k, d) in zip(coeffs, ds.reversed()) {
+                for j in acc.indices { acc[j] = acc[j] + k * d[j] }
+            }
+            for j in x.indices { x[j] = x[j] + acc[j] }
+            try onStep(i, x)
+        }
+        return x
+    }
+
+    public static func dpmpp2SAncestral(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1,
+                                        noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
+        var x = x0
+        func t(_ s: Float) -> Float { -logf(s) }
+        for i in 0..<(sigmas.count - 1) {
+            let s = sigmas[i]
+            let den = try model(x, s)
+            let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
+            if down == 0 {
+                for j in x.indices { x[j] = x[j] + ((x[j] - den[j]) / s) * (down - s) }
+            } else {
+                let ti = t(s), tn = t(down)
+                let h = tn - ti
+                let sm = ti + 0.5 * h
+                let r1 = expf(-sm) / expf(-ti), c1 = expm1f(-h * 0.5)
+                let x2 = x.indices.map { r1 * x[$0] - c1 * den[$0] }
+                let den2 = try model(x2, expf(-sm))
+                let r2 = expf(-tn) / expf(-ti), c2 = expm1f(-h)
+                for j in x.indices { x[j] = r2 * x[j] - c2 * den2[j] }
+            }
+            if sigmas[i + 1] > 0 {
+                let n = noise()
+                for j in x.indices { x[j] = x[j] + (n[j] * 1) * up }
             }
             try onStep(i, x)
         }

@@ -45,35 +45,133 @@ func linspace(_ start: Float, _ end: Float, _ n: Int) -> [Float] {
     return (0..<n).map { i in i < half ? start + step * Float(i) : end - step * Float(n - i - 1) }
 }
 
-/// A1111's schedule types (the "Schedule type" menu).
+/// A1111's schedule types (the "Schedule type" menu), all 12 of 1.10.
 public enum Scheduler: String, CaseIterable, Sendable, Codable {
     case automatic = "Automatic"
     case uniform = "Uniform"
     case karras = "Karras"
     case exponential = "Exponential"
+    case polyexponential = "Polyexponential"
+    case sgmUniform = "SGM Uniform"
+    case klOptimal = "KL Optimal"
+    case alignYourSteps = "Align Your Steps"
+    case simple = "Simple"
+    case normal = "Normal"
+    case ddim = "DDIM"
+    case beta = "Beta"
 
-    /// Accepts A1111's labels and its lower-case names (`karras`, `exponential`, …).
+    /// A1111's internal name (`karras`, `sgm_uniform`, …).
+    public var name: String { rawValue.lowercased().replacingOccurrences(of: " ", with: "_") }
+
+    /// Accepts labels and names, case-insensitively, and the alias `SGMUniform`.
     public init?(label: String) {
-        let key = label.lowercased().replacingOccurrences(of: " ", with: "_")
-        guard let s = Self.allCases.first(where: { $0.rawValue.lowercased() == key }) else { return nil }
+        let key = label.trimmingCharacters(in: .whitespaces).lowercased().replacingOccurrences(of: " ", with: "_")
+        if key == "sgmuniform" { self = .sgmUniform; return }
+        guard let s = Self.allCases.first(where: { $0.name == key }) else { return nil }
         self = s
     }
 
-    /// The σ list for `steps` steps, ending in 0.
-    public func sigmas(steps: Int, schedule m: DiscreteSchedule) -> [Float] {
+    /// The σ list for `steps` steps, ending in 0 (KL Optimal ends at σ_min, as in A1111 1.10).
+    public func sigmas(steps n: Int, schedule m: DiscreteSchedule) -> [Float] {
+        let smin = Double(m.sigmaMin), smax = Double(m.sigmaMax)
         switch self {
         case .automatic, .uniform:
-            return linspace(Float(m.sigmas.count - 1), 0, steps).map { m.tToSigma($0) } + [0]
+            return linspace(Float(m.sigmas.count - 1), 0, n).map { m.tToSigma($0) } + [0]
         case .karras:
             let rho: Double = 7
-            let lo = Double(m.sigmaMin).pow(1 / rho), hi = Double(m.sigmaMax).pow(1 / rho)
-            let ramp = linspace(0, 1, steps)
+            let lo = smin.pow(1 / rho), hi = smax.pow(1 / rho)
             let (fhi, fd) = (Float(hi), Float(lo - hi))
-            return ramp.map { powf(fhi + $0 * fd, Float(rho)) } + [0]
+            return linspace(0, 1, n).map { powf(fhi + $0 * fd, Float(rho)) } + [0]
         case .exponential:
-            let a = Float(Foundation.log(Double(m.sigmaMax))), b = Float(Foundation.log(Double(m.sigmaMin)))
-            return linspace(a, b, steps).map { expf($0) } + [0]
+            return linspace(Float(Foundation.log(smax)), Float(Foundation.log(smin)), n).map { expf($0) } + [0]
+        case .polyexponential:
+            let d = Float(Foundation.log(smax) - Foundation.log(smin)), l = Float(Foundation.log(smin))
+            return linspace(1, 0, n).map { expf($0 * d + l) } + [0]
+        case .sgmUniform, .normal:
+            let t0 = m.sigmaToT(m.sigmaMax), t1 = m.sigmaToT(m.sigmaMin)
+            let ts = self == .sgmUniform ? Array(linspace(t0, t1, n + 1).dropLast()) : linspace(t0, t1, n)
+            return ts.map { m.tToSigma($0) } + [0]
+        case .klOptimal:
+            let aMin = atanf(m.sigmaMin), aMax = atanf(m.sigmaMax)
+            return (0...n).map { k in
+                let f = Float(k) / Float(n)
+                return tanf(f * aMin + (1 - f) * aMax)
+            }
+        case .alignYourSteps:
+            let table: [Double] = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029]
+            if n == table.count { return table.map(Float.init) + [0] }
+            let ys = table.reversed().map { Foundation.log($0) }
+            let xs = numpyLinspace(table.count)
+            let out = numpyLinspace(n).map { x -> Double in
+                if x >= xs[xs.count - 1] { return exp(ys[ys.count - 1]) }
+                var j = 0
+                while j < xs.count - 2 && x >= xs[j + 1] { j += 1 }
+                let slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+                return exp(slope * (x - xs[j]) + ys[j])
+            }
+            return out.reversed().map(Float.init) + [0]
+        case .simple:
+            let ss = Double(m.sigmas.count) / Double(n)
+            return (0..<n).map { m.sigmas[m.sigmas.count - 1 - Int(Double($0) * ss)] } + [0]
+        case .ddim:
+            let ss = max(m.sigmas.count / n, 1)
+            return Array(stride(from: 1, to: m.sigmas.count, by: ss).map { m.sigmas[$0] }.reversed()) + [0]
+        case .beta:
+            return numpyLinspace(n).map { x -> Float in
+                Float(smin + BetaDistribution.quantile(1 - x, a: 0.6, b: 0.6) * (smax - smin))
+            } + [0]
         }
+    }
+}
+
+/// `np.linspace(0, 1, n)` in float64: `i · (1/(n−1))`, the last value exactly 1.
+func numpyLinspace(_ n: Int) -> [Double] {
+    guard n > 1 else { return [0] }
+    let step = 1.0 / Double(n - 1)
+    return (0..<n).map { $0 == n - 1 ? 1 : Double($0) * step }
+}
+
+/// The Beta distribution's quantile (scipy's `beta.ppf`), for the Beta schedule.
+enum BetaDistribution {
+    /// Regularised incomplete beta I_x(a, b) by its continued fraction (Lentz), double precision.
+    static func regularizedIncompleteBeta(_ x: Double, a: Double, b: Double) -> Double {
+        if x <= 0 { return 0 }
+        if x >= 1 { return 1 }
+        let lbeta = lgamma(a + b) - lgamma(a) - lgamma(b)
+        let front = exp(lbeta + a * Foundation.log(x) + b * Foundation.log(1 - x))
+        if x > (a + 1) / (a + b + 2) { return 1 - regularizedIncompleteBeta(1 - x, a: b, b: a) }
+        var c = 1.0, d = 1 - (a + b) * x / (a + 1)
+        if abs(d) < 1e-300 { d = 1e-300 }
+        d = 1 / d
+        var f = d
+        for m in 1...500 {
+            let md = Double(m)
+            var num = md * (b - md) * x / ((a + 2 * md - 1) * (a + 2 * md))
+            d = 1 + num * d; if abs(d) < 1e-300 { d = 1e-300 }
+            c = 1 + num / c; if abs(c) < 1e-300 { c = 1e-300 }
+            d = 1 / d; f *= d * c
+            num = -(a + md) * (a + b + md) * x / ((a + 2 * md) * (a + 2 * md + 1))
+            d = 1 + num * d; if abs(d) < 1e-300 { d = 1e-300 }
+            c = 1 + num / c; if abs(c) < 1e-300 { c = 1e-300 }
+            d = 1 / d
+            let delta = d * c
+            f *= delta
+            if abs(delta - 1) < 1e-16 { break }
+        }
+        return front * f / a
+    }
+
+    /// x with I_x(a, b) = p, by bisection to the last bit (the CDF is monotone).
+    static func quantile(_ p: Double, a: Double, b: Double) -> Double {
+        if p <= 0 { return 0 }
+        if p >= 1 { return 1 }
+        var lo = 0.0, hi = 1.0
+        for _ in 0..<200 {
+            let mid = (lo + hi) / 2
+            if mid == lo || mid == hi { break }
+            if regularizedIncompleteBeta(mid, a: a, b: b) < p { lo = mid } else { hi = mid }
+        }
+        return (lo + hi) / 2
     }
 }
 

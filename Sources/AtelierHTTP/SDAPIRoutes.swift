@@ -61,16 +61,16 @@ struct SDAPIRoutes {
         v1.get("cmd-flags") { _, _ -> Response in jsonResponse(.object(configuration.cmdFlags)) }
         v1.get("samplers") { _, _ -> Response in
             jsonResponse(.array(Sampler.allCases.map { s in
-                var options: [String: JSONValue] = [:]
-                if let d = s.defaultScheduler { options["scheduler"] = .string(d.rawValue.lowercased()) }
-                if s.usesENSD { options["uses_ensd"] = .bool(true) }
+                let options = s.options.mapValues { v -> JSONValue in v == "true" ? .bool(true) : .string(v) }
                 return .object(["name": .string(s.rawValue), "aliases": .array(s.aliases.map { .string($0) }), "options": .object(options)])
             }))
         }
         v1.get("schedulers") { _, _ -> Response in
             jsonResponse(.array(Scheduler.allCases.map { s in
-                .object(["name": .string(s.rawValue.lowercased()), "label": .string(s.rawValue), "aliases": .null,
-                         "default_rho": .double(s == .karras ? 7.0 : -1), "need_inner_model": .bool(s == .uniform)])
+                .object(["name": .string(s.name), "label": .string(s.rawValue),
+                         "aliases": s == .sgmUniform ? .array([.string("SGMUniform")]) : .null,
+                         "default_rho": .double(s == .karras ? 7.0 : s == .polyexponential ? 1.0 : -1),
+                         "need_inner_model": .bool([.uniform, .sgmUniform, .simple, .normal, .ddim, .beta].contains(s))])
             }))
         }
         v1.get("sd-models") { _, _ -> Response in
