@@ -5,7 +5,7 @@ Run by hand with the reference venv (see tools/README.md); the Swift tests never
 and never read the oracle:
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img] [--only CASE ...] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers] [--only CASE ...] \
         [--noise-only | --no-noise]
 
 Writes (paths relative to the repository root):
@@ -17,7 +17,8 @@ Writes (paths relative to the repository root):
       params.json["float32_vs_float64"]. params.json also gets "golden_case" / "golden_args"
       (the reference.py options used). img2img cases (img2img_cases(), `--group img2img`)
       read Tests/Fixtures/images/{init,mask}-128.png (tools/make_test_images.py); their
-      args hold those paths relative to the repository root.
+      args hold those paths relative to the repository root. The samplers group
+      (sampler_cases(), `--group samplers`) drops image_float.npy (DROP).
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -114,7 +115,30 @@ def img2img_cases():
     return out
 
 
-GROUPS = {"txt2img": cases, "img2img": img2img_cases}
+def sampler_cases():
+    """txt2img on the other k-diffusion samplers (their Automatic schedule; LMS also with Karras)
+    and Euler on every other schedule of A1111 1.10. image_float.npy is not kept (DROP)."""
+    out = {}
+    for slug, sampler, seed in (("heun", "Heun", 50), ("lms", "LMS", 51), ("dpm2", "DPM2", 52),
+                                ("dpm2_a", "DPM2 a", 53), ("dpmpp_2s_a", "DPM++ 2S a", 54)):
+        out[slug] = dict(BASE, sampler=sampler, scheduler="Automatic", seed=seed)
+    out["lms-karras"] = dict(BASE, sampler="LMS", scheduler="Karras", seed=55)
+    for slug, sched, seed in (("polyexponential", "Polyexponential", 60), ("sgm_uniform", "SGM Uniform", 61),
+                              ("kl_optimal", "KL Optimal", 62),
+                              ("align_your_steps", "Align Your Steps", 63)):  # 20 steps: AYS table resampled
+        out[f"euler-{slug}"] = dict(BASE, sampler="Euler", scheduler=sched, seed=seed)
+    out["euler-align_your_steps-11"] = dict(BASE, sampler="Euler", scheduler="Align Your Steps", seed=64,
+                                            steps=11)  # 11 steps: the AYS table as is
+    for slug, sched, seed in (("simple", "Simple", 65), ("normal", "Normal", 66),
+                              ("ddim", "DDIM", 67),  # the DDIM *schedule* with Euler
+                              ("beta", "Beta", 68)):
+        out[f"euler-{slug}"] = dict(BASE, sampler="Euler", scheduler=sched, seed=seed)
+    return out
+
+
+GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases}
+# files of KEEP not kept for a group's cases (size)
+DROP = {"samplers": ("image_float.npy",)}
 
 
 def all_cases():
@@ -180,6 +204,7 @@ def make_goldens(args):
         if unknown:
             sys.exit(f"unknown case(s): {' '.join(unknown)}")
     selected = GROUPS[args.group]() if args.group != "all" else every
+    drop = {name: DROP.get(g, ()) for g, make in GROUPS.items() for name in make()}
     for name, opts in selected.items():
         if args.only and name not in args.only:
             continue
@@ -195,6 +220,8 @@ def make_goldens(args):
                 shutil.rmtree(dest)
             os.makedirs(dest)
             for fn in KEEP:
+                if fn in drop[name]:
+                    continue
                 if os.path.exists(os.path.join(tmp, fn)):
                     shutil.copyfile(os.path.join(tmp, fn), os.path.join(dest, fn))
         with open(os.path.join(dest, "params.json")) as f:
@@ -239,7 +266,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", nargs="*", default=None, help="golden case names (default: all)")
     ap.add_argument("--group", choices=("all",) + tuple(GROUPS), default="all",
-                    help="txt2img: the original 18 cases; img2img: the img2img / inpainting cases (default: all)")
+                    help="txt2img: the original 18 cases; img2img: the img2img / inpainting cases; "
+                         "samplers: the other samplers and schedules (default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")

@@ -56,6 +56,10 @@ public enum Ops {
                 sgemm(m: o, n: hw, k: c, a: wp, lda: c, b: xn, ldb: hw, beta: beta, c: on, ldc: hw)
                 continue
             }
+            if Ops.shiftedConv && kh == 3 && kw == 3 && stride == 1 && padding == (1, 1, 1, 1) {
+                conv3x3Shifted(xn, c: c, h: h, w: w, weight: wp, o: o, bias: bias?.unsafePointer, out: on)
+                continue
+            }
             // Tile of output rows so that the column buffer is about 4 MB.
             // at least ~1024 output columns per GEMM (small N starves BLAS), else ~convTileFloats of columns
             let rowsPerTile = max(1, min(ho, max((1024 + wo - 1) / wo, Ops.convTileFloats / max(1, kdim * wo))))
@@ -74,6 +78,52 @@ public enum Ops {
         }
         return out
     }
+    }
+
+    nonisolated(unsafe) public static var shiftedConv = ProcessInfo.processInfo.environment["ATELIER_CONV"] == "shifted"
+
+    /// 3×3, stride 1, pad 1 convolution as nine GEMMs over shifted views of a zero-padded copy
+    /// of the input (rows of width w+2), accumulated in place: big, well-shaped GEMMs
+    /// (N = h·(w+2), K = c) and no im2col buffer. The two padding columns per row are computed
+    /// and dropped (2/(w+2) extra work).
+    static func conv3x3Shifted(_ x: UnsafePointer<Float>, c: Int, h: Int, w: Int, weight: UnsafePointer<Float>,
+                               o: Int, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>) {
+        let pw = w + 2, plane = (h + 2) * pw + 2  // +2: the last shifted view reads two past the grid
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: c * plane)
+        defer { padded.deallocate() }
+        Compute.split(c, minimum: max(1, 65536 / plane)) { range in
+            for ch in range {
+                let dst = padded + ch * plane
+                dst.initialize(repeating: 0, count: plane)
+                for y in 0..<h { (dst + (y + 1) * pw + 1).update(from: x + (ch * h + y) * w, count: w) }
+            }
+        }
+        // weights regrouped per tap: [9][o][c]
+        let taps = UnsafeMutablePointer<Float>.allocate(capacity: 9 * o * c)
+        defer { taps.deallocate() }
+        for oc in 0..<o {
+            for ic in 0..<c {
+                let src = weight + (oc * c + ic) * 9
+                for t in 0..<9 { taps[(t * o + oc) * c + ic] = src[t] }
+            }
+        }
+        let n = h * pw
+        let acc = UnsafeMutablePointer<Float>.allocate(capacity: o * n)
+        defer { acc.deallocate() }
+        for t in 0..<9 {
+            let (i, j) = (t / 3, t % 3)
+            sgemm(m: o, n: n, k: c, a: taps + t * o * c, lda: c, b: padded + i * pw + j, ldb: plane,
+                  beta: t == 0 ? 0 : 1, c: acc, ldc: n)
+        }
+        Compute.split(o, minimum: max(1, 65536 / n)) { range in
+            for oc in range {
+                let b = bias?[oc] ?? 0
+                for y in 0..<h {
+                    let src = acc + oc * n + y * pw, dst = out + (oc * h + y) * w
+                    for q in 0..<w { dst[q] = src[q] + b }
+                }
+            }
+        }
     }
 
     @inline(__always)

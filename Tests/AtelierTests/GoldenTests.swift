@@ -32,7 +32,7 @@ import Testing
     }()
 
     @Test func goldenCasesArePresent() {
-        #expect(Self.cases.count >= 22)
+        #expect(Self.cases.count >= 37)
     }
 
     @Test func committedCheckpointIsTheOneTheGoldensWereMadeFrom() throws {
