@@ -2,6 +2,9 @@ import Foundation
 
 /// The CPU operations a latent-diffusion model needs, on `Tensor` values.
 public enum Ops {
+    /// Query rows per attention task (tunable for benchmarks: ATELIER_ATTN_BLOCK).
+    nonisolated(unsafe) public static var attentionBlock: Int = Int(ProcessInfo.processInfo.environment["ATELIER_ATTN_BLOCK"] ?? "") ?? 64
+
     /// im2col tile budget in floats (tunable for benchmarks: ATELIER_CONV_TILE).
     nonisolated(unsafe) public static var convTileFloats: Int = Int(ProcessInfo.processInfo.environment["ATELIER_CONV_TILE"] ?? "") ?? (1 << 22)
 
@@ -56,10 +59,6 @@ public enum Ops {
                 sgemm(m: o, n: hw, k: c, a: wp, lda: c, b: xn, ldb: hw, beta: beta, c: on, ldc: hw)
                 continue
             }
-            if Ops.shiftedConv && kh == 3 && kw == 3 && stride == 1 && padding == (1, 1, 1, 1) {
-                conv3x3Shifted(xn, c: c, h: h, w: w, weight: wp, o: o, bias: bias?.unsafePointer, out: on)
-                continue
-            }
             // Tile of output rows so that the column buffer is about 4 MB.
             // at least ~1024 output columns per GEMM (small N starves BLAS), else ~convTileFloats of columns
             let rowsPerTile = max(1, min(ho, max((1024 + wo - 1) / wo, Ops.convTileFloats / max(1, kdim * wo))))
@@ -78,52 +77,6 @@ public enum Ops {
         }
         return out
     }
-    }
-
-    nonisolated(unsafe) public static var shiftedConv = ProcessInfo.processInfo.environment["ATELIER_CONV"] == "shifted"
-
-    /// 3×3, stride 1, pad 1 convolution as nine GEMMs over shifted views of a zero-padded copy
-    /// of the input (rows of width w+2), accumulated in place: big, well-shaped GEMMs
-    /// (N = h·(w+2), K = c) and no im2col buffer. The two padding columns per row are computed
-    /// and dropped (2/(w+2) extra work).
-    static func conv3x3Shifted(_ x: UnsafePointer<Float>, c: Int, h: Int, w: Int, weight: UnsafePointer<Float>,
-                               o: Int, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>) {
-        let pw = w + 2, plane = (h + 2) * pw + 2  // +2: the last shifted view reads two past the grid
-        let padded = UnsafeMutablePointer<Float>.allocate(capacity: c * plane)
-        defer { padded.deallocate() }
-        Compute.split(c, minimum: max(1, 65536 / plane)) { range in
-            for ch in range {
-                let dst = padded + ch * plane
-                dst.initialize(repeating: 0, count: plane)
-                for y in 0..<h { (dst + (y + 1) * pw + 1).update(from: x + (ch * h + y) * w, count: w) }
-            }
-        }
-        // weights regrouped per tap: [9][o][c]
-        let taps = UnsafeMutablePointer<Float>.allocate(capacity: 9 * o * c)
-        defer { taps.deallocate() }
-        for oc in 0..<o {
-            for ic in 0..<c {
-                let src = weight + (oc * c + ic) * 9
-                for t in 0..<9 { taps[(t * o + oc) * c + ic] = src[t] }
-            }
-        }
-        let n = h * pw
-        let acc = UnsafeMutablePointer<Float>.allocate(capacity: o * n)
-        defer { acc.deallocate() }
-        for t in 0..<9 {
-            let (i, j) = (t / 3, t % 3)
-            sgemm(m: o, n: n, k: c, a: taps + t * o * c, lda: c, b: padded + i * pw + j, ldb: plane,
-                  beta: t == 0 ? 0 : 1, c: acc, ldc: n)
-        }
-        Compute.split(o, minimum: max(1, 65536 / n)) { range in
-            for oc in range {
-                let b = bias?[oc] ?? 0
-                for y in 0..<h {
-                    let src = acc + oc * n + y * pw, dst = out + (oc * h + y) * w
-                    for q in 0..<w { dst[q] = src[q] + b }
-                }
-            }
-        }
     }
 
     @inline(__always)
@@ -243,14 +196,7 @@ public enum Ops {
     }
 
     /// Exact (erf) GELU.
-    public static func gelu(_ x: Tensor) -> Tensor {
-        let out = Tensor(uninitialized: x.shape)
-        let s = x.unsafePointer, d = out.unsafePointer
-        Compute.split(x.count) { r in
-            for i in r { let v = s[i]; d[i] = 0.5 * v * (1 + erff(v * 0.707_106_781_186_547_5)) }
-        }
-        return out
-    }
+    public static func gelu(_ x: Tensor) -> Tensor { map(x) { vgelu($0) } }
 
     /// GEGLU: the last axis holds `[hidden, gate]`; returns `hidden · gelu(gate)`.
     public static func geglu(_ x: Tensor) -> Tensor {
@@ -262,9 +208,16 @@ public enum Ops {
         Compute.split(rows, minimum: max(1, 8192 / c)) { range in
             for r in range {
                 let h = s + r * c2, g = h + c, o = d + r * c
-                for i in 0..<c {
-                    let v = g[i]
-                    o[i] = h[i] * (0.5 * v * (1 + erff(v * 0.707_106_781_186_547_5)))
+                var i = 0
+                while i + 16 <= c {
+                    vstore(vload(h + i) * vgelu(vload(g + i)), o + i)
+                    i += 16
+                }
+                while i < c {
+                    var tail = V16(repeating: 0)
+                    tail[0] = g[i]
+                    o[i] = h[i] * vgelu(tail)[0]
+                    i += 1
                 }
             }
         }
@@ -405,7 +358,7 @@ public enum Ops {
         let nk = k.shape[1]
         let d = c / heads
         let scale = 1 / Float(d).squareRoot()
-        let block = 128
+        let block = Ops.attentionBlock
         let qBlocks = (nq + block - 1) / block
         let out = Tensor(uninitialized: [b, nq, c])
         let qp = q.unsafePointer, kp = k.unsafePointer, vp = v.unsafePointer, op = out.unsafePointer

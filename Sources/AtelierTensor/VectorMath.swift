@@ -52,3 +52,22 @@ func mapVector(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, 
         for j in 0..<(n - i) { dst[i + j] = r[j] }
     }
 }
+
+/// erf on 16 lanes as PyTorch's AVX2 `Vectorized<float>::erf` computes it (Abramowitz & Stegun
+/// 7.1.26, absolute error ≤ 1.5e-7): `sign(x)·(1 − r(t)·t·e^{−x²})`, `t = 1/(1 + p|x|)`.
+@inline(__always) func verf(_ x: V16) -> V16 {
+    let ax = x.replacing(with: -x, where: x .< 0)
+    let t = 1 / V16(repeating: 1).addingProduct(V16(repeating: 0.327_591_1), ax)
+    var r = V16(repeating: -1.453_152_027).addingProduct(V16(repeating: 1.061_405_429), t)
+    r = V16(repeating: 1.421_413_741).addingProduct(r, t)
+    r = V16(repeating: -0.284_496_736).addingProduct(r, t)
+    r = V16(repeating: 0.254_829_592).addingProduct(r, t)
+    let e = vexp(-(ax * ax))
+    let y = V16(repeating: 1).addingProduct(t * -e, r)
+    return y.replacing(with: -y, where: x .< 0)
+}
+
+/// Exact-form GELU, `x·0.5·(1 + erf(x/√2))`, in PyTorch's order of operations.
+@inline(__always) func vgelu(_ x: V16) -> V16 {
+    x * V16(repeating: 0.5) * (1 + verf(x * V16(repeating: 0.707_106_781_186_547_5)))
+}
