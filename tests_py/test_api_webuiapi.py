@@ -228,3 +228,12 @@ def test_sigterm_ends_the_running_job_at_its_next_step_and_exits(make_server):
     t.join(timeout=60)
     assert result["r"].status_code == 200 and len(result["r"].json()["images"]) == 1
     assert s.proc.wait(timeout=30) == 0
+
+
+def test_variation_seed_keeps_the_seed_and_counts_subseeds(server):
+    r = client(server).txt2img(prompt="a lamp", seed=30, subseed=70, subseed_strength=0.4, batch_size=2, width=64, height=64)
+    assert r.info["all_seeds"] == [30, 30] and r.info["all_subseeds"] == [70, 71] and r.info["subseed_strength"] == 0.4
+    assert "Variation seed: 71, Variation seed strength: 0.4" in r.info["infotexts"][1]
+    assert r.json["images"][0] != r.json["images"][1]
+    plain = client(server).txt2img(prompt="a lamp", seed=30, width=64, height=64, seed_resize_from_w=96, seed_resize_from_h=96)
+    assert "Seed resize from: 96x96" in plain.info["infotexts"][0]

@@ -201,21 +201,34 @@ public struct PhiloxGenerator: NormalGenerator {
 // MARK: - A1111's ImageRNG
 
 /// The noise of one batch, as A1111's `ImageRNG`: one generator per image seeded with that
-/// image's seed; the first draw is the initial latent noise, later draws feed the samplers
+/// image's seed; the first draw is the initial latent noise (with the variation seed slerped in
+/// and/or made at another size and pasted centred), later draws feed the samplers
 /// (k-diffusion's `randn_like`); `eta_noise_seed_delta` re-seeds the generators with
 /// seed + ENSD after the first draw.
 public struct ImageNoise {
     public let shape: [Int]  // [C, h, w] per image
     public let seeds: [UInt64]
+    let subseeds: [UInt64]
+    let subseedStrength: Double
+    /// latent size the noise was made for (seed resize), [C, h', w']
+    let madeFor: [Int]?
     let source: NoiseSource
     let ensd: Int64
     var generators: [any NormalGenerator]
     var drawn = 0
 
-    public init(source: NoiseSource, shape: [Int], seeds: [UInt64], etaNoiseSeedDelta: Int64 = 0) {
+    public init(source: NoiseSource, shape: [Int], seeds: [UInt64], subseeds: [UInt64] = [], subseedStrength: Double = 0,
+                resizeFrom: (width: Int, height: Int)? = nil, etaNoiseSeedDelta: Int64 = 0) {
         self.source = source
         self.shape = shape
         self.seeds = seeds
+        self.subseeds = subseeds
+        self.subseedStrength = subseedStrength
+        if let r = resizeFrom, r.width > 0, r.height > 0, [shape[0], r.height / 8, r.width / 8] != shape {
+            madeFor = [shape[0], r.height / 8, r.width / 8]
+        } else {
+            madeFor = nil
+        }
         ensd = etaNoiseSeedDelta
         generators = seeds.map { Self.generator(source, seed: $0) }
     }
@@ -232,11 +245,85 @@ public struct ImageNoise {
         let n = shape.reduce(1, *)
         var out: [Float] = []
         out.reserveCapacity(n * generators.count)
-        for i in generators.indices { out += generators[i].randn(n) }
+        for i in generators.indices { out += drawn == 0 ? first(i) : generators[i].randn(n) }
         drawn += 1
         if drawn == 1 && ensd != 0 {
             generators = seeds.map { Self.generator(source, seed: UInt64(bitPattern: Int64(bitPattern: $0) &+ ensd)) }
         }
         return out
     }
+
+    /// The initial noise of image i (A1111 `ImageRNG.first`).
+    mutating func first(_ i: Int) -> [Float] {
+        let n = shape.reduce(1, *)
+        let nshape = madeFor ?? shape
+        let nn = nshape.reduce(1, *)
+        var noise: [Float]
+        if madeFor != nil {
+            var fresh = Self.generator(source, seed: seeds[i])
+            noise = fresh.randn(nn)
+        } else {
+            noise = generators[i].randn(n)
+        }
+        if subseedStrength != 0, i < subseeds.count {
+            var sub = Self.generator(source, seed: subseeds[i])
+            noise = Self.slerp(subseedStrength, noise, sub.randn(nn), shape: nshape)
+        }
+        guard let src = madeFor else { return noise }
+        var x = generators[i].randn(n)
+        let (c, h, w) = (shape[0], shape[1], shape[2]), (sh, sw) = (src[1], src[2])
+        let dx = (w - sw).floorDiv(2), dy = (h - sh).floorDiv(2)
+        let cw = dx >= 0 ? sw : sw + 2 * dx, ch = dy >= 0 ? sh : sh + 2 * dy
+        let (tx, ty, fx, fy) = (max(dx, 0), max(dy, 0), max(-dx, 0), max(-dy, 0))
+        for k in 0..<c {
+            for y in 0..<ch {
+                for xx in 0..<cw { x[(k * h + ty + y) * w + tx + xx] = noise[(k * sh + fy + y) * sw + fx + xx] }
+            }
+        }
+        return x
+    }
+
+    /// A1111's `slerp` on a `[C, H, W]` block, normalising along H: linear when the mean
+    /// cosine exceeds 0.9995 (with A1111's swapped weights), spherical otherwise.
+    static func slerp(_ strength: Double, _ low: [Float], _ high: [Float], shape: [Int]) -> [Float] {
+        let t = Float(strength), oneMinus = Float(1 - strength)
+        let (c, h, w) = (shape[0], shape[1], shape[2])
+        var dots = [Float](repeating: 0, count: c * w)
+        for k in 0..<c {
+            for x in 0..<w {
+                var nl = 0.0, nh = 0.0
+                for y in 0..<h {
+                    let i = (k * h + y) * w + x
+                    nl += Double(low[i]) * Double(low[i])
+                    nh += Double(high[i]) * Double(high[i])
+                }
+                let (sl, shh) = (Float(nl.squareRoot()), Float(nh.squareRoot()))
+                var d: Float = 0
+                for y in 0..<h {
+                    let i = (k * h + y) * w + x
+                    d += (low[i] / sl) * (high[i] / shh)
+                }
+                dots[k * w + x] = d
+            }
+        }
+        let mean = dots.reduce(0.0) { $0 + Double($1) } / Double(dots.count)
+        if mean > 0.9995 { return low.indices.map { low[$0] * t + high[$0] * oneMinus } }
+        var out = low
+        for k in 0..<c {
+            for x in 0..<w {
+                let omega = acosf(dots[k * w + x]), so = sinf(omega)
+                let a = sinf(oneMinus * omega) / so, b = sinf(t * omega) / so
+                for y in 0..<h {
+                    let i = (k * h + y) * w + x
+                    out[i] = a * low[i] + b * high[i]
+                }
+            }
+        }
+        return out
+    }
+}
+
+extension Int {
+    /// Python's `//` (floor division).
+    func floorDiv(_ d: Int) -> Int { Int((Double(self) / Double(d)).rounded(.down)) }
 }

@@ -36,6 +36,12 @@ public struct GenerationRequest: Sendable, Equatable {
     /// img2img: the init image (already at width × height) and how much of it to repaint
     public var initImage: InitImage?
     public var denoisingStrength: Double = 0.75
+    /// variation seed (−1 random) and how far to move towards its noise (0 = off)
+    public var subseed: Int64 = -1
+    public var subseedStrength: Double = 0
+    /// seed resize: the size the noise was made for (≤ 0 = off)
+    public var seedResizeFromW = -1
+    public var seedResizeFromH = -1
 
     public init() {}
 
@@ -59,6 +65,17 @@ public struct GenerationRequest: Sendable, Equatable {
             throw RequestError(field: "seed", "seed must be -1 (random) or between 0 and 4294967295")
         }
         guard (1...12).contains(clipSkip) else { throw RequestError(field: "clip_skip", "ensure this value is between 1 and 12") }
+        guard subseedStrength.isFinite, (0...1).contains(subseedStrength) else {
+            throw RequestError(field: "subseed_strength", "ensure this value is between 0 and 1")
+        }
+        guard subseed == -1 || (0...4_294_967_295).contains(subseed) else {
+            throw RequestError(field: "subseed", "subseed must be -1 (random) or between 0 and 4294967295")
+        }
+        if seedResizeFromW > 0 && seedResizeFromH > 0 {
+            for (name, v) in [("seed_resize_from_w", seedResizeFromW), ("seed_resize_from_h", seedResizeFromH)] where v < 8 || v > 4096 {
+                throw RequestError(field: name, "ensure this value is between 8 and 4096")
+            }
+        }
         if let eta, !(eta.isFinite && eta >= 0 && eta <= 10) { throw RequestError(field: "eta", "ensure this value is between 0 and 10") }
         if let img = initImage {
             guard denoisingStrength.isFinite, denoisingStrength > 0, denoisingStrength <= 1 else {
@@ -90,6 +107,7 @@ public struct GeneratedImage: Sendable {
     public let height: Int
     public let rgb: [UInt8]
     public let seed: UInt64
+    public let subseed: UInt64
     public let infotext: String
 }
 
@@ -169,10 +187,13 @@ public final class Pipeline: @unchecked Sendable {
         return r.sampler == .ddim ? max(0, tEnc - 1) : tEnc + 1
     }
 
-    /// The seeds of every image of the job (`seed + i`), the random seed drawn when −1.
-    public static func seeds(for r: GenerationRequest) -> [UInt64] {
+    /// The seeds and variation seeds of every image of the job: `seed + i` (or `seed` for all
+    /// when a variation strength is set) and `subseed + i`; −1 draws a random one.
+    public static func seeds(for r: GenerationRequest) -> (seeds: [UInt64], subseeds: [UInt64]) {
         let base = r.seed == -1 ? UInt64.random(in: 0..<4_294_967_294) : UInt64(r.seed)
-        return (0..<(r.batchSize * r.nIter)).map { base + UInt64($0) }
+        let sub = r.subseed == -1 ? UInt64.random(in: 0..<4_294_967_294) : UInt64(r.subseed)
+        let n = r.batchSize * r.nIter
+        return ((0..<n).map { base + (r.subseedStrength == 0 ? UInt64($0) : 0) }, (0..<n).map { sub + UInt64($0) })
     }
 
     /// Generates `batchSize × nIter` images. `progress` may throw to stop the job.
@@ -180,7 +201,7 @@ public final class Pipeline: @unchecked Sendable {
                         progress: ((GenerationProgress) throws -> Void)? = nil,
                         dump: DumpSink? = nil) throws -> [GeneratedImage] {
         try r.validate()
-        let allSeeds = Self.seeds(for: r)
+        let (allSeeds, allSubseeds) = Self.seeds(for: r)
         let (cond, condChunks) = encode(r.prompt, clipSkip: r.clipSkip)
         let (uncond, uncondChunks) = encode(r.negativePrompt, clipSkip: r.clipSkip)
         dump?.write("cond", shape: cond.shape, values: cond.scalars)
@@ -190,16 +211,17 @@ public final class Pipeline: @unchecked Sendable {
         var images: [GeneratedImage] = []
         for batch in 0..<r.nIter {
             let seeds = Array(allSeeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
+            let subseeds = Array(allSubseeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
             let per = 4 * (r.height / 8) * (r.width / 8)
-            let latents = try sample(r, seeds: seeds, cond: cond, uncond: uncond, dump: batch == 0 ? dump : nil) { step, x in
+            let latents = try sample(r, seeds: seeds, subseeds: subseeds, cond: cond, uncond: uncond, dump: batch == 0 ? dump : nil) { step, x in
                 if let control, control.interrupted || control.skipped { throw StopSampling() }
                 try progress?(GenerationProgress(step: step, steps: Self.samplingSteps(r), batch: batch, batches: r.nIter,
                                                  latents: Array(x[0..<per]), latentShape: [4, r.height / 8, r.width / 8]))
             }
             let decoded = decode(latents, dump: batch == 0 ? dump : nil)
             for (i, rgb) in decoded.enumerated() {
-                images.append(GeneratedImage(width: r.width, height: r.height, rgb: rgb, seed: seeds[i],
-                                             infotext: infotext(r, seed: seeds[i])))
+                images.append(GeneratedImage(width: r.width, height: r.height, rgb: rgb, seed: seeds[i], subseed: subseeds[i],
+                                             infotext: infotext(r, seed: seeds[i], subseed: subseeds[i])))
             }
             control?.clearSkip()
             if control?.interrupted == true { break }
@@ -208,12 +230,15 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// Runs the sampler for one batch; returns the final latents `[B, 4, h, w]`.
-    func sample(_ r: GenerationRequest, seeds: [UInt64], cond: Tensor, uncond: Tensor, dump: DumpSink?,
+    func sample(_ r: GenerationRequest, seeds: [UInt64], subseeds: [UInt64], cond: Tensor, uncond: Tensor, dump: DumpSink?,
                 onStep: (Int, [Float]) throws -> Void) throws -> Tensor {
         let b = seeds.count
         let shape = [4, r.height / 8, r.width / 8]
         let per = shape.reduce(1, *)
-        var rng = ImageNoise(source: r.randnSource, shape: shape, seeds: seeds, etaNoiseSeedDelta: r.etaNoiseSeedDelta)
+        let resize = r.seedResizeFromW > 0 && r.seedResizeFromH > 0 ? (r.seedResizeFromW, r.seedResizeFromH) : nil
+        var rng = ImageNoise(source: r.randnSource, shape: shape, seeds: seeds, subseeds: subseeds,
+                             subseedStrength: r.subseedStrength, resizeFrom: resize.map { (width: $0.0, height: $0.1) },
+                             etaNoiseSeedDelta: r.etaNoiseSeedDelta)
         let noise = rng.next()
         dump?.write("noise", shape: [b] + shape, values: noise)
 
@@ -378,7 +403,7 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// The infotext of one image (A1111 1.10 field order).
-    public func infotext(_ r: GenerationRequest, seed: UInt64) -> String {
+    public func infotext(_ r: GenerationRequest, seed: UInt64, subseed: UInt64 = 0) -> String {
         Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: [
             ("Steps", String(r.steps)),
             ("Sampler", r.sampler.rawValue),
@@ -388,6 +413,9 @@ public final class Pipeline: @unchecked Sendable {
             ("Size", "\(r.width)x\(r.height)"),
             ("Model hash", model.shortHash),
             ("Model", model.name),
+            ("Variation seed", r.subseedStrength != 0 ? String(subseed) : nil),
+            ("Variation seed strength", r.subseedStrength != 0 ? Infotext.pythonFloat(r.subseedStrength) : nil),
+            ("Seed resize from", r.seedResizeFromW > 0 && r.seedResizeFromH > 0 ? "\(r.seedResizeFromW)x\(r.seedResizeFromH)" : nil),
             ("Denoising strength", r.initImage != nil ? Infotext.pythonFloat(r.denoisingStrength) : nil),
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
             ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD ? String(r.etaNoiseSeedDelta) : nil),

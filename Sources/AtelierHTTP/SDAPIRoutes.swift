@@ -177,15 +177,16 @@ struct SDAPIRoutes {
         let images: [JSONValue] = req.sendImages ? result.pngs.map { .string($0.base64EncodedString()) } : []
         let r = req.job.request
         let seeds = result.seeds.map { JSONValue.int(Int($0)) }
+        let subseeds = result.subseeds.map { JSONValue.int(Int($0)) }
         let info: JSONValue = .object([
             "prompt": .string(r.prompt), "all_prompts": .array(result.seeds.map { _ in .string(r.prompt) }),
             "negative_prompt": .string(r.negativePrompt), "all_negative_prompts": .array(result.seeds.map { _ in .string(r.negativePrompt) }),
-            "seed": seeds.first ?? .null, "all_seeds": .array(seeds), "subseed": seeds.first ?? .null, "all_subseeds": .array(seeds),
-            "subseed_strength": .double(0), "width": .int(r.width), "height": .int(r.height), "sampler_name": .string(r.sampler.rawValue),
+            "seed": seeds.first ?? .null, "all_seeds": .array(seeds), "subseed": subseeds.first ?? .null, "all_subseeds": .array(subseeds),
+            "subseed_strength": .double(r.subseedStrength), "width": .int(r.width), "height": .int(r.height), "sampler_name": .string(r.sampler.rawValue),
             "cfg_scale": .double(r.cfgScale), "steps": .int(r.steps), "batch_size": .int(r.batchSize), "restore_faces": .bool(false),
             "face_restoration_model": .null, "sd_model_name": .string(result.checkpoint.modelName),
             "sd_model_hash": result.checkpoint.shortHash.map(JSONValue.string) ?? .null, "sd_vae_name": .null, "sd_vae_hash": .null,
-            "seed_resize_from_w": .int(-1), "seed_resize_from_h": .int(-1),
+            "seed_resize_from_w": .int(r.seedResizeFromW), "seed_resize_from_h": .int(r.seedResizeFromH),
             "denoising_strength": r.initImage != nil ? .double(r.denoisingStrength) : .null,
             "extra_generation_params": r.initImage != nil ? .object(["Denoising strength": .double(r.denoisingStrength)]) : .object([:]),
             "index_of_first_image": .int(0),

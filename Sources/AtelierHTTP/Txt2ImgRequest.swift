@@ -152,8 +152,11 @@ struct Txt2ImgRequest {
         if enableHR { throw notYet("enable_hr", "hires fix") }
         if restoreFaces { throw notYet("restore_faces", "face restoration") }
         if tiling { throw notYet("tiling", "seamless tiling") }
-        if subseedStrength > 0 { throw notYet("subseed_strength", "variation seed") }
-        if resizeW > 0 && resizeH > 0 { throw notYet("seed_resize_from_w", "seed resize") }
+        r.subseed = Int64(f.int("subseed", -1))
+        r.subseedStrength = subseedStrength
+        r.seedResizeFromW = resizeW
+        r.seedResizeFromH = resizeH
+        if r.subseed != -1 && !(0...4_294_967_295).contains(r.subseed) { throw RequestError(field: "subseed", "subseed must be -1 (random) or between 0 and 4294967295") }
         if sChurn != 0 { throw notYet("s_churn", "churn") }
         if sNoise != 1 { throw notYet("s_noise", "s_noise other than 1") }
         // Extra-network tags (<lora:name:1>, <hypernet:…>) are not applied yet: say so instead of

@@ -29,6 +29,7 @@ public struct JobResult: Sendable {
     public let pngs: [Data]
     public let infotexts: [String]
     public let seeds: [UInt64]
+    public let subseeds: [UInt64]
     public let savedPaths: [String]
     public let checkpoint: CheckpointInfo
     public let jobTimestamp: String
@@ -214,7 +215,7 @@ public final class Instance: @unchecked Sendable {
                 saved.append(try save(png, seed: img.seed, dir: job.saveDir ?? options[optionKey]?.string ?? fallback))
             }
         }
-        return JobResult(pngs: pngs, infotexts: images.map(\.infotext), seeds: images.map(\.seed), savedPaths: saved,
+        return JobResult(pngs: pngs, infotexts: images.map(\.infotext), seeds: images.map(\.seed), subseeds: images.map(\.subseed), savedPaths: saved,
                          checkpoint: info, jobTimestamp: stamp, seconds: Date().timeIntervalSince(start))
     }
 
