@@ -5,7 +5,7 @@ Run by hand with the reference venv (see tools/README.md); the Swift tests never
 and never read the oracle:
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers] [--only CASE ...] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|seeds] [--only CASE ...] \
         [--noise-only | --no-noise]
 
 Writes (paths relative to the repository root):
@@ -18,7 +18,9 @@ Writes (paths relative to the repository root):
       (the reference.py options used). img2img cases (img2img_cases(), `--group img2img`)
       read Tests/Fixtures/images/{init,mask}-128.png (tools/make_test_images.py); their
       args hold those paths relative to the repository root. The samplers group
-      (sampler_cases(), `--group samplers`) drops image_float.npy (DROP).
+      (sampler_cases(), `--group samplers`) drops image_float.npy (DROP), and so does the
+      seeds group (seed_cases(), `--group seeds`: variation seed / seed resize, args
+      subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h).
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -136,9 +138,26 @@ def sampler_cases():
     return out
 
 
-GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases}
+def seed_cases():
+    """txt2img with A1111's variation seed (subseed slerp) and seed resize (noise made for another
+    size, pasted centred into the first full-size draw; cropped when larger). Every case records
+    all four options (0 = off, the oracle's defaults). image_float.npy is not kept (DROP)."""
+    def seeds(sampler, seed, subseed=0, strength=0.0, from_w=0, from_h=0):
+        return dict(BASE, sampler=sampler, scheduler="Automatic", seed=seed, subseed=subseed,
+                    subseed_strength=strength, seed_resize_from_w=from_w, seed_resize_from_h=from_h)
+    out = {}
+    out["variation-euler_a"] = seeds("Euler a", 42, subseed=7, strength=0.3)
+    out["variation-strong-euler"] = seeds("Euler", 42, subseed=9, strength=0.9)
+    out["seed-resize-up-euler"] = seeds("Euler", 42, from_w=96, from_h=96)        # 12x12 noise in 16x16
+    out["seed-resize-down-euler_a"] = seeds("Euler a", 43, from_w=192, from_h=160)  # 24x20 noise cropped to 16x16
+    out["variation-resize-dpmpp_2m"] = seeds("DPM++ 2M", 44, subseed=5, strength=0.5,
+                                             from_w=96, from_h=128)             # 12 wide x 16 high
+    return out
+
+
+GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases}
 # files of KEEP not kept for a group's cases (size)
-DROP = {"samplers": ("image_float.npy",)}
+DROP = {"samplers": ("image_float.npy",), "seeds": ("image_float.npy",)}
 
 
 def all_cases():
@@ -267,7 +286,8 @@ def main():
     ap.add_argument("--only", nargs="*", default=None, help="golden case names (default: all)")
     ap.add_argument("--group", choices=("all",) + tuple(GROUPS), default="all",
                     help="txt2img: the original 18 cases; img2img: the img2img / inpainting cases; "
-                         "samplers: the other samplers and schedules (default: all)")
+                         "samplers: the other samplers and schedules; seeds: variation seed and seed resize "
+                         "(default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")

@@ -132,6 +132,17 @@ struct SDAPIRoutes {
         }
     }
 
+    /// A request body for the log: image data (long base64 strings) replaced by its size.
+    static func redacted(_ v: JSONValue) -> JSONValue {
+        switch v {
+        case .string(let s) where s.count > 256 && (s.hasPrefix("data:") || s.allSatisfy { $0.isLetter || $0.isNumber || "+/=".contains($0) }):
+            return .string("<\(s.count) characters of image data>")
+        case .array(let a): return .array(a.map(redacted))
+        case .object(let o): return .object(o.mapValues(redacted))
+        default: return v
+        }
+    }
+
     /// Model files in a directory (recursively), sorted.
     static func files(in dir: URL, extensions: Set<String>) -> [URL] {
         guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { return [] }
@@ -158,6 +169,9 @@ struct SDAPIRoutes {
 
     func generate(_ body: [String: JSONValue], img2img: Bool) async throws -> Response {
         let start = Date()
+        if configuration.apiLog {
+            logger.info("\(img2img ? "img2img" : "txt2img") request \(String(decoding: Self.redacted(.object(body)).data(), as: UTF8.self))")
+        }
         let req = try Txt2ImgRequest.decode(body, instance: instance, img2img: img2img)
         let result: JobResult
         do {
@@ -174,6 +188,7 @@ struct SDAPIRoutes {
                 "image_mask_url": .string(""),
             ])]))
         }
+        logger.info("\(req.job.taskID) done: \(result.pngs.count) image(s), seeds \(result.seeds.map(String.init).joined(separator: ",")), \(String(format: "%.2f", result.seconds)) s")
         let images: [JSONValue] = req.sendImages ? result.pngs.map { .string($0.base64EncodedString()) } : []
         let r = req.job.request
         let seeds = result.seeds.map { JSONValue.int(Int($0)) }

@@ -32,7 +32,7 @@ import Testing
     }()
 
     @Test func goldenCasesArePresent() {
-        #expect(Self.cases.count >= 37)
+        #expect(Self.cases.count >= 42)
     }
 
     @Test func committedCheckpointIsTheOneTheGoldensWereMadeFrom() throws {
