@@ -144,20 +144,22 @@ public enum KSamplers {
         return expf(lb - (lb - la) * 0.5)
     }
 
+    /// One DPM2 step from σ `s` (denoised `den` already known) to `target`: Euler when the
+    /// target is 0, else the midpoint (in log σ) rule.
+    static func dpm2Step(_ model: Denoise, _ x: [Float], den: [Float], from s: Float, to target: Float) throws -> [Float] {
+        let d = x.indices.map { (x[$0] - den[$0]) / s }
+        if target == 0 { return x.indices.map { x[$0] + d[$0] * (target - s) } }
+        let mid = logMidpoint(s, target)
+        let x2 = x.indices.map { x[$0] + d[$0] * (mid - s) }
+        let den2 = try model(x2, mid)
+        return x.indices.map { x[$0] + ((x2[$0] - den2[$0]) / mid) * (target - s) }
+    }
+
     public static func dpm2(_ model: Denoise, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
         var x = x0
         for i in 0..<(sigmas.count - 1) {
-            let s = sigmas[i] * (0 + 1), sn = sigmas[i + 1]
-            let den = try model(x, s)
-            let d = x.indices.map { (x[$0] - den[$0]) / s }
-            if sn == 0 {
-                for j in x.indices { x[j] = x[j] + d[j] * (sn - s) }
-            } else {
-                let mid = logMidpoint(s, sn)
-                let x2 = x.indices.map { x[$0] + d[$0] * (mid - s) }
-                let den2 = try model(x2, mid)
-                for j in x.indices { x[j] = x[j] + ((x2[j] - den2[j]) / mid) * (sn - s) }
-            }
+            let s = sigmas[i] * (0 + 1)
+            x = try dpm2Step(model, x, den: try model(x, s), from: s, to: sigmas[i + 1])
             try onStep(i, x)
         }
         return x
@@ -170,14 +172,8 @@ public enum KSamplers {
             let s = sigmas[i]
             let den = try model(x, s)
             let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
-            let d = x.indices.map { (x[$0] - den[$0]) / s }
-            if down == 0 {
-                for j in x.indices { x[j] = x[j] + d[j] * (down - s) }
-            } else {
-                let mid = logMidpoint(s, down)
-                let x2 = x.indices.map { x[$0] + d[$0] * (mid - s) }
-                let den2 = try model(x2, mid)
-                for j in x.indices { x[j] = x[j] + ((x2[j] - den2[j]) / mid) * (down - s) }
+            x = try dpm2Step(model, x, den: den, from: s, to: down)
+            if down != 0 {
                 let n = noise()
                 for j in x.indices { x[j] = x[j] + (n[j] * 1) * up }
             }
