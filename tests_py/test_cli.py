@@ -1,0 +1,42 @@
+"""The command line: `atelier bench` keeps working (one run on the tiny model, no reference)."""
+import json
+import os
+import subprocess
+
+from conftest import BINARY, MODEL
+
+TINY = MODEL + ".safetensors"
+
+
+def bench(what, *extra):
+    out = subprocess.run([BINARY, "bench", what, "--model", TINY, "--runs", "1", "--size", "128", "--json", *extra],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_every_bench_reports_time_work_rss_and_a_null_reference():
+    for what in ("unet", "vae-decode", "vae-encode", "text-encoder", "load", "matmul"):
+        r = bench(what)
+        assert r["name"] == what and r["median_s"] > 0 and r["peak_rss_bytes"] > 0
+        assert r["reference_median_s"] is None and r["ratio"] is None
+        assert r["sgemm_gflops"] > 0
+        if what in ("unet", "vae-decode", "vae-encode"):
+            assert r["gflop"] > 0 and 0 < r["fraction_of_sgemm"]
+
+
+def test_generate_writes_a_png_with_infotext(tmp_path):
+    out = tmp_path / "x.png"
+    r = subprocess.run([BINARY, "generate", "--model", TINY, "--prompt", "a cat", "--seed", "3", "--steps", "4",
+                        "-W", "64", "-H", "64", "--sampler", "DPM++ 2M", "--scheduler", "Karras", "--output", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and b"Sampler: DPM++ 2M, Schedule type: Karras" in data
+
+
+def test_generate_names_the_bad_field():
+    r = subprocess.run([BINARY, "generate", "--model", TINY, "-W", "100"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--width" in r.stderr and "multiple of 8" in r.stderr
+    r = subprocess.run([BINARY, "generate", "--model", TINY, "--sampler", "Nope"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--sampler" in r.stderr
