@@ -201,7 +201,9 @@ def test_img2img_features_not_built_yet_are_named(server):
     api = client(server)
     init = api.txt2img(prompt="x", seed=1, width=64, height=64).image
     b64 = webuiapi.b64_img(init)
-    r = post(server, "img2img", {"init_images": [b64], "width": 128, "height": 128})
+    r = post(server, "img2img", {"init_images": [b64], "width": 128, "height": 96, "steps": 2, "seed": 1})
+    assert r.status_code == 200 and Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))).size == (128, 96)
+    r = post(server, "img2img", {"init_images": [b64], "width": 128, "height": 128, "resize_mode": 1})
     assert r.status_code == 422 and "resize_mode" in r.json()["detail"]
     r = post(server, "img2img", {"init_images": [b64], "width": 64, "height": 64, "mask": b64})
     assert r.status_code == 422 and "mask" in r.json()["detail"]

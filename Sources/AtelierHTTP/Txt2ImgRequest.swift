@@ -109,11 +109,14 @@ struct Txt2ImgRequest {
             let noiseMultiplier = f.double("initial_noise_multiplier", 1)
             guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
             guard let first = inits.first?.string else { throw ServiceError(404, field: "init_images", "Init image not found") }
-            let image = try decodeImage(first, field: "init_images")
-            if image.width != r.width || image.height != r.height || resizeMode != 0 {
-                if image.width != r.width || image.height != r.height {
-                    throw ServiceError(422, field: "resize_mode", "resize_mode: resizing the init image (\(image.width)x\(image.height) → \(r.width)x\(r.height)) is not available in Atelier yet; send it at width × height")
+            var image = try decodeImage(first, field: "init_images")
+            if image.width != r.width || image.height != r.height {
+                // resize mode 0 "Just resize": Pillow's LANCZOS to width × height, as A1111
+                guard resizeMode == 0 else {
+                    throw ServiceError(422, field: "resize_mode", "resize_mode: \(resizeMode) (crop / fill / latent upscale) is not available in Atelier yet; use 0 (just resize)")
                 }
+                image = Image8(width: image.width, height: image.height, channels: 3, pixels: image.flattenedRGB())
+                    .resizedLanczos(width: r.width, height: r.height)
             }
             if body["mask"].map({ $0 != .null }) ?? false { throw ServiceError(422, field: "mask", "mask: inpainting is not available in Atelier yet") }
             if noiseMultiplier != 1 { throw ServiceError(422, field: "initial_noise_multiplier", "initial_noise_multiplier: values other than 1 are not available in Atelier yet") }

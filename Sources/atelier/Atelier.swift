@@ -36,7 +36,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
     @Option(help: "Output PNG; with several images, -N is added before .png.") var output: String = "out.png"
     @Option(help: "Write intermediates as .npy files into this directory (reference oracle names).") var dump: String?
-    @Option(help: "img2img: init image (PNG, same size as -W x -H).") var initImage: String?
+    @Option(help: "img2img: init image (PNG, JPEG or WebP; resized to -W x -H with Lanczos as A1111).") var initImage: String?
     @Option(help: "img2img: how much of the init image to repaint (0 < x ≤ 1).") var denoisingStrength: Double = 0.75
 
     func run() throws {
@@ -69,8 +69,11 @@ struct Generate: ParsableCommand {
         r.randnSource = source
         r.etaNoiseSeedDelta = etaNoiseSeedDelta
         if let initImage {
-            let (img, _) = try PNG.decode(Data(contentsOf: URL(fileURLWithPath: initImage)))
-            r.initImage = InitImage(width: img.width, height: img.height, rgb: img.flattenedRGB())
+            let decoded = try ImageDecoder.decode(Data(contentsOf: URL(fileURLWithPath: initImage)))
+            // A1111's resize mode 0: Pillow's LANCZOS to the requested size
+            let img = Image8(width: decoded.width, height: decoded.height, channels: 3, pixels: decoded.flattenedRGB())
+                .resizedLanczos(width: width, height: height)
+            r.initImage = InitImage(width: img.width, height: img.height, rgb: img.pixels)
             r.denoisingStrength = denoisingStrength
         }
         do { try r.validate() } catch let e as RequestError {

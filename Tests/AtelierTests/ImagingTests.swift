@@ -38,3 +38,15 @@ struct ImagingTests {
         #expect(throws: ImageCodecError.self) { try ImageDecoder.decode(Data([0xFF, 0xD8, 0xFF, 0x00, 0x01])) }
     }
 }
+
+/// Init images of another size are fitted as A1111 does (Pillow's LANCZOS), bit for bit.
+struct ResampleTests {
+    @Test(arguments: [(96, 80), (200, 152)])
+    func lanczosResizeMatchesPillow(_ w: Int, _ h: Int) throws {
+        let img = try PNG.decode(Data(contentsOf: Fixtures.root.appendingPathComponent("images/init-128.png"))).image
+        let ref = try NPY.read(Fixtures.root.appendingPathComponent("images/init-128-lanczos-\(w)x\(h).pillow.npy"))
+        let out = Image8(width: img.width, height: img.height, channels: 3, pixels: img.flattenedRGB()).resizedLanczos(width: w, height: h)
+        #expect(ref.shape == [h, w, 3])
+        #expect(out.pixels.map(Double.init) == ref.values)
+    }
+}
