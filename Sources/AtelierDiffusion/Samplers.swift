@@ -83,12 +83,29 @@ public enum KSamplers {
         var x = x0
         for i in 0..<(sigmas.count - 1) {
             let s = sigmas[i] * (0 + 1)
-            let den = try model(x, s)
-            let dt = sigmas[i + 1] - s
-            for j in x.indices { x[j] = x[j] + ((x[j] - den[j]) / s) * dt }
+            x = eulerStep(x, den: try model(x, s), from: s, to: sigmas[i + 1])
             try onStep(i, x)
         }
         return x
+    }
+
+    /// k-diffusion's `to_d` as A1111 replaces it: `(x − denoised) / σ`.
+    @inline(__always)
+    static func toD(_ x: [Float], _ den: [Float], _ s: Float) -> [Float] {
+        x.indices.map { (x[$0] - den[$0]) / s }
+    }
+
+    /// An Euler step from σ `s` to `target`: `x + to_d · (target − s)`.
+    @inline(__always)
+    static func eulerStep(_ x: [Float], den: [Float], from s: Float, to target: Float) -> [Float] {
+        let dt = target - s
+        return x.indices.map { x[$0] + ((x[$0] - den[$0]) / s) * dt }
+    }
+
+    /// Ancestral noise: `x + noise · s_noise · σ_up`, one draw from the image stream.
+    @inline(__always)
+    static func addNoise(_ x: inout [Float], _ n: [Float], sNoise: Float = 1, up: Float) {
+        for j in x.indices { x[j] = x[j] + (n[j] * sNoise) * up }
     }
 
     /// `get_ancestral_step` in float32.
@@ -105,12 +122,8 @@ public enum KSamplers {
             let s = sigmas[i]
             let den = try model(x, s)
             let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
-            let dt = down - s
-            for j in x.indices { x[j] = x[j] + ((x[j] - den[j]) / s) * dt }
-            if sigmas[i + 1] > 0 {
-                let n = noise()
-                for j in x.indices { x[j] = x[j] + (n[j] * sNoise) * up }
-            }
+            x = eulerStep(x, den: den, from: s, to: down)
+            if sigmas[i + 1] > 0 { addNoise(&x, noise(), sNoise: sNoise, up: up) }
             try onStep(i, x)
         }
         return x
@@ -121,12 +134,12 @@ public enum KSamplers {
         for i in 0..<(sigmas.count - 1) {
             let s = sigmas[i] * (0 + 1), sn = sigmas[i + 1]
             let den = try model(x, s)
-            let d = x.indices.map { (x[$0] - den[$0]) / s }
             let dt = sn - s
             if sn == 0 {
-                for j in x.indices { x[j] = x[j] + d[j] * dt }
+                x = eulerStep(x, den: den, from: s, to: sn)
             } else {
-                let x2 = x.indices.map { x[$0] + d[$0] * dt }
+                let d = toD(x, den, s)
+                let x2 = eulerStep(x, den: den, from: s, to: sn)
                 let den2 = try model(x2, sn)
                 for j in x.indices {
                     let d2 = (x2[j] - den2[j]) / sn
@@ -147,10 +160,9 @@ public enum KSamplers {
     /// One DPM2 step from σ `s` (denoised `den` already known) to `target`: Euler when the
     /// target is 0, else the midpoint (in log σ) rule.
     static func dpm2Step(_ model: Denoise, _ x: [Float], den: [Float], from s: Float, to target: Float) throws -> [Float] {
-        let d = x.indices.map { (x[$0] - den[$0]) / s }
-        if target == 0 { return x.indices.map { x[$0] + d[$0] * (target - s) } }
+        if target == 0 { return eulerStep(x, den: den, from: s, to: target) }
         let mid = logMidpoint(s, target)
-        let x2 = x.indices.map { x[$0] + d[$0] * (mid - s) }
+        let x2 = eulerStep(x, den: den, from: s, to: mid)
         let den2 = try model(x2, mid)
         return x.indices.map { x[$0] + ((x2[$0] - den2[$0]) / mid) * (target - s) }
     }
@@ -173,10 +185,7 @@ public enum KSamplers {
             let den = try model(x, s)
             let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
             x = try dpm2Step(model, x, den: den, from: s, to: down)
-            if down != 0 {
-                let n = noise()
-                for j in x.indices { x[j] = x[j] + (n[j] * 1) * up }
-            }
+            if down != 0 { addNoise(&x, noise(), up: up) }
             try onStep(i, x)
         }
         return x
@@ -205,7 +214,7 @@ public enum KSamplers {
         for i in 0..<(sigmas.count - 1) {
             let s = sigmas[i]
             let den = try model(x, s)
-            ds.append(x.indices.map { (x[$0] - den[$0]) / s })
+            ds.append(toD(x, den, s))
             if ds.count > order { ds.removeFirst() }
             let cur = min(i + 1, order)
             let coeffs = (0..<cur).map { Float(lmsCoefficient(order: cur, t: t, i: i, j: $0)) }
@@ -228,7 +237,7 @@ public enum KSamplers {
             let den = try model(x, s)
             let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
             if down == 0 {
-                for j in x.indices { x[j] = x[j] + ((x[j] - den[j]) / s) * (down - s) }
+                x = eulerStep(x, den: den, from: s, to: down)
             } else {
                 let ti = t(s), tn = t(down)
                 let h = tn - ti
@@ -239,10 +248,7 @@ public enum KSamplers {
                 let r2 = expf(-tn) / expf(-ti), c2 = expm1f(-h)
                 for j in x.indices { x[j] = r2 * x[j] - c2 * den2[j] }
             }
-            if sigmas[i + 1] > 0 {
-                let n = noise()
-                for j in x.indices { x[j] = x[j] + (n[j] * 1) * up }
-            }
+            if sigmas[i + 1] > 0 { addNoise(&x, noise(), up: up) }
             try onStep(i, x)
         }
         return x
