@@ -96,6 +96,16 @@ class Page:
     def value(self, elem_id):
         return self.el(elem_id).get_attribute("value")
 
+    def generate_small(self, prompt, seed, message):
+        """Types a 2-step 64x64 txt2img job (prompt None: keep the typed one), clicks Generate and
+        waits for the result's infotext to carry the seed."""
+        if prompt is not None:
+            self.type("txt2img_prompt", prompt)
+        for k, v in (("steps", 2), ("width", 64), ("height", 64), ("seed", seed)):
+            self.type("txt2img_" + k, v)
+        self.click("txt2img_generate")
+        self.wait(lambda d: f"Seed: {seed}" in self.text("html_info_txt2img"), 60, message)
+
     def shot(self, label):
         os.makedirs(OUT, exist_ok=True)
         path = os.path.join(OUT, f"{self.name}-{label}.png")
@@ -320,10 +330,7 @@ def test_login_with_token(make_server, page):
     assert page.js("return document.getElementById('sd_model_checkpoint').value").startswith("tiny-sd15")
     page.type("txt2img_prompt", "a cat")
     page.wait(lambda d: page.text("txt2img_token_counter") == "2/75", 10, "token counter over the session")
-    for k, v in (("steps", 2), ("width", 64), ("height", 64), ("seed", 9)):
-        page.type("txt2img_" + k, v)
-    page.click("txt2img_generate")
-    page.wait(lambda d: "Seed: 9" in page.text("html_info_txt2img"), 60, "image after login")
+    page.generate_small(None, 9, "image after login")
     page.shot("logged-in")
     # without the session the API still refuses
     assert requests.get(s.url + "/sdapi/v1/options").status_code == 401
@@ -349,11 +356,7 @@ def test_no_checkpoint_says_how_to_add_one_then_refresh_finds_it(make_server, pa
     page.click("no_checkpoint_refresh")
     page.wait(lambda d: not page.visible("no_checkpoint"), 20, "banner gone after refresh")
     assert page.js("return document.getElementById('sd_model_checkpoint').value").startswith("tiny-sd15.safetensors")
-    page.type("txt2img_prompt", "now it works")
-    for k, v in (("steps", 2), ("width", 64), ("height", 64), ("seed", 3)):
-        page.type("txt2img_" + k, v)
-    page.click("txt2img_generate")
-    page.wait(lambda d: "Seed: 3" in page.text("html_info_txt2img"), 60, "image with the new model")
+    page.generate_small("now it works", 3, "image with the new model")
     page.shot("after-refresh")
 
 
@@ -739,11 +742,7 @@ def test_works_under_a_gateway_prefix_with_login(make_server, page):
         page.open(base)
         page.el("login_password").send_keys("gw-token" + Keys.ENTER)
         page.wait(lambda d: page.visible("app"), 20, "app under the prefix")
-        page.type("txt2img_prompt", "behind a gateway")
-        for k, v in (("steps", 2), ("width", 64), ("height", 64), ("seed", 8)):
-            page.type("txt2img_" + k, v)
-        page.click("txt2img_generate")
-        page.wait(lambda d: "Seed: 8" in page.text("html_info_txt2img"), 60, "image through the prefix")
+        page.generate_small("behind a gateway", 8, "image through the prefix")
         urls = page.js("return performance.getEntriesByType('resource').map(e => e.name)")
         assert urls and all(u.startswith(base) for u in urls), [u for u in urls if not u.startswith(base)]
         page.shot("prefix")

@@ -107,12 +107,14 @@ struct SDAPIRoutes {
                               ("upscalers", .array([.object(["name": .string("None"), "model_name": .null, "model_path": .null, "model_url": .null, "scale": .int(4)])]))] {
             v1.get(RouterPath(stringLiteral: path)) { _, _ -> Response in jsonResponse(value) }
         }
-        for path in ["refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"] {
-            // every listing rescans its directory, so a refresh only has to answer
-            v1.post(RouterPath(stringLiteral: path)) { _, _ -> Response in
-                _ = instance.library.list()
-                return jsonResponse(.null)
-            }
+        // Every listing rescans its directory, so a refresh only has to answer; the checkpoint
+        // refresh also hashes new files now rather than on the next request.
+        v1.post("refresh-checkpoints") { _, _ -> Response in
+            _ = instance.library.list()
+            return jsonResponse(.null)
+        }
+        for path in ["refresh-vae", "refresh-loras", "refresh-embeddings"] {
+            v1.post(RouterPath(stringLiteral: path)) { _, _ -> Response in jsonResponse(.null) }
         }
         v1.post("unload-checkpoint") { _, _ -> Response in
             instance.unloadCheckpoint()
@@ -232,8 +234,7 @@ struct SDAPIRoutes {
         guard let image = body["image"]?.string, !image.isEmpty else {
             throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string("image")], msg: "field required", type: "value_error.missing")])
         }
-        let b64 = image.range(of: "base64,").map { String(image[$0.upperBound...]) } ?? image
-        guard let data = Data(base64Encoded: b64, options: .ignoreUnknownCharacters), ImageDecoder.format(of: data) != nil else {
+        guard let data = base64Payload(image), ImageDecoder.format(of: data) != nil else {
             throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string("image")], msg: "not a base64-encoded PNG, JPEG or WebP image", type: "value_error")])
         }
         var text = ImageDecoder.format(of: data) == .png ? PNGText.read(data) : [:]

@@ -98,7 +98,6 @@ struct Txt2ImgRequest {
         if r.seed != -1 { f.check("seed", r.seed, min: 0, max: 4_294_967_295) }
         if r.width * r.height * r.batchSize > 4096 * 4096 { f.problem("width", "width × height × batch_size exceeds 4096 × 4096") }
         if let eta = r.eta { f.check("eta", eta, min: 0, max: 10) }
-        var initImage: InitImage?
         if img2img {
             r.denoisingStrength = f.double("denoising_strength", 0.75)
             f.check("denoising_strength", r.denoisingStrength, min: 0, max: 1)
@@ -109,20 +108,16 @@ struct Txt2ImgRequest {
             let noiseMultiplier = f.double("initial_noise_multiplier", 1)
             guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
             guard let first = inits.first?.string else { throw ServiceError(404, field: "init_images", "Init image not found") }
-            var image = try decodeImage(first, field: "init_images")
-            if image.width != r.width || image.height != r.height {
-                // resize mode 0 "Just resize": Pillow's LANCZOS to width × height, as A1111
-                guard resizeMode == 0 else {
-                    throw ServiceError(422, field: "resize_mode", "resize_mode: \(resizeMode) (crop / fill / latent upscale) is not available in Atelier yet; use 0 (just resize)")
-                }
-                image = Image8(width: image.width, height: image.height, channels: 3, pixels: image.flattenedRGB())
-                    .resizedLanczos(width: r.width, height: r.height)
+            let decoded = try decodeImage(first, field: "init_images")
+            // resize mode 0 "Just resize" is the only one yet; it matters only when the sizes differ
+            if (decoded.width != r.width || decoded.height != r.height) && resizeMode != 0 {
+                throw ServiceError(422, field: "resize_mode", "resize_mode: \(resizeMode) (crop / fill / latent upscale) is not available in Atelier yet; use 0 (just resize)")
             }
+            let image = decoded.fittedRGB(width: r.width, height: r.height)
             if body["mask"].map({ $0 != .null }) ?? false { throw ServiceError(422, field: "mask", "mask: inpainting is not available in Atelier yet") }
             if noiseMultiplier != 1 { throw ServiceError(422, field: "initial_noise_multiplier", "initial_noise_multiplier: values other than 1 are not available in Atelier yet") }
             if inits.count > 1 { throw ServiceError(422, field: "init_images", "init_images: several init images are not available in Atelier yet") }
-            initImage = InitImage(width: image.width, height: image.height, rgb: image.flattenedRGB())
-            r.initImage = initImage
+            r.initImage = InitImage(width: image.width, height: image.height, rgb: image.pixels)
         }
         guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
 
@@ -238,7 +233,6 @@ struct Txt2ImgRequest {
                 throw ServiceError(422, field: field, "always on script \(k) not found")
             }
         }
-        if let checkpoint { _ = try instance.checkpoint(named: checkpoint, field: "sd_model_checkpoint") }
 
         var echo = defaults
         if img2img {
@@ -287,11 +281,16 @@ struct Txt2ImgRequest {
     }
 }
 
+/// The bytes of a base64 image field, raw or a `data:` URL; nil when it is not base64.
+func base64Payload(_ text: String) -> Data? {
+    let b64 = text.range(of: "base64,").map { String(text[$0.upperBound...]) } ?? text
+    return Data(base64Encoded: b64, options: .ignoreUnknownCharacters).flatMap { $0.isEmpty ? nil : $0 }
+}
+
 /// A base64 image field (raw or a `data:` URL): PNG, JPEG or WebP; anything else is a 422
 /// naming the field.
 func decodeImage(_ text: String, field: String) throws -> Image8 {
-    let b64 = text.range(of: "base64,").map { String(text[$0.upperBound...]) } ?? text
-    guard let data = Data(base64Encoded: b64, options: .ignoreUnknownCharacters), !data.isEmpty else {
+    guard let data = base64Payload(text) else {
         throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string(field)], msg: "not valid base64 image data", type: "value_error")])
     }
     do { return try ImageDecoder.decode(data) } catch {

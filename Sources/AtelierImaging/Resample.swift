@@ -4,6 +4,13 @@ import Foundation
 /// separable Lanczos-3 with the support widened by the downscale factor, coefficients in
 /// double then fixed point with 22 fractional bits, horizontal pass first into an 8-bit image.
 public extension Image8 {
+    /// An init image as A1111's resize mode 0 prepares it: RGBA flattened onto white, then
+    /// Pillow's LANCZOS to `width × height` (no resampling when it already has that size).
+    func fittedRGB(width: Int, height: Int) -> Image8 {
+        Image8(width: self.width, height: self.height, channels: 3, pixels: flattenedRGB())
+            .resizedLanczos(width: width, height: height)
+    }
+
     func resizedLanczos(width outW: Int, height outH: Int) -> Image8 {
         if outW == width && outH == height { return self }
         let c = channels

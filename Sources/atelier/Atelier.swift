@@ -69,10 +69,7 @@ struct Generate: ParsableCommand {
         r.randnSource = source
         r.etaNoiseSeedDelta = etaNoiseSeedDelta
         if let initImage {
-            let decoded = try ImageDecoder.decode(Data(contentsOf: URL(fileURLWithPath: initImage)))
-            // A1111's resize mode 0: Pillow's LANCZOS to the requested size
-            let img = Image8(width: decoded.width, height: decoded.height, channels: 3, pixels: decoded.flattenedRGB())
-                .resizedLanczos(width: width, height: height)
+            let img = try ImageDecoder.decode(Data(contentsOf: URL(fileURLWithPath: initImage))).fittedRGB(width: width, height: height)
             r.initImage = InitImage(width: img.width, height: img.height, rgb: img.pixels)
             r.denoisingStrength = denoisingStrength
         }
