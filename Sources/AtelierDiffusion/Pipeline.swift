@@ -83,7 +83,7 @@ public struct GenerationRequest: Sendable, Equatable {
             }
             guard img.rgb.count == img.width * img.height * 3 else { throw RequestError(field: "init_images", "init image data does not match its size") }
             guard img.width == width && img.height == height else {
-                throw RequestError(field: "init_images", "init image is \(img.width)x\(img.height) but the request is \(width)x\(height); resizing is not available in Atelier yet")
+                throw RequestError(field: "init_images", "init image is \(img.width)x\(img.height) but the request is \(width)x\(height); fit it to the request's size first")
             }
         }
     }
@@ -209,13 +209,14 @@ public final class Pipeline: @unchecked Sendable {
         _ = (condChunks, uncondChunks)
 
         var images: [GeneratedImage] = []
+        let totalSteps = Self.samplingSteps(r)
         for batch in 0..<r.nIter {
             let seeds = Array(allSeeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
             let subseeds = Array(allSubseeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
             let per = 4 * (r.height / 8) * (r.width / 8)
             let latents = try sample(r, seeds: seeds, subseeds: subseeds, cond: cond, uncond: uncond, dump: batch == 0 ? dump : nil) { step, x in
                 if let control, control.interrupted || control.skipped { throw StopSampling() }
-                try progress?(GenerationProgress(step: step, steps: Self.samplingSteps(r), batch: batch, batches: r.nIter,
+                try progress?(GenerationProgress(step: step, steps: totalSteps, batch: batch, batches: r.nIter,
                                                  latents: Array(x[0..<per]), latentShape: [4, r.height / 8, r.width / 8]))
             }
             let decoded = decode(latents, dump: batch == 0 ? dump : nil)

@@ -169,30 +169,16 @@ public final class CLIPTokenizer: @unchecked Sendable {
                 continue
             }
             i += 1
+            if let split = latinLigatures[v] {
+                out.append(contentsOf: split.unicodeScalars)
+                continue
+            }
             switch v {
             case 0x80...0x9F:
                 if let w = windows1252[UInt8(v)] { out.append(w) } else { out.append(c) }
-            case 0xFB00: out.append(contentsOf: "ff".unicodeScalars)
-            case 0xFB01: out.append(contentsOf: "fi".unicodeScalars)
-            case 0xFB02: out.append(contentsOf: "fl".unicodeScalars)
-            case 0xFB03: out.append(contentsOf: "ffi".unicodeScalars)
-            case 0xFB04: out.append(contentsOf: "ffl".unicodeScalars)
-            case 0xFB05, 0xFB06: out.append(contentsOf: "st".unicodeScalars)
-            case 0x0132: out.append(contentsOf: "IJ".unicodeScalars)
-            case 0x0133: out.append(contentsOf: "ij".unicodeScalars)
-            case 0x01C4: out.append(contentsOf: "DŽ".unicodeScalars)
-            case 0x01C5: out.append(contentsOf: "Dž".unicodeScalars)
-            case 0x01C6: out.append(contentsOf: "dž".unicodeScalars)
-            case 0x01C7: out.append(contentsOf: "LJ".unicodeScalars)
-            case 0x01C8: out.append(contentsOf: "Lj".unicodeScalars)
-            case 0x01C9: out.append(contentsOf: "lj".unicodeScalars)
-            case 0x01CA: out.append(contentsOf: "NJ".unicodeScalars)
-            case 0x01CB: out.append(contentsOf: "Nj".unicodeScalars)
-            case 0x01CC: out.append(contentsOf: "nj".unicodeScalars)
-            case 0x0149: out.append(contentsOf: "ʼn".unicodeScalars)
             case 0x3000: out.append(" ")
             case 0xFF01...0xFFEF:
-                out.append(contentsOf: String(c).decomposedStringWithCompatibilityMapping.precomposedStringWithCompatibilityMapping.unicodeScalars)
+                out.append(contentsOf: String(c).precomposedStringWithCompatibilityMapping.unicodeScalars)
             case 0x02BC, 0x2018...0x201B: out.append("'")
             case 0x201C...0x201F: out.append("\"")
             case 0x2028, 0x2029: out.append("\n")
@@ -236,6 +222,13 @@ public final class CLIPTokenizer: @unchecked Sendable {
         flush()
         return out
     }
+
+    /// ftfy's `fix_latin_ligatures`: the Latin ligatures and digraphs split into their letters.
+    static let latinLigatures: [UInt32: String] = [
+        0xFB00: "ff", 0xFB01: "fi", 0xFB02: "fl", 0xFB03: "ffi", 0xFB04: "ffl", 0xFB05: "st", 0xFB06: "st",
+        0x0132: "IJ", 0x0133: "ij", 0x01C4: "DŽ", 0x01C5: "Dž", 0x01C6: "dž", 0x01C7: "LJ", 0x01C8: "Lj",
+        0x01C9: "lj", 0x01CA: "NJ", 0x01CB: "Nj", 0x01CC: "nj", 0x0149: "ʼn",
+    ]
 
     static let windows1252: [UInt8: Unicode.Scalar] = {
         let table: [UInt8: UInt32] = [

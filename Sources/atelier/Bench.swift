@@ -74,7 +74,6 @@ struct Bench: ParsableCommand {
             r.randnSource = .cpu
             work = { _ = try p.txt2img(r) }
         }
-        if what != .load && what != .matmul { _ = try m() }
         try work()  // warm-up
         var times: [Double] = []
         let ru0 = cpuSeconds()
