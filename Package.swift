@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
     ],
     targets: [
@@ -25,6 +26,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
         .systemLibrary(name: "CWebP", path: "Sources/CWebP"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
 
         // Layers, dependencies pointing down.
         .target(name: "AtelierTensor", dependencies: ["CBLAS"], swiftSettings: simd),
@@ -42,11 +44,14 @@ let package = Package(
             name: "AtelierService",
             dependencies: ["AtelierModels", "AtelierDiffusion", "AtelierImaging"],
             swiftSettings: simd),
+        // The queue of the API edition: protocol values, stores, delivery (no HTTP here).
+        .target(name: "AtelierQueue", dependencies: ["CSQLite"]),
         .target(
             name: "AtelierHTTP",
             dependencies: [
-                "AtelierService", "AtelierModels", "AtelierDiffusion", "AtelierImaging",
+                "AtelierService", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierQueue",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -54,14 +59,14 @@ let package = Package(
         .executableTarget(
             name: "atelier",
             dependencies: [
-                "AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierHTTP",
+                "AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierHTTP", "AtelierQueue",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simd),
         .testTarget(
             name: "AtelierTests",
-            dependencies: ["AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService"],
+            dependencies: ["AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierQueue"],
             swiftSettings: simd),
     ],
     swiftLanguageModes: [.v5]

@@ -20,17 +20,17 @@ struct SDAPIRoutes {
         v1.post("txt2img") { request, _ -> Response in
             var request = request
             let body = try await Self.jsonObject(&request, limit: maxBody)
-            return try await generate(body, img2img: false)
+            return jsonResponse(try await generate(body, img2img: false))
         }
         v1.post("img2img") { request, _ -> Response in
             var request = request
             let body = try await Self.jsonObject(&request, limit: maxBody)
-            return try await generate(body, img2img: true)
+            return jsonResponse(try await generate(body, img2img: true))
         }
         v1.post("png-info") { request, _ -> Response in
             var request = request
             let body = try await Self.jsonObject(&request, limit: maxBody)
-            return try pngInfo(body)
+            return jsonResponse(try pngInfo(body))
         }
         v1.get("progress") { request, _ -> Response in
             let skip = request.uri.queryParameters.get("skip_current_image").map { $0 == "true" || $0 == "1" } ?? false
@@ -47,16 +47,7 @@ struct SDAPIRoutes {
         v1.get("options") { _, _ -> Response in jsonResponse(.object(instance.options.all)) }
         v1.post("options") { request, _ -> Response in
             var request = request
-            let body = try await Self.jsonObject(&request, limit: maxBody)
-            try instance.options.validate(body)
-            var update = body
-            if let ckpt = body["sd_model_checkpoint"] {
-                guard let name = ckpt.string else { throw ServiceError(422, field: "sd_model_checkpoint", "sd_model_checkpoint: a checkpoint name") }
-                let info = try instance.checkpoint(named: name, field: "sd_model_checkpoint")
-                update["sd_model_checkpoint"] = .string(info.title)
-            }
-            try instance.options.set(update)
-            return jsonResponse(.null)
+            return jsonResponse(try setOptions(try await Self.jsonObject(&request, limit: maxBody)))
         }
         v1.get("cmd-flags") { _, _ -> Response in jsonResponse(.object(configuration.cmdFlags)) }
         v1.get("samplers") { _, _ -> Response in
@@ -154,8 +145,10 @@ struct SDAPIRoutes {
 
     /// The body as a JSON object, or FastAPI's 422 for non-JSON / non-object bodies.
     static func jsonObject(_ request: inout Request, limit: Int) async throws -> [String: JSONValue] {
-        let buffer = try await request.collectBody(upTo: limit)
-        let data = Data(buffer: buffer)
+        try jsonObject(Data(buffer: try await request.collectBody(upTo: limit)))
+    }
+
+    static func jsonObject(_ data: Data) throws -> [String: JSONValue] {
         if data.isEmpty { return [:] }
         let parsed: Any
         do {
@@ -169,7 +162,58 @@ struct SDAPIRoutes {
         return o
     }
 
-    func generate(_ body: [String: JSONValue], img2img: Bool) async throws -> Response {
+    /// The POST endpoints a queue worker can call, by request path (eas-queue-protocol.md §2.2).
+    static let queueablePaths: Set<String> = ["/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/png-info",
+                                              "/sdapi/v1/options", "/sdapi/v1/refresh-checkpoints"]
+
+    /// Runs one POST endpoint on a body, as a queue worker does with an entry: the status and
+    /// JSON the synchronous API would have answered for it.
+    func respond(path: String, body: Data) async -> (status: Int, body: JSONValue) {
+        do {
+            let object = try Self.jsonObject(body)
+            switch path {
+            case "/sdapi/v1/txt2img": return (200, try await generate(object, img2img: false))
+            case "/sdapi/v1/img2img": return (200, try await generate(object, img2img: true))
+            case "/sdapi/v1/png-info": return (200, try pngInfo(object))
+            case "/sdapi/v1/options": return (200, try setOptions(object))
+            case "/sdapi/v1/refresh-checkpoints":
+                _ = instance.library.list()
+                return (200, .null)
+            default: throw ServiceError(404, field: "path", "\(path) cannot be queued")
+            }
+        } catch {
+            let r = errorResponse(error, maxBodyMB: configuration.maxBodyBytes >> 20)
+            let status = Int(r.status.code)
+            if status == 500 { logger.error("queued \(path) failed: \(error)") }
+            return (status, Self.errorJSON(error, status: status))
+        }
+    }
+
+    /// The error body `errorResponse` would send, as a value.
+    static func errorJSON(_ error: Error, status: Int) -> JSONValue {
+        switch error {
+        case let e as ValidationFailure: return .object(["detail": .array(e.problems.map(\.json))])
+        case let e as ServiceError: return APIError(status: e.status, error: "HTTPException", detail: e.detail).json
+        case let e as RequestError:
+            return .object(["detail": .array([FieldProblem(loc: [.string("body"), .string(e.field)], msg: e.message, type: "value_error").json])])
+        case let e as APIError: return e.json
+        default: return APIError(status: status, error: String(describing: type(of: error)), detail: "\(error)").json
+        }
+    }
+
+    func setOptions(_ body: [String: JSONValue]) throws -> JSONValue {
+        try instance.options.validate(body)
+        var update = body
+        if let ckpt = body["sd_model_checkpoint"] {
+            guard let name = ckpt.string else { throw ServiceError(422, field: "sd_model_checkpoint", "sd_model_checkpoint: a checkpoint name") }
+            let info = try instance.checkpoint(named: name, field: "sd_model_checkpoint")
+            update["sd_model_checkpoint"] = .string(info.title)
+        }
+        try instance.options.set(update)
+        return .null
+    }
+
+    func generate(_ body: [String: JSONValue], img2img: Bool) async throws -> JSONValue {
         let start = Date()
         if configuration.apiLog {
             logger.info("\(img2img ? "img2img" : "txt2img") request \(String(decoding: Self.redacted(.object(body)).data(), as: UTF8.self))")
@@ -184,11 +228,11 @@ struct SDAPIRoutes {
             throw e
         } catch where req.eas != nil {
             // EAS callers see generation failures in the body (status 1), so queue sinks get them
-            return jsonResponse(.object(["images": .array([]), "info": .string(""), "parameters": .object([
+            return .object(["images": .array([]), "info": .string(""), "parameters": .object([
                 "id_task": req.eas?.idTask.map(JSONValue.string) ?? .null, "status": .int(1), "image_url": .string(""),
                 "seed": .string(""), "error_msg": .string("\(error)"), "total_time": .double(Date().timeIntervalSince(start)),
                 "image_mask_url": .string(""),
-            ])]))
+            ])])
         }
         logger.info("\(req.job.taskID) done: \(result.pngs.count) image(s), seeds \(result.seeds.map(String.init).joined(separator: ",")), \(String(format: "%.2f", result.seconds)) s")
         let images: [JSONValue] = req.sendImages ? result.pngs.map { .string($0.base64EncodedString()) } : []
@@ -226,11 +270,11 @@ struct SDAPIRoutes {
             parameters["total_time"] = .double(Date().timeIntervalSince(start))
             parameters["image_mask_url"] = .string("")
         }
-        return jsonResponse(.object(["images": .array(images), "parameters": .object(parameters),
-                                     "info": .string(String(decoding: info.data(), as: UTF8.self))]))
+        return .object(["images": .array(images), "parameters": .object(parameters),
+                        "info": .string(String(decoding: info.data(), as: UTF8.self))])
     }
 
-    func pngInfo(_ body: [String: JSONValue]) throws -> Response {
+    func pngInfo(_ body: [String: JSONValue]) throws -> JSONValue {
         guard let image = body["image"]?.string, !image.isEmpty else {
             throw ValidationFailure(problems: [FieldProblem(loc: [.string("body"), .string("image")], msg: "field required", type: "value_error.missing")])
         }
@@ -253,7 +297,7 @@ struct SDAPIRoutes {
             params["Prompt"] = .string("")
             params["Negative prompt"] = .string("")
         }
-        return jsonResponse(.object(["info": .string(info), "items": .object(text.mapValues(JSONValue.string)), "parameters": .object(params)]))
+        return .object(["info": .string(info), "items": .object(text.mapValues(JSONValue.string)), "parameters": .object(params)])
     }
 
     func progress(skipImage: Bool) -> JSONValue {

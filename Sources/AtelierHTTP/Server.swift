@@ -1,9 +1,11 @@
 import AtelierDiffusion
 import AtelierImaging
+import AtelierQueue
 import AtelierService
 import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 
@@ -53,29 +55,52 @@ struct ErrorAndTimingMiddleware<Context: RequestContext>: RouterMiddleware {
         var response: Response
         do {
             response = try await next(request, context)
-        } catch let e as ValidationFailure {
-            response = jsonResponse(.object(["detail": .array(e.problems.map(\.json))]), status: 422)
-        } catch let e as ServiceError {
-            response = jsonResponse(APIError(status: e.status, error: "HTTPException", detail: e.detail).json, status: e.status)
-        } catch let e as RequestError {
-            response = jsonResponse(.object(["detail": .array([FieldProblem(loc: [.string("body"), .string(e.field)], msg: e.message, type: "value_error").json])]), status: 422)
-        } catch let e as APIError {
-            response = jsonResponse(e.json, status: e.status)
-        } catch let e as HTTPError {
-            let code = Int(e.status.code)
-            let detail = code == 404 ? "Not Found" : code == 405 ? "Method Not Allowed" : code == 413 ? "Request body too large" : (e.body ?? e.status.reasonPhrase)
-            response = jsonResponse(.object(["detail": .string(detail)]), status: code)
-        } catch is NIOTooManyBytesError {
-            response = jsonResponse(APIError(status: 413, error: "HTTPException", detail: "request body larger than the \(maxBodyMB) MB limit").json, status: 413)
         } catch {
-            logger.error("\(request.method) \(request.uri.path) failed: \(error)")
-            response = jsonResponse(APIError(status: 500, error: String(describing: type(of: error)), detail: "").json
-                .merging(errors: "\(error)"), status: 500)
+            if !(error is HTTPError) && errorStatus(error) == 500 { logger.error("\(request.method) \(request.uri.path) failed: \(error)") }
+            response = errorResponse(error, maxBodyMB: maxBodyMB)
         }
         let seconds = Date().timeIntervalSince(start)
         response.headers[.init("X-Process-Time")!] = String(format: "%.4f", seconds)
         logger.info("\(request.method) \(request.uri.path) \(response.status.code) \(String(format: "%.1f", seconds * 1000)) ms")
         return response
+    }
+}
+
+/// The HTTP status an error maps to (500 only for genuine faults).
+func errorStatus(_ error: Error) -> Int {
+    switch error {
+    case is ValidationFailure, is RequestError: return 422
+    case let e as ServiceError: return e.status
+    case let e as APIError: return e.status
+    case let e as QueueError: return e.status
+    case let e as HTTPError: return Int(e.status.code)
+    case is NIOTooManyBytesError: return 413
+    default: return 500
+    }
+}
+
+/// Renders an error as JSON: validation problems as FastAPI's 422, client mistakes as 4xx in
+/// A1111's error shape, queue-protocol refusals as `{"code", "field", "message"}`.
+func errorResponse(_ error: Error, maxBodyMB: Int) -> Response {
+    switch error {
+    case let e as ValidationFailure:
+        return jsonResponse(.object(["detail": .array(e.problems.map(\.json))]), status: 422)
+    case let e as ServiceError:
+        return jsonResponse(APIError(status: e.status, error: "HTTPException", detail: e.detail).json, status: e.status)
+    case let e as RequestError:
+        return jsonResponse(.object(["detail": .array([FieldProblem(loc: [.string("body"), .string(e.field)], msg: e.message, type: "value_error").json])]), status: 422)
+    case let e as APIError:
+        return jsonResponse(e.json, status: e.status)
+    case let e as QueueError:
+        return jsonResponse(.object(["code": .int(e.status), "field": .string(e.field), "message": .string(e.message)]), status: e.status)
+    case let e as HTTPError:
+        let code = Int(e.status.code)
+        let detail = code == 404 ? "Not Found" : code == 405 ? "Method Not Allowed" : code == 413 ? "Request body too large" : (e.body ?? e.status.reasonPhrase)
+        return jsonResponse(.object(["detail": .string(detail)]), status: code)
+    case is NIOTooManyBytesError:
+        return jsonResponse(APIError(status: 413, error: "HTTPException", detail: "request body larger than the \(maxBodyMB) MB limit").json, status: 413)
+    default:
+        return jsonResponse(APIError(status: 500, error: String(describing: type(of: error)), detail: "").json.merging(errors: "\(error)"), status: 500)
     }
 }
 
@@ -133,7 +158,9 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        let guarded = (path.hasPrefix("/sdapi") || path.hasPrefix("/internal") || path.hasPrefix("/api/") || path == "/openapi.json" || path == "/docs")
+        // the queue paths (/api/predict/…) check the token themselves, answering in the queue's error shape
+        let guarded = (path.hasPrefix("/sdapi") || path.hasPrefix("/internal") || (path.hasPrefix("/api/") && !path.hasPrefix("/api/predict/"))
+                       || path == "/openapi.json" || path == "/docs")
             && path != "/internal/ping" && path != "/internal/auth-status"
         guard guarded, token != nil || !basic.isEmpty else { return try await next(request, context) }
         let header = request.headers[.authorization] ?? ""
@@ -167,17 +194,41 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// The standard edition's HTTP server: the AUTOMATIC1111 API over one instance.
+/// The queue of the API edition: the service's queues and how many workers run them.
+public struct QueueSetup: Sendable {
+    public var service: QueueService
+    /// `rpc.worker_threads`: jobs this instance takes at once
+    public var workerThreads: Int
+    /// what `meta.backend` reports
+    public var backend: String
+
+    public init(service: QueueService, workerThreads: Int, backend: String) {
+        self.service = service
+        self.workerThreads = workerThreads
+        self.backend = backend
+    }
+}
+
+/// The HTTP server: the AUTOMATIC1111 API over one instance (standard edition), plus the
+/// asynchronous queue and its workers when `queue` is set (API edition).
 public struct AtelierServer {
     public let instance: Instance
     public let configuration: ServerConfiguration
+    public let queue: QueueSetup?
     let logger: Logger
     let sessions = SessionStore()
 
-    public init(instance: Instance, configuration: ServerConfiguration, logger: Logger = Logger(label: "atelier")) {
+    public init(instance: Instance, configuration: ServerConfiguration, queue: QueueSetup? = nil, logger: Logger = Logger(label: "atelier")) {
         self.instance = instance
         self.configuration = configuration
+        self.queue = queue
         self.logger = logger
+    }
+
+    var sdapi: SDAPIRoutes { SDAPIRoutes(instance: instance, configuration: configuration, logger: logger) }
+
+    var queueRoutes: QueueRoutes? {
+        queue.map { QueueRoutes(service: $0.service, token: configuration.token, backend: $0.backend, servablePaths: SDAPIRoutes.queueablePaths) }
     }
 
     public func buildRouter() -> Router<BasicRequestContext> {
@@ -188,29 +239,52 @@ public struct AtelierServer {
             router.add(middleware: FileMiddleware(webDir, searchForIndexHtml: true, logger: logger))
         }
         router.add(middleware: AuthMiddleware(token: configuration.token, basic: configuration.apiAuth, sessions: sessions))
-        SDAPIRoutes(instance: instance, configuration: configuration, logger: logger).register(on: router)
+        sdapi.register(on: router)
+        queueRoutes?.register(on: router)
         LoginRoutes(configuration: configuration, sessions: sessions).register(on: router)
         return router
     }
 
     /// Runs until SIGTERM/SIGINT; `onListening` gets the bound port (useful with port 0).
     public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
-        let app = Application(
-            router: buildRouter(),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Atelier"),
-            onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
-            logger: logger)
-        // SIGTERM/SIGINT: the server's graceful shutdown waits for open requests, so first make
-        // the running job stop at its next step (its images so far are still returned).
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [instance] in instance.shutDown() }
-            source.resume()
-            sources.append(source)
+        let address = BindAddress.hostname(configuration.host, port: configuration.port)
+        let appConfiguration = ApplicationConfiguration(address: address, serverName: "Atelier")
+        let onRunning: @Sendable (any Channel) async -> Void = { channel in onListening(channel.localAddress?.port ?? 0) }
+        guard let queue, let queueRoutes else {
+            // SIGTERM/SIGINT: the server's graceful shutdown waits for open requests, so first make
+            // the running job stop at its next step (its images so far are still returned).
+            let sources = Self.onTerminate { [instance] in instance.shutDown() }
+            defer { sources.forEach { $0.cancel() } }
+            let app = Application(router: buildRouter(), configuration: appConfiguration, onServerRunning: onRunning, logger: logger)
+            try await app.runService()
+            return
         }
-        defer { sources.forEach { $0.cancel() } }
+        // API edition: a stop lets the workers finish (and publish) the jobs they hold, so a
+        // graceful restart never costs a delivery; only a crash does.
+        let recovered = try await queue.service.recover()
+        if !recovered.isEmpty {
+            logger.warning("queue: \(recovered.count) request(s) died with the previous process (max_delivery \(queue.service.configuration.maxDelivery)): error results written for index \(recovered.map(String.init).joined(separator: ", "))")
+        }
+        let workers = QueueWorkers(service: queue.service, routes: sdapi, count: queue.workerThreads, logger: logger)
+        let wsRouter = Router(context: BasicWebSocketRequestContext.self)
+        queueRoutes.registerWatch(on: wsRouter)
+        let ws = WebSocketServerConfiguration(maxFrameSize: queue.service.configuration.maxPayloadBytes + (64 << 10),
+                                              autoPing: .enabled(timePeriod: .seconds(5)))
+        let app = Application(router: buildRouter(), server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: ws)),
+                              configuration: appConfiguration, onServerRunning: onRunning, logger: logger)
+        workers.start()
         try await app.runService()
+        logger.info("queue: stopping; waiting for running jobs to finish")
+        await workers.stop()
+    }
+
+    static func onTerminate(_ action: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+        [SIGTERM, SIGINT].map { sig in
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler(handler: action)
+            source.resume()
+            return source
+        }
     }
 }
 

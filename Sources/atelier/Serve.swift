@@ -1,5 +1,6 @@
 import ArgumentParser
 import AtelierHTTP
+import AtelierQueue
 import AtelierService
 import AtelierTensor
 import Foundation
@@ -32,6 +33,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Write the bound port to this file once listening.") var portFile: String?
     @Flag(help: "Skip sha256 hashing of checkpoints.") var noHashing = false
     @Option(help: "Directory of the WebUI's files (default: Web/ of the Atelier checkout).") var webDir: String?
+    @Option(help: "Edition: standard (synchronous API) or api (adds the asynchronous EAS queue).") var edition: String = "standard"
+    @Option(help: "API edition: the service name in /api/predict/NAME.") var serviceName: String = "atelier"
+    @Option(help: "API edition: jobs taken at once (rpc.worker_threads).") var workerThreads: Int = 1
+    @Option(help: "API edition: deliveries of a request before it fails (queue.max_delivery; 0 = unlimited).") var maxDelivery: Int = 5
+    @Option(help: "API edition: entries per queue before puts get 429.") var queueMaxLength: Int = 10_000
+    @Option(help: "API edition: bytes per queue message before puts get 413.") var queueMaxPayload: Int = 8 << 20
+    @Option(help: "API edition: queue database (default DATA/queue.sqlite3).") var queueDb: String?
     @Argument(parsing: .allUnrecognized, help: "GPU-only and environment flags of webui.sh (accepted, no effect).") var ignored: [String] = []
 
     static let noEffectFlags: Set<String> = ["--xformers", "--blade", "--sd-dynamic-cache", "--min-ram-reserved", "--skip-version-check",
@@ -96,8 +104,34 @@ struct Serve: AsyncParsableCommand {
             "threads": .int(Compute.threads),
             "always_hide_tabs": alwaysHideTabs.map(JSONValue.string) ?? .null,
         ]
+        var queue: QueueSetup?
+        switch edition {
+        case "standard": break
+        case "api":
+            guard serviceName.range(of: "^[A-Za-z0-9_-]{1,128}$", options: .regularExpression) != nil else {
+                throw ValidationError("--service-name: letters, digits, _ and - only (1–128 characters)")
+            }
+            guard workerThreads >= 1 && workerThreads <= 64 else { throw ValidationError("--worker-threads must be 1…64") }
+            guard maxDelivery >= 0 else { throw ValidationError("--max-delivery must be ≥ 0 (0 = unlimited)") }
+            guard queueMaxLength >= 1 else { throw ValidationError("--queue-max-length must be ≥ 1") }
+            guard queueMaxPayload >= 1024 else { throw ValidationError("--queue-max-payload must be ≥ 1024 bytes") }
+            var qc = QueueConfiguration()
+            qc.maxDelivery = maxDelivery
+            qc.maxLength = queueMaxLength
+            qc.maxPayloadBytes = queueMaxPayload
+            let dbPath = queueDb ?? data.root.appendingPathComponent("queue.sqlite3").path
+            let store: SQLiteQueueStore
+            do { store = try SQLiteQueueStore(path: dbPath) } catch { throw ValidationError("--queue-db: \(error)") }
+            let service = QueueService(name: serviceName, store: store, configuration: qc) { entry, reason in
+                QueueWorkers.failureBody(request: entry.frame.data, message: "delivered \(entry.deliveries) time(s) without success: \(reason)")
+            }
+            queue = QueueSetup(service: service, workerThreads: workerThreads, backend: "sqlite")
+            logger.info("API edition: queue \(serviceName) and \(serviceName)/sink in \(dbPath), \(workerThreads) worker thread(s), max_delivery \(maxDelivery)")
+        default: throw ValidationError("--edition must be standard or api")
+        }
+        config.cmdFlags["edition"] = .string(edition)
         if instance.library.list(computeHashes: false).isEmpty { logger.warning("\(instance.noCheckpointHelp)") }
-        let server = AtelierServer(instance: instance, configuration: config, logger: logger)
+        let server = AtelierServer(instance: instance, configuration: config, queue: queue, logger: logger)
         let portFile = self.portFile
         let host = config.host
         try await server.run { bound in
