@@ -21,10 +21,17 @@ class Server:
         os.makedirs(ckpt)
         if with_model:
             self.add_model()
+        self.flags = flags
+        self.log = open(os.path.join(self.dir, "server.log"), "a")
+        self.start()
+
+    def start(self, *flags):
+        """Starts (or restarts, on the same data dir) the server; `flags` replace the first start's."""
         port_file = os.path.join(self.dir, "port")
-        self.log = open(os.path.join(self.dir, "server.log"), "w")
-        self.proc = subprocess.Popen([BINARY, "serve", "--data-dir", self.data, "--port", "0", "--port-file", port_file, *flags],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        self.proc = subprocess.Popen([BINARY, "serve", "--data-dir", self.data, "--port", "0", "--port-file", port_file,
+                                      *(flags or self.flags)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while not os.path.exists(port_file) or not open(port_file).read().strip():
             assert self.proc.poll() is None, "server exited: " + open(self.log.name).read()
@@ -32,6 +39,16 @@ class Server:
             time.sleep(0.05)
         self.port = int(open(port_file).read())
         self.url = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"127.0.0.1:{self.port}"
+
+    def kill(self):
+        """SIGKILL: the process dies mid-job, as in a crash."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def logs(self):
+        self.log.flush()
+        return open(self.log.name).read()
 
     def add_model(self, name="tiny-sd15"):
         ckpt = os.path.join(self.data, "models", "Stable-diffusion")
@@ -39,6 +56,10 @@ class Server:
             shutil.copy(MODEL + ext, os.path.join(ckpt, name + ext))
 
     def stop(self):
+        if self.proc.poll() is not None:
+            self.log.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)

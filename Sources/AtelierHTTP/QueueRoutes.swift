@@ -3,6 +3,7 @@ import AtelierService
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
+import HTTPTypes
 import NIOCore
 
 /// The API edition's queue endpoints under `/api/predict/<service>[/sink|/sub/path]`, as the
@@ -87,6 +88,7 @@ struct QueueRoutes: Sendable {
                 }
             }
             if try q.flag("_watch_") {
+                _ = try watchParameters(request)
                 throw QueueError(400, field: "Upgrade", "a watch needs a WebSocket upgrade (Upgrade: websocket)")
             }
             return try await get(request, queue, q)
@@ -202,18 +204,19 @@ struct QueueRoutes: Sendable {
                                autoCommit: try q.flag("_auto_commit_"), filter: filter)
     }
 
-    /// WebSocket watches: refused upgrades fall through to the HTTP route, which answers the
-    /// same request with the status and JSON naming what is wrong.
-    func registerWatch(on router: Router<BasicWebSocketRequestContext>) {
-        router.ws("api/predict/**", shouldUpgrade: { request, _ in
-            (try? watchParameters(request)) != nil ? .upgrade([:]) : .dontUpgrade
-        }) { inbound, outbound, context in
-            guard let p = try? watchParameters(context.request) else { return }
+    /// The watch for a WebSocket upgrade request, or the error that refuses it.
+    func watchHandler(for head: HTTPRequest) -> Result<WebSocketDataHandler<QueueWebSocketChannel.WatchContext>, QueueError> {
+        let request = Request(head: head, body: .init(buffer: ByteBuffer()))
+        let p: WatchParameters
+        do { p = try watchParameters(request) } catch let e as QueueError { return .failure(e) } catch {
+            return .failure(QueueError(400, field: "query", "\(error)"))
+        }
+        return .success { inbound, outbound, _ in
             let consumer = service.connect(p.queue, gid: p.gid, uid: p.uid, window: p.window, from: p.from,
                                            filter: p.filter, indexOnly: p.indexOnly, autoCommit: p.autoCommit)
             await withTaskGroup(of: Void.self) { group in
-                // the client never sends data; its pings are answered below us. The stream ends
-                // when the client goes away (the SDK aborts the TCP connection).
+                // the client never sends data (pings are answered below us); anything else it
+                // sends is ignored. The stream ends when the client goes away.
                 group.addTask { do { for try await _ in inbound {} } catch {} }
                 group.addTask {
                     do {

@@ -266,11 +266,9 @@ public struct AtelierServer {
             logger.warning("queue: \(recovered.count) request(s) died with the previous process (max_delivery \(queue.service.configuration.maxDelivery)): error results written for index \(recovered.map(String.init).joined(separator: ", "))")
         }
         let workers = QueueWorkers(service: queue.service, routes: sdapi, count: queue.workerThreads, logger: logger)
-        let wsRouter = Router(context: BasicWebSocketRequestContext.self)
-        queueRoutes.registerWatch(on: wsRouter)
         let ws = WebSocketServerConfiguration(maxFrameSize: queue.service.configuration.maxPayloadBytes + (64 << 10),
                                               autoPing: .enabled(timePeriod: .seconds(5)))
-        let app = Application(router: buildRouter(), server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: ws)),
+        let app = Application(router: buildRouter(), server: .http1QueueWatch(configuration: ws, handlerFor: queueRoutes.watchHandler),
                               configuration: appConfiguration, onServerRunning: onRunning, logger: logger)
         workers.start()
         try await app.runService()
