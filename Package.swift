@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.22.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
     ],
     targets: [
@@ -49,7 +50,11 @@ let package = Package(
             dependencies: ["AtelierModels", "AtelierDiffusion", "AtelierImaging"],
             swiftSettings: simd),
         // The queue of the API edition: protocol values, stores, delivery (no HTTP here).
-        .target(name: "AtelierQueue", dependencies: ["CSQLite"]),
+        .target(
+            name: "AtelierQueue",
+            dependencies: [
+                "CSQLite", .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "AtelierHTTP",
             dependencies: [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Atelier builds against (idempotent). Sourced by scripts/run and scripts/test.
 set -euo pipefail
-PKGS=(libopenblas-dev libsqlite3-dev libspng-dev zlib1g-dev libturbojpeg0-dev libwebp-dev pkg-config python3 python3-venv chromium chromium-driver fonts-noto-cjk fonts-noto-color-emoji)
+PKGS=(libopenblas-dev libsqlite3-dev postgresql libspng-dev zlib1g-dev libturbojpeg0-dev libwebp-dev pkg-config python3 python3-venv chromium chromium-driver fonts-noto-cjk fonts-noto-color-emoji)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

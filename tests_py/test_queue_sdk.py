@@ -12,6 +12,8 @@ import requests
 from eas_prediction import QueueClient
 from eas_prediction.exception import PredictException
 
+from stores import STORES, store_flags
+
 TOKEN = "queue-secret"
 SERVICE = "sd_async"
 
@@ -71,10 +73,10 @@ def empty(q):
     assert q.attributes()["stream.length"] == "0"
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
+@pytest.fixture(scope="module", params=STORES)
+def api(request):
     from conftest import Server
-    s = Server("--edition", "api", "--service-name", SERVICE, "--nowebui", "--token", TOKEN)
+    s = Server("--edition", "api", "--service-name", SERVICE, "--nowebui", "--token", TOKEN, *store_flags(request, request.param))
     yield s
     s.stop()
 

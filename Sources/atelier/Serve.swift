@@ -120,13 +120,20 @@ struct Serve: AsyncParsableCommand {
             qc.maxLength = queueMaxLength
             qc.maxPayloadBytes = queueMaxPayload
             let dbPath = queueDb ?? data.root.appendingPathComponent("queue.sqlite3").path
-            let store: SQLiteQueueStore
-            do { store = try SQLiteQueueStore(path: dbPath) } catch { throw ValidationError("--queue-db: \(error)") }
+            let store: any QueueStore
+            let backend: String
+            if dbPath.hasPrefix("postgres://") || dbPath.hasPrefix("postgresql://") {
+                do { store = try await PostgresQueueStore(url: dbPath) } catch { throw ValidationError("--queue-db: \(error)") }
+                backend = "postgres"
+            } else {
+                do { store = try SQLiteQueueStore(path: dbPath) } catch { throw ValidationError("--queue-db: \(error)") }
+                backend = "sqlite"
+            }
             let service = QueueService(name: serviceName, store: store, configuration: qc) { entry, reason in
                 QueueWorkers.failureBody(request: entry.frame.data, message: "delivered \(entry.deliveries) time(s) without success: \(reason)")
             }
-            queue = QueueSetup(service: service, workerThreads: workerThreads, backend: "sqlite")
-            logger.info("API edition: queue \(serviceName) and \(serviceName)/sink in \(dbPath), \(workerThreads) worker thread(s), max_delivery \(maxDelivery)")
+            queue = QueueSetup(service: service, workerThreads: workerThreads, backend: backend)
+            logger.info("API edition: queue \(serviceName) and \(serviceName)/sink in \(backend == "postgres" ? "PostgreSQL" : dbPath), \(workerThreads) worker thread(s), max_delivery \(maxDelivery)")
         default: throw ValidationError("--edition must be standard or api")
         }
         config.cmdFlags["edition"] = .string(edition)
