@@ -52,7 +52,13 @@ public final class PostgresQueueStore: QueueStore, @unchecked Sendable {
     deinit { runner.cancel() }
 
     private func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withTransaction(logger: logger) { conn in try await body(conn) }
+        do {
+            return try await client.withTransaction(logger: logger) { conn in try await body(conn) }
+        } catch let e as PostgresTransactionError {
+            // a refusal from inside the transaction (429 full queue, …) is the caller's error
+            if let refusal = e.closureError as? QueueError, e.rollbackError == nil { throw refusal }
+            throw e
+        }
     }
 
     private typealias Row = (Int, String, Data, String, String, Int, Int, String?)

@@ -59,6 +59,12 @@ public struct QueueStats: Sendable, Equatable {
     public var firstEntry: UInt64
     /// largest index ever issued to this queue (kept after deletion)
     public var lastEntry: UInt64
+
+    public init(length: Int, firstEntry: UInt64, lastEntry: UInt64) {
+        self.length = length
+        self.firstEntry = firstEntry
+        self.lastEntry = lastEntry
+    }
 }
 
 /// A client mistake or refusal in the queue protocol: an HTTP status, the parameter or header
