@@ -177,28 +177,32 @@ public final class PostgresQueueStore: QueueStore, @unchecked Sendable {
         }
     }
 
-    public func claim(_ queue: QueueName, consumer: String, window: Int, from: UInt64, filter: [String: String], autoCommit: Bool) async throws -> QueueEntry? {
+    public func claim(_ queue: QueueName, consumer: String, window: Int, from: UInt64, filter: [String: String], autoCommit: Bool, limit: Int) async throws -> [QueueEntry] {
         try await transaction { conn in
+            var room = limit
             if !autoCommit {
                 let held = try await scalar(conn, "SELECT count(*)::BIGINT FROM entries WHERE queue = \(queue.description) AND consumer = \(consumer)") ?? 0
-                guard held < window else { return nil }
+                room = min(limit, window - held)
             }
+            guard room > 0 else { return [] }
             let candidates = try await entries(conn, """
                 SELECT idx, tags, data, message, path, priority, deliveries, consumer FROM entries
                 WHERE queue = \(queue.description) AND consumer IS NULL AND idx >= \(Int(min(from, UInt64(Int.max))))
-                ORDER BY priority DESC, redelivered DESC, idx LIMIT \(filter.isEmpty ? 1 : 1000) FOR UPDATE SKIP LOCKED
+                ORDER BY priority DESC, redelivered DESC, idx LIMIT \(filter.isEmpty ? room : 1000) FOR UPDATE SKIP LOCKED
                 """)
-            guard var e = candidates.first(where: { e in filter.allSatisfy { e.frame.tags[$0.key] == $0.value } }) else { return nil }
-            e.deliveries += 1
-            if autoCommit {
-                try await conn.query("DELETE FROM entries WHERE queue = \(queue.description) AND idx = \(Int(e.index))", logger: logger)
-            } else {
-                e.consumer = consumer
-                try await conn.query("""
-                    UPDATE entries SET consumer = \(consumer), deliveries = deliveries + 1 WHERE queue = \(queue.description) AND idx = \(Int(e.index))
-                    """, logger: logger)
+            var chosen = Array(candidates.filter { e in filter.allSatisfy { e.frame.tags[$0.key] == $0.value } }.prefix(room))
+            for i in chosen.indices {
+                chosen[i].deliveries += 1
+                if autoCommit {
+                    try await conn.query("DELETE FROM entries WHERE queue = \(queue.description) AND idx = \(Int(chosen[i].index))", logger: logger)
+                } else {
+                    chosen[i].consumer = consumer
+                    try await conn.query("""
+                        UPDATE entries SET consumer = \(consumer), deliveries = deliveries + 1 WHERE queue = \(queue.description) AND idx = \(Int(chosen[i].index))
+                        """, logger: logger)
+                }
             }
-            return e
+            return chosen
         }
     }
 
@@ -239,6 +243,18 @@ public final class PostgresQueueStore: QueueStore, @unchecked Sendable {
         try await transaction { conn in
             try await insertResult(conn, input.sink, result)
             try await conn.query("DELETE FROM entries WHERE queue = \(input.description) AND idx = \(Int(index))", logger: logger)
+        }
+    }
+
+    public func insertDeleteFloor(count: Int) async throws {
+        let payload = Data(repeating: 7, count: 64)
+        for i in 0..<count {
+            try await transaction { conn in
+                try await conn.query("INSERT INTO entries(queue, idx, priority, path, tags, data) VALUES('~floor', \(i), 0, '', '{}', \(payload))", logger: logger)
+            }
+            try await transaction { conn in
+                try await conn.query("DELETE FROM entries WHERE queue = '~floor' AND idx = \(i)", logger: logger)
+            }
         }
     }
 }

@@ -240,6 +240,8 @@ public final class Consumer: @unchecked Sendable {
     public let autoCommit: Bool
     private let onReplaced: @Sendable () -> Void
     private var resend: [QueueEntry]?
+    /// claimed in one transaction, not yet handed out
+    private var claimed: [QueueEntry] = []
     private var sent = Set<UInt64>()
     var key: String { "\(queue)|\(id)" }
 
@@ -269,11 +271,18 @@ public final class Consumer: @unchecked Sendable {
                 if sent.insert(e.index).inserted { return e }
                 continue
             }
-            let seen = signal.current
-            if let e = try await service.store.claim(queue, consumer: id, window: window, from: from, filter: filter, autoCommit: autoCommit) {
+            if !claimed.isEmpty {
+                let e = claimed.removeFirst()
                 sent.insert(e.index)
-                if autoCommit { service.signal(queue).notify() }
                 return e
+            }
+            let seen = signal.current
+            // up to the free part of the window at once (auto-commit: a small batch)
+            claimed = try await service.store.claim(queue, consumer: id, window: window, from: from, filter: filter,
+                                                    autoCommit: autoCommit, limit: autoCommit ? 16 : window)
+            if !claimed.isEmpty {
+                if autoCommit { service.signal(queue).notify() }
+                continue
             }
             await signal.wait(since: seen, timeout: .seconds(2))
         }

@@ -123,10 +123,11 @@ public protocol QueueStore: Sendable {
     func stats(_ queue: QueueName) async throws -> QueueStats
     /// Entries pending for this consumer, in index order (redelivered on reconnect).
     func pending(_ queue: QueueName, consumer: String) async throws -> [QueueEntry]
-    /// Marks the next deliverable waiting entry (priority, then redeliveries, then index;
-    /// index ≥ `from`, tags ⊇ `filter`) pending for `consumer` and counts the delivery — unless
-    /// the consumer already holds `window` entries. With `autoCommit` the entry is deleted instead.
-    func claim(_ queue: QueueName, consumer: String, window: Int, from: UInt64, filter: [String: String], autoCommit: Bool) async throws -> QueueEntry?
+    /// Marks the next deliverable waiting entries (priority, then redeliveries, then index;
+    /// index ≥ `from`, tags ⊇ `filter`) pending for `consumer` and counts the delivery: at most
+    /// `limit`, and no more than keeps the consumer within `window` held entries. With
+    /// `autoCommit` the entries are deleted instead (the window then never fills).
+    func claim(_ queue: QueueName, consumer: String, window: Int, from: UInt64, filter: [String: String], autoCommit: Bool, limit: Int) async throws -> [QueueEntry]
     /// Gives a consumer's pending entries back (all of them, or only `index`): waiting again,
     /// ahead of new ones, or dead under `policy`. Returns the indexes that died.
     @discardableResult
@@ -134,9 +135,17 @@ public protocol QueueStore: Sendable {
     /// A worker's result: writes `result` into the sink under the input entry's index and
     /// removes the input entry, in one transaction, so a result is never duplicated.
     func complete(_ input: QueueName, index: UInt64, result: DataFrame) async throws
+    /// The store's floor for `atelier bench queue`: `count` pairs of raw one-row insert and
+    /// delete transactions (same durability settings, no queue logic).
+    func insertDeleteFloor(count: Int) async throws
 }
 
 extension QueueStore {
+    /// Claims one entry (see `claim(…limit:)`).
+    public func claim(_ queue: QueueName, consumer: String, window: Int, from: UInt64, filter: [String: String], autoCommit: Bool) async throws -> QueueEntry? {
+        try await claim(queue, consumer: consumer, window: window, from: from, filter: filter, autoCommit: autoCommit, limit: 1).first
+    }
+
     /// On start-up no consumer exists any more: every pending entry comes back (§6.4).
     public func recover(_ queue: QueueName, policy: DeliveryPolicy?) async throws -> [UInt64] {
         try await release(queue, consumer: nil, index: nil, reason: "the service stopped while it was running", policy: policy)

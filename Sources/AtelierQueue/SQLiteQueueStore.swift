@@ -27,22 +27,56 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
             """)
     }
 
-    /// Runs `body` in one `BEGIN IMMEDIATE` transaction on the serial queue.
+    private typealias Work = (body: (SQLiteConnection) throws -> any Sendable, done: (Result<any Sendable, Error>) -> Void)
+    private let pendingLock = NSLock()
+    private var pendingWork: [Work] = []
+    private var draining = false
+
+    /// Runs `body` as its own transaction and returns once it is durable. Concurrent callers are
+    /// group-committed: the bodies waiting when the serial queue gets to them run in one
+    /// `BEGIN IMMEDIATE … COMMIT` (one fsync), each inside a savepoint so that one failing body
+    /// rolls back only its own changes; every caller is answered only after the COMMIT.
     private func transaction<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { cont in
-            serial.async { [db] in
-                cont.resume(with: Result {
-                    try db.execute("BEGIN IMMEDIATE")
-                    do {
-                        let value = try body(db)
-                        try db.execute("COMMIT")
-                        return value
-                    } catch {
-                        try? db.execute("ROLLBACK")
-                        throw error
-                    }
-                })
+        let value: any Sendable = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<any Sendable, Error>) in
+            let startDrain = pendingLock.withLock { () -> Bool in
+                pendingWork.append((body: { try body($0) }, done: { cont.resume(with: $0) }))
+                defer { draining = true }
+                return !draining
             }
+            if startDrain { serial.async { self.drain() } }
+        }
+        return value as! T
+    }
+
+    private func drain() {
+        while true {
+            let batch = pendingLock.withLock { () -> [Work] in
+                let b = pendingWork
+                pendingWork.removeAll()
+                if b.isEmpty { draining = false }
+                return b
+            }
+            if batch.isEmpty { return }
+            var results: [Result<any Sendable, Error>] = []
+            do {
+                try db.execute("BEGIN IMMEDIATE")
+                for w in batch {
+                    try db.execute("SAVEPOINT op")
+                    do {
+                        results.append(.success(try w.body(db)))
+                        try db.execute("RELEASE op")
+                    } catch {
+                        try db.execute("ROLLBACK TO op")
+                        try db.execute("RELEASE op")
+                        results.append(.failure(error))
+                    }
+                }
+                try db.execute("COMMIT")
+            } catch {
+                try? db.execute("ROLLBACK")
+                results = batch.map { _ in .failure(error) }
+            }
+            for (w, r) in zip(batch, results) { w.done(r) }
         }
     }
 
@@ -143,31 +177,34 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         }
     }
 
-    public func claim(_ queue: QueueName, consumer: String, window: Int, from: UInt64, filter: [String: String], autoCommit: Bool) async throws -> QueueEntry? {
+    public func claim(_ queue: QueueName, consumer: String, window: Int, from: UInt64, filter: [String: String], autoCommit: Bool, limit: Int) async throws -> [QueueEntry] {
         try await transaction { db in
+            var room = limit
             if !autoCommit {
                 let held = try db.query("SELECT count(*) FROM entries WHERE queue = ?1 AND consumer = ?2",
                                         [.text(queue.description), .text(consumer)]).first?.int(0) ?? 0
-                guard held < window else { return nil }
+                room = min(limit, window - held)
             }
+            guard room > 0 else { return [] }
             let sql = "SELECT \(Self.columns) FROM entries WHERE queue = ?1 AND consumer IS NULL AND idx >= ?2 ORDER BY priority DESC, redelivered DESC, idx"
-            var chosen: QueueEntry?
+            var chosen: [QueueEntry]
             if filter.isEmpty {
-                chosen = try db.query(sql + " LIMIT 1", [.text(queue.description), .int(Int64(from))]).first.map(Self.entry)
+                chosen = try db.query(sql + " LIMIT ?3", [.text(queue.description), .int(Int64(from)), .int(Int64(room))]).map(Self.entry)
             } else {
-                chosen = try db.query(sql, [.text(queue.description), .int(Int64(from))]).lazy.map(Self.entry)
-                    .first { e in filter.allSatisfy { e.frame.tags[$0.key] == $0.value } }
+                chosen = Array(try db.query(sql, [.text(queue.description), .int(Int64(from))]).lazy.map(Self.entry)
+                    .filter { e in filter.allSatisfy { e.frame.tags[$0.key] == $0.value } }.prefix(room))
             }
-            guard var e = chosen else { return nil }
-            e.deliveries += 1
-            if autoCommit {
-                try db.run("DELETE FROM entries WHERE queue = ?1 AND idx = ?2", [.text(queue.description), .int(Int64(e.index))])
-            } else {
-                e.consumer = consumer
-                try db.run("UPDATE entries SET consumer = ?3, deliveries = deliveries + 1 WHERE queue = ?1 AND idx = ?2",
-                           [.text(queue.description), .int(Int64(e.index)), .text(consumer)])
+            for i in chosen.indices {
+                chosen[i].deliveries += 1
+                if autoCommit {
+                    try db.run("DELETE FROM entries WHERE queue = ?1 AND idx = ?2", [.text(queue.description), .int(Int64(chosen[i].index))])
+                } else {
+                    chosen[i].consumer = consumer
+                    try db.run("UPDATE entries SET consumer = ?3, deliveries = deliveries + 1 WHERE queue = ?1 AND idx = ?2",
+                               [.text(queue.description), .int(Int64(chosen[i].index)), .text(consumer)])
+                }
             }
-            return e
+            return chosen
         }
     }
 
@@ -203,6 +240,18 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         try await transaction { db in
             try Self.insertResult(db, input.sink, result)
             try db.run("DELETE FROM entries WHERE queue = ?1 AND idx = ?2", [.text(input.description), .int(Int64(index))])
+        }
+    }
+}
+
+extension SQLiteQueueStore {
+    public func insertDeleteFloor(count: Int) async throws {
+        for i in 0..<count {
+            try await transaction { db in
+                try db.run("INSERT INTO entries(queue, idx, priority, path, tags, data) VALUES('~floor', ?1, 0, '', '{}', ?2)",
+                           [.int(Int64(i)), .blob(Data(repeating: 7, count: 64))])
+            }
+            try await transaction { db in try db.run("DELETE FROM entries WHERE queue = '~floor' AND idx = ?1", [.int(Int64(i))]) }
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AtelierDiffusion
 import AtelierModels
+import AtelierQueue
 import AtelierTensor
 import Foundation
 
@@ -10,10 +11,12 @@ struct Bench: ParsableCommand {
         abstract: "Time the engine's hot paths (ratio to PyTorch when --reference-python is given).")
 
     enum What: String, ExpressibleByArgument, CaseIterable {
-        case unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode", textEncoder = "text-encoder", txt2img, load, matmul
+        case unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode", textEncoder = "text-encoder", txt2img, load, matmul, queue
     }
 
-    @Argument(help: "unet | vae-decode | vae-encode | text-encoder | txt2img | load | matmul") var what: What
+    @Argument(help: "unet | vae-decode | vae-encode | text-encoder | txt2img | load | matmul | queue") var what: What
+    @Option(help: "queue: items per measurement.") var items: Int = 2000
+    @Option(help: "queue: a PostgreSQL URL to measure besides SQLite (postgres://user@host:port/db).") var queueDb: String?
     @Option(help: "Checkpoint (.safetensors); not needed for matmul.") var model: String?
     @Option(help: "Timed runs (after one warm-up).") var runs: Int = 3
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
@@ -28,6 +31,7 @@ struct Bench: ParsableCommand {
             Compute.setThreads(threads)
         }
         guard runs > 0 else { throw ValidationError("--runs must be positive") }
+        if what == .queue { return try runQueue() }
         guard size % 8 == 0, size >= 64 else { throw ValidationError("--size must be a multiple of 8, at least 64") }
         let load0 = loadAverage()
         let sgemm = measureSGEMM()
@@ -42,6 +46,7 @@ struct Bench: ParsableCommand {
         let h = size / 8
         var work: () throws -> Void
         switch what {
+        case .queue: return
         case .matmul:
             work = { _ = measureSGEMM(n: 2048, runs: 1) }
         case .load:
@@ -117,6 +122,30 @@ struct Bench: ParsableCommand {
                 print(String(format: "  %-14@ %8.3f s  %6d calls  %8.1f GFLOP  %6.1f GFLOP/s", name as NSString, secs, calls, fl / 1e9, fl / 1e9 / max(secs, 1e-9)))
             }
         }
+    }
+
+    func runQueue() throws {
+        guard items >= 16 else { throw ValidationError("--items must be at least 16") }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atelier-bench-queue-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var stores: [(name: String, open: () async throws -> any QueueStore)] = [
+            ("sqlite", { try SQLiteQueueStore(path: dir.appendingPathComponent("queue.sqlite3").path) }),
+        ]
+        if let url = queueDb {
+            guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else { throw ValidationError("--queue-db must be a postgres:// URL") }
+            let schema = "bench_\(getpid())"
+            stores.append(("postgres", { try await PostgresQueueStore(url: url + (url.contains("?") ? "&" : "?") + "schema=\(schema)") }))
+        }
+        let bench = QueueBench(stores: stores, items: items, clients: [1, 16], json: json)
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var failure: Error?
+        Task {
+            do { try await bench.run() } catch { failure = error }
+            done.signal()
+        }
+        done.wait()
+        if let failure { throw failure }
     }
 
     func f(_ x: Double) -> String { String(format: x < 10 ? "%.3f" : "%.1f", x) }
