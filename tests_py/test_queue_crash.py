@@ -50,3 +50,30 @@ def test_sigkill_mid_job_loses_nothing_and_duplicates_nothing(make_server, reque
         assert params["status"] != 0 and "delivered 1 time" in params["error_msg"], params
     assert client(s, SERVICE).attributes()["stream.length"] == "0"
     assert sink.attributes()["stream.length"] == "0"
+
+
+def test_sigterm_lets_the_running_job_finish_and_publish_so_a_restart_costs_no_delivery(make_server):
+    s = make_server("--edition", "api", "--service-name", SERVICE, "--nowebui", "--token", TOKEN, "--max-delivery", "1")
+    inq = client(s, SERVICE)
+    running, _ = inq.put(small(steps=60, seed=31, width=128, height=128), tags={"task_id": "running"})
+    queued, _ = inq.put(small(seed=32), tags={"task_id": "queued"})
+    # an open watch must not hold the stop up
+    import websocket
+    ws = websocket.create_connection(f"ws://{s.endpoint}/api/predict/{SERVICE}/sink?_watch_=true&_window_=5",
+                                     header={"Authorization": TOKEN})
+    deadline = time.time() + 60
+    while not inq.search(running).get("IsPending"):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    s.proc.terminate()
+    assert s.proc.wait(timeout=120) == 0, "a stop exits cleanly once the running job is published"
+    ws.abort()
+    log = s.logs()
+    assert f"queue: index {running} done (HTTP 200)" in log
+    assert f"running index {queued}" not in log, "no new job starts after the stop"
+    s.start()
+    sink = client(s, f"{SERVICE}/sink")
+    frames = {f.tags["task_id"]: f for f in watch_n(sink, 2)}
+    assert json.loads(frames["running"].data)["parameters"]["status"] == 0
+    assert json.loads(frames["queued"].data)["parameters"]["status"] == 0, "the waiting one ran after the restart"
+    assert frames["running"].index == int(running) and frames["queued"].index == int(queued)

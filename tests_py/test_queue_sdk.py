@@ -117,6 +117,53 @@ def test_seed_sample_puts_with_requests_then_sdk_watcher_gets_each_result_with_i
         assert params["seed"].isdigit()
 
 
+@pytest.fixture(scope="module")
+def image_host():
+    """A plain HTTP server on loopback serving the committed test images (the seed's OSS URL stand-in)."""
+    import functools
+    import http.server
+    images = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Tests", "Fixtures", "images")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=images)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_seed_img2img_puts_with_image_link_fetch_the_init_image_and_refuse_local_hosts_by_default(api, image_host):
+    url = f"{api.url}/api/predict/{SERVICE}"
+    headers = {"Authorization": TOKEN}
+    sink = client(api, f"{SERVICE}/sink")
+    empty(sink)
+
+    def put(i):
+        payload = {"prompt": "cute cat", "steps": 2, "width": 64, "height": 64,
+                   "alwayson_scripts": {"save_dir": "/code/stable-diffusion-webui/data-oss/outputs/img2img",
+                                        "image_link": f"{image_host}/init-128.png"}}
+        response = requests.post(url=f'{url}/sdapi/v1/img2img?task_id=img2img_{i}', json=payload, headers=headers)
+        assert response.status_code == 200, response.content
+        return int(response.content)
+
+    # A1111's default (api_forbid_local_requests): a loopback host is refused, as an error result
+    refused = put(0)
+    frame = watch_n(sink, 1)[0]
+    assert frame.index == refused and frame.tags["task_id"] == "img2img_0"
+    params = json.loads(frame.data)["parameters"]
+    assert params["status"] != 0 and "Request to local resource not allowed" in params["error_msg"]
+    r = requests.post(f"{api.url}/sdapi/v1/options", json={"api_forbid_local_requests": False}, headers=headers)
+    assert r.status_code == 200
+    try:
+        fetched = put(1)
+        frame = watch_n(sink, 1)[0]
+        params = json.loads(frame.data)["parameters"]
+        assert frame.index == fetched and params["status"] == 0, params
+        path = params["image_url"].split(",")[0]
+        assert "/outputs/img2img/img2img-images/" in path
+        assert os.path.exists(os.path.join(api.data, path[len("/code/stable-diffusion-webui/data-oss/"):]))
+    finally:
+        requests.post(f"{api.url}/sdapi/v1/options", json={"api_forbid_local_requests": True}, headers=headers)
+
+
 def test_priority_one_overtakes_waiting_normal_entries_and_search_reports_wait_counts(api):
     inq = client(api, f"{SERVICE}/sdapi/v1/txt2img")
     whole = client(api, SERVICE)

@@ -48,11 +48,15 @@ public final class QueueWorkers: @unchecked Sendable {
         }
     }
 
+    /// Stops taking entries (a running one still finishes and is published).
+    func stopTaking() {
+        for t in lock.withLock({ tasks }) { t.cancel() }
+    }
+
     /// Stops taking entries and waits for the running ones to finish and be published.
     func stop() async {
-        let running = lock.withLock { tasks }
-        for t in running { t.cancel() }
-        for t in running { await t.value }
+        stopTaking()
+        for t in lock.withLock({ tasks }) { await t.value }
     }
 
     private func run(thread: Int) async {

@@ -213,7 +213,31 @@ struct SDAPIRoutes {
         return .null
     }
 
+    /// img2img's init images given by URL (`alwayson_scripts.image_link`, `http(s)://` entries of
+    /// `init_images`) downloaded and put in place as base64, before the body is decoded.
+    func fetchLinkedImages(_ body: [String: JSONValue]) async throws -> [String: JSONValue] {
+        var body = body
+        let fetcher = ImageFetcher(options: instance.options)
+        if case .object(let scripts)? = body["alwayson_scripts"], let link = scripts["image_link"] {
+            guard let url = link.string, !url.isEmpty else { throw ServiceError(422, field: "alwayson_scripts.image_link", "alwayson_scripts.image_link: a URL") }
+            let data = try await fetcher.fetch(url, field: "alwayson_scripts.image_link")
+            body["init_images"] = .array([.string(data.base64EncodedString())])
+        } else if case .array(let inits)? = body["init_images"], inits.contains(where: { ImageFetcher.isURL($0.string ?? "") }) {
+            var fetched: [JSONValue] = []
+            for (i, v) in inits.enumerated() {
+                if let s = v.string, ImageFetcher.isURL(s) {
+                    fetched.append(.string(try await fetcher.fetch(s, field: "init_images[\(i)]").base64EncodedString()))
+                } else {
+                    fetched.append(v)
+                }
+            }
+            body["init_images"] = .array(fetched)
+        }
+        return body
+    }
+
     func generate(_ body: [String: JSONValue], img2img: Bool) async throws -> JSONValue {
+        let body = img2img ? try await fetchLinkedImages(body) : body
         let start = Date()
         if configuration.apiLog {
             logger.info("\(img2img ? "img2img" : "txt2img") request \(String(decoding: Self.redacted(.object(body)).data(), as: UTF8.self))")

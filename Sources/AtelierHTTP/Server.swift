@@ -271,6 +271,8 @@ public struct AtelierServer {
         let app = Application(router: buildRouter(), server: .http1QueueWatch(configuration: ws, handlerFor: queueRoutes.watchHandler),
                               configuration: appConfiguration, onServerRunning: onRunning, logger: logger)
         workers.start()
+        let sources = Self.onTerminate { workers.stopTaking() }
+        defer { sources.forEach { $0.cancel() } }
         try await app.runService()
         logger.info("queue: stopping; waiting for running jobs to finish")
         await workers.stop()

@@ -226,7 +226,9 @@ struct Txt2ImgRequest {
             case "uid":
                 eas = eas ?? EASKeys(saveDirStyle: .absolute)
             case "image_link":
-                throw ServiceError(422, field: field, img2img ? "\(field): fetching init images by URL is not available in Atelier yet; send init_images" : "\(field): image_link is for img2img")
+                // downloaded into init_images before decoding (SDAPIRoutes.fetchLinkedImages)
+                guard img2img else { throw ServiceError(422, field: field, "\(field): image_link is for img2img") }
+                eas = eas ?? EASKeys(saveDirStyle: .absolute)
             case "controlnet", "ControlNet":
                 throw notYet(field, "ControlNet")
             default:
