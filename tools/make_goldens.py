@@ -5,7 +5,8 @@ Run by hand with the reference venv (see tools/README.md); the Swift tests never
 and never read the oracle:
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|seeds] [--only CASE ...] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|seeds|prompts|networks] \
+        [--only CASE ...] \
         [--noise-only | --no-noise]
 
 Writes (paths relative to the repository root):
@@ -21,6 +22,12 @@ Writes (paths relative to the repository root):
       (sampler_cases(), `--group samplers`) drops image_float.npy (DROP), and so does the
       seeds group (seed_cases(), `--group seeds`: variation seed / seed resize, args
       subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h).
+      The prompts group (prompt_cases(), `--group prompts`: prompt editing, alternation, AND)
+      and the networks group (network_cases(), `--group networks`: LoRA / LoHa / LoKr tags and
+      textual inversion, read from the committed Tests/Fixtures/networks/{Lora,embeddings},
+      args lora_dir / embeddings_dir relative to the repository root) also drop image_float.npy
+      and keep every cond_distinct_<j>.npy (KEEP_PREFIX; one per distinct conditioning, in
+      the order of params.json["distinct_conds"]; schedules in params.json["prompt_schedules"]).
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -77,7 +84,10 @@ BASE = dict(prompt=PROMPT, negative=NEGATIVE, steps=20, cfg=7, width=128, height
 # args relative to the repository root; to_argv makes them absolute for the oracle.
 INIT_IMAGE = "Tests/Fixtures/images/init-128.png"
 MASK = "Tests/Fixtures/images/mask-128.png"
-PATH_ARGS = ("init_image", "mask")
+# extra networks (committed; made by REF/make_networks.py, see Tests/Fixtures/networks/README.md)
+LORA_DIR = "Tests/Fixtures/networks/Lora"
+EMBEDDINGS_DIR = "Tests/Fixtures/networks/embeddings"
+PATH_ARGS = ("init_image", "mask", "lora_dir", "embeddings_dir")
 
 
 def cases():
@@ -155,9 +165,82 @@ def seed_cases():
     return out
 
 
-GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases}
+# an AND part of more than 75 tokens (81: two chunks), so its conditioning is longer than the
+# other part's and the uncond's: A1111 then calls the UNet on the parts in pairs and on the uncond alone
+LONG_AND_PART = ("a very long description of a dog in a field, a scruffy brown and white terrier with floppy "
+                 "ears running through tall golden grass under a pale blue sky, wildflowers everywhere, a wooden "
+                 "fence, an old red barn far away, rolling hills, soft afternoon sunlight, long shadows, a few "
+                 "white clouds, butterflies, a dirt path, dew on the grass, a gentle breeze, highly detailed, "
+                 "sharp focus")
+
+
+def small(prompt, sampler, seed, negative="lowres", steps=8, scheduler="Automatic", **extra):
+    """The prompts / networks groups: 128 px (the smallest size the tiny model is stable at), 8 steps."""
+    return dict(prompt=prompt, negative=negative, steps=steps, cfg=7, width=128, height=128,
+                sampler=sampler, scheduler=scheduler, seed=seed, **extra)
+
+
+def prompt_cases():
+    """txt2img with A1111's prompt editing `[from:to:N]`, alternation `[a|b]` and AND (composable
+    diffusion), 8 steps (so `0.5` means step 4). params.json["prompt_schedules"] has each AND part's
+    weight and schedule and the negative prompt's schedule; cond_distinct_<j>.npy each distinct
+    conditioning (texts in params.json["distinct_conds"]). image_float.npy is not kept (DROP)."""
+    out = {}
+    out["prompt-edit-step-euler_a"] = small("a photo of a [cat:dog:3], masterpiece", "Euler a", 100)
+    out["prompt-edit-fraction-euler"] = small("a photo of a [cat:dog:0.5]", "Euler", 101)          # int(0.5*8) = 4
+    out["prompt-edit-remove-euler"] = small("a photo of a [cat::4] in a garden", "Euler", 102)
+    out["prompt-edit-add-euler"] = small("a photo of a [:dog:4] in a garden", "Euler", 103)
+    out["prompt-alternation-euler"] = small("a photo of a [cat|dog|bird]", "Euler", 104)           # 8 entries, 3 texts
+    out["prompt-edit-nested-dpmpp_2m"] = small("[a [cat|dog] photo:a painting:3], detailed", "DPM++ 2M", 105)
+    out["prompt-edit-emphasis-euler"] = small("a photo of a ([cat:dog:3]:1.3), [blurry]", "Euler", 106)
+    out["prompt-negative-edit-euler"] = small("a photo of a cat", "Euler", 107,
+                                              negative="[blurry:bad anatomy:3], [lowres::5]")
+    out["prompt-edit-heun"] = small("a photo of a [cat:dog:3]", "Heun", 108)   # 2 calls per step: "dog" from call 4
+    out["prompt-pipe-verbatim-euler"] = small("a cat | a dog", "Euler", 109)    # a bare | : the prompt is used as is
+    out["prompt-and-equal-euler"] = small("a cat AND a dog", "Euler", 110)       # one batch [cat, dog, uncond]
+    out["prompt-and-weights-split-euler"] = small("a cat :1.2 AND " + LONG_AND_PART + ":0.6", "Euler", 111)
+    out["prompt-and-three-split-euler_a"] = small("a red house AND " + LONG_AND_PART + " :0.5 AND a tree:0.8",
+                                                  "Euler a", 112)                # pairs [1,2], [3], then uncond
+    out["prompt-and-edit-dpmpp_2m"] = small("a [cat:dog:3] AND a red [house|tree] :0.6", "DPM++ 2M", 113,
+                                            scheduler="Karras", negative="[blurry::2]")
+    out["prompt-trailing-weight-euler"] = small("a photo of a cat:1.5", "Euler", 114)  # no AND: weight 1.5 still taken
+    return out
+
+
+def network_cases():
+    """txt2img with extra networks from the committed Tests/Fixtures/networks (REF/make_networks.py
+    on the tiny checkpoint): `<lora:...>` / `<lyco:...>` tags (removed from the positive prompt;
+    they apply to the whole generation) and textual-inversion embeddings used by name.
+    params.json["networks"] reports each network's multipliers and patched module counts,
+    params.json["embeddings"] the loaded vectors. image_float.npy is not kept (DROP)."""
+    lora = dict(lora_dir=LORA_DIR)
+    out = {}
+    out["net-lora-euler"] = small("a photo of a cat <lora:tiny_lora:0.8>", "Euler", 200, **lora)
+    out["net-loha-euler"] = small("a photo of a cat <lora:tiny_loha:1>", "Euler", 201, **lora)
+    out["net-lokr-dpmpp_2m"] = small("a photo of a cat <lora:tiny_lokr:1>", "DPM++ 2M", 202, **lora)
+    out["net-lora-te-unet-dpmpp_2m"] = small("a photo of a cat <lora:tiny_lora:1:0.3>", "DPM++ 2M", 203, **lora)
+    out["net-lora-named-euler"] = small("a photo of a cat <lora:tiny_lora:te=0.5:unet=1>", "Euler", 204, **lora)
+    out["net-two-networks-euler"] = small("<lora:tiny_lora:0.6> a watercolor painting of a fox, <lora:tiny_loha:0.5>",
+                                          "Euler", 205, **lora)
+    # <lyco:...> is the same as <lora:...>; a tag in the negative prompt is not parsed (kept as text)
+    out["net-lyco-euler"] = small("a photo of a cat <lyco:tiny_lokr:0.7:1.2>", "Euler", 206,
+                                  negative="lowres <lora:tiny_loha:1>", **lora)
+    out["net-tag-in-edit-euler"] = small("a photo of a [cat:dog <lora:tiny_lora:0.8>:3]", "Euler", 207, **lora)
+    out["net-embedding-euler"] = small("a (tinyemb:1.2) photo of tinyemb3, a cat", "Euler", 208,
+                                       negative="tinyemb, lowres", embeddings_dir=EMBEDDINGS_DIR)
+    out["net-lora-embedding-euler_a"] = small("a photo of tinyemb3 <lora:tiny_lora:0.8>", "Euler a", 209,
+                                              embeddings_dir=EMBEDDINGS_DIR, **lora)
+    return out
+
+
+GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
+          "prompts": prompt_cases, "networks": network_cases}
 # files of KEEP not kept for a group's cases (size)
-DROP = {"samplers": ("image_float.npy",), "seeds": ("image_float.npy",)}
+DROP = {"samplers": ("image_float.npy",), "seeds": ("image_float.npy",),
+        "prompts": ("image_float.npy",), "networks": ("image_float.npy",)}
+# further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
+# one per distinct conditioning, in the order of params.json["distinct_conds"])
+KEEP_PREFIX = {"prompts": ("cond_distinct_",), "networks": ("cond_distinct_",)}
 
 
 def all_cases():
@@ -224,6 +307,7 @@ def make_goldens(args):
             sys.exit(f"unknown case(s): {' '.join(unknown)}")
     selected = GROUPS[args.group]() if args.group != "all" else every
     drop = {name: DROP.get(g, ()) for g, make in GROUPS.items() for name in make()}
+    keep_prefix = {name: KEEP_PREFIX.get(g, ()) for g, make in GROUPS.items() for name in make()}
     for name, opts in selected.items():
         if args.only and name not in args.only:
             continue
@@ -242,6 +326,9 @@ def make_goldens(args):
                 if fn in drop[name]:
                     continue
                 if os.path.exists(os.path.join(tmp, fn)):
+                    shutil.copyfile(os.path.join(tmp, fn), os.path.join(dest, fn))
+            for fn in sorted(os.listdir(tmp)):
+                if fn.endswith(".npy") and fn.startswith(keep_prefix[name]):
                     shutil.copyfile(os.path.join(tmp, fn), os.path.join(dest, fn))
         with open(os.path.join(dest, "params.json")) as f:
             params = json.load(f)
@@ -286,7 +373,8 @@ def main():
     ap.add_argument("--only", nargs="*", default=None, help="golden case names (default: all)")
     ap.add_argument("--group", choices=("all",) + tuple(GROUPS), default="all",
                     help="txt2img: the original 18 cases; img2img: the img2img / inpainting cases; "
-                         "samplers: the other samplers and schedules; seeds: variation seed and seed resize "
+                         "samplers: the other samplers and schedules; seeds: variation seed and seed resize; "
+                         "prompts: prompt editing / alternation / AND; networks: LoRA / LyCORIS / embeddings "
                          "(default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")

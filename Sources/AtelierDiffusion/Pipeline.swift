@@ -179,6 +179,33 @@ public final class Pipeline: @unchecked Sendable {
         return (out, chunks)
     }
 
+    /// A request's conditioning: for each `AND` part its weight and its prompt-editing schedule
+    /// of encoded texts, and the negative prompt's schedule (schedules use `steps`, img2img too).
+    public struct Conditioning {
+        public var parts: [(weight: Double, schedule: [(endAt: Int, cond: Tensor)])]
+        public var negative: [(endAt: Int, cond: Tensor)]
+
+        static func pick(_ schedule: [(endAt: Int, cond: Tensor)], at k: Int) -> Tensor {
+            (schedule.first { k <= $0.endAt } ?? schedule[0]).cond
+        }
+    }
+
+    /// Encodes every distinct scheduled text once.
+    public func conditioning(_ r: GenerationRequest) -> Conditioning {
+        var cache: [String: Tensor] = [:]
+        func encoded(_ text: String) -> Tensor {
+            if let c = cache[text] { return c }
+            let c = encode(text, clipSkip: r.clipSkip).0
+            cache[text] = c
+            return c
+        }
+        let parts = PromptSchedule.splitAND(ExtraNetworkTags.strip(r.prompt)).map { part in
+            (weight: part.weight, schedule: PromptSchedule.schedule(part.text, steps: r.steps).map { (endAt: $0.endAt, cond: encoded($0.text)) })
+        }
+        let negative = PromptSchedule.schedule(r.negativePrompt, steps: r.steps).map { (endAt: $0.endAt, cond: encoded($0.text)) }
+        return Conditioning(parts: parts, negative: negative)
+    }
+
     /// How many sampler steps a request runs: `steps` for txt2img; for img2img `t_enc + 1`
     /// (k-diffusion) or `t_enc − 1` (A1111's DDIM), `t_enc = int(min(strength, 0.999) · steps)`.
     public static func samplingSteps(_ r: GenerationRequest) -> Int {
@@ -202,11 +229,9 @@ public final class Pipeline: @unchecked Sendable {
                         dump: DumpSink? = nil) throws -> [GeneratedImage] {
         try r.validate()
         let (allSeeds, allSubseeds) = Self.seeds(for: r)
-        let (cond, condChunks) = encode(r.prompt, clipSkip: r.clipSkip)
-        let (uncond, uncondChunks) = encode(r.negativePrompt, clipSkip: r.clipSkip)
-        dump?.write("cond", shape: cond.shape, values: cond.scalars)
-        dump?.write("uncond", shape: uncond.shape, values: uncond.scalars)
-        _ = (condChunks, uncondChunks)
+        let conditioning = self.conditioning(r)
+        dump?.write("cond", shape: conditioning.parts[0].schedule[0].cond.shape, values: conditioning.parts[0].schedule[0].cond.scalars)
+        dump?.write("uncond", shape: conditioning.negative[0].cond.shape, values: conditioning.negative[0].cond.scalars)
 
         var images: [GeneratedImage] = []
         let totalSteps = Self.samplingSteps(r)
@@ -214,7 +239,7 @@ public final class Pipeline: @unchecked Sendable {
             let seeds = Array(allSeeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
             let subseeds = Array(allSubseeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
             let per = 4 * (r.height / 8) * (r.width / 8)
-            let latents = try sample(r, seeds: seeds, subseeds: subseeds, cond: cond, uncond: uncond, dump: batch == 0 ? dump : nil) { step, x in
+            let latents = try sample(r, seeds: seeds, subseeds: subseeds, conditioning: conditioning, dump: batch == 0 ? dump : nil) { step, x in
                 if let control, control.interrupted || control.skipped { throw StopSampling() }
                 try progress?(GenerationProgress(step: step, steps: totalSteps, batch: batch, batches: r.nIter,
                                                  latents: Array(x[0..<per]), latentShape: [4, r.height / 8, r.width / 8]))
@@ -231,7 +256,7 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// Runs the sampler for one batch; returns the final latents `[B, 4, h, w]`.
-    func sample(_ r: GenerationRequest, seeds: [UInt64], subseeds: [UInt64], cond: Tensor, uncond: Tensor, dump: DumpSink?,
+    func sample(_ r: GenerationRequest, seeds: [UInt64], subseeds: [UInt64], conditioning: Conditioning, dump: DumpSink?,
                 onStep: (Int, [Float]) throws -> Void) throws -> Tensor {
         let b = seeds.count
         let shape = [4, r.height / 8, r.width / 8]
@@ -252,36 +277,63 @@ public final class Pipeline: @unchecked Sendable {
         var steps: [[Float]] = []
         var first = true
 
-        /// One UNet evaluation of the batch for cond and uncond; returns (condOut, uncondOut).
-        func unetPair(_ xin: [Float], t: Float) -> ([Float], [Float]) {
-            let ctxC = Tensor.stack(Array(repeating: cond, count: b))
-            let ctxU = Tensor.stack(Array(repeating: uncond, count: b))
-            let x = Tensor(shape: [b] + shape, data: xin)
-            var condOut: [Float], uncondOut: [Float]
-            var inputs = Tensor.stack([x, x])
-            if cond.shape[1] == uncond.shape[1] {
-                let eps = model.unet(inputs, timesteps: Array(repeating: t, count: 2 * b), context: Tensor.stack([ctxC, ctxU]))
-                let all = eps.scalars
-                condOut = Array(all[0..<(b * per)])
-                uncondOut = Array(all[(b * per)...])
+        /// The denoiser's call counter (A1111's `CFGDenoiser.step`): picks the scheduled
+        /// conditioning; second-order samplers advance it twice per step.
+        var calls = 0
+        let weights = conditioning.parts.map(\.weight)
+        let n = weights.count
+
+        /// One denoiser call's UNet evaluations, batched as A1111's CFGDenoiser does: rows
+        /// `[image 0: part 0…n−1, image 1: …, uncond × b]` in one batch when the parts' token
+        /// lengths (padded among themselves) equal the negative's, else the parts in batches of
+        /// 2·b rows and the negative alone. Returns each part's output `[n][b·per]` and uncond's.
+        func unetAll(_ xin: [Float], t: Float) -> (parts: [[Float]], uncond: [Float]) {
+            let conds = Tensor.padToLongest(conditioning.parts.map { Conditioning.pick($0.schedule, at: calls) })
+            let uncond = Conditioning.pick(conditioning.negative, at: calls)
+            var condRows: [Tensor] = [], xRows: [[Float]] = []
+            for i in 0..<b {
+                for c in conds {
+                    condRows.append(c)
+                    xRows.append(Array(xin[(i * per)..<((i + 1) * per)]))
+                }
+            }
+            let uncondRows = Array(repeating: uncond, count: b)
+            var out: [Float]
+            if conds[0].shape[1] == uncond.shape[1] {
+                let x = Tensor(shape: [b * n + b] + shape, data: Array(xRows.joined()) + xin)
+                out = model.unet(x, timesteps: Array(repeating: t, count: b * n + b), context: Tensor.stack(condRows + uncondRows)).scalars
             } else {
-                condOut = model.unet(x, timesteps: Array(repeating: t, count: b), context: ctxC).scalars
-                uncondOut = model.unet(x, timesteps: Array(repeating: t, count: b), context: ctxU).scalars
-                inputs = Tensor.stack([x, x])
+                out = []
+                var a = 0
+                while a < b * n {
+                    let e = min(a + 2 * b, b * n)
+                    let x = Tensor(shape: [e - a] + shape, data: Array(xRows[a..<e].joined()))
+                    out += model.unet(x, timesteps: Array(repeating: t, count: e - a), context: Tensor.stack(Array(condRows[a..<e]))).scalars
+                    a = e
+                }
+                out += model.unet(Tensor(shape: [b] + shape, data: xin), timesteps: Array(repeating: t, count: b),
+                                  context: Tensor.stack(uncondRows)).scalars
             }
             if first, let dump {
-                dump.write("first_unet_in", shape: [2 * b] + shape, values: inputs.scalars)
-                dump.write("first_unet_t", shape: [2 * b], values: Array(repeating: t, count: 2 * b))
-                dump.write("first_unet_eps", shape: [2 * b] + shape, values: condOut + uncondOut)
+                dump.write("first_unet_in", shape: [b * n + b] + shape, values: Array(xRows.joined()) + xin)
+                dump.write("first_unet_t", shape: [b * n + b], values: Array(repeating: t, count: b * n + b))
+                dump.write("first_unet_eps", shape: [b * n + b] + shape, values: out)
             }
-            return (condOut, uncondOut)
+            // regroup: part j's rows for every image, in image order
+            let parts = (0..<n).map { j in Array((0..<b).map { i in out[((i * n + j) * per)..<((i * n + j + 1) * per)] }.joined()) }
+            return (parts, Array(out[(b * n * per)...]))
         }
-        let scale = Float(r.cfgScale)
-        func cfg(_ c: [Float], _ u: [Float]) -> [Float] {
+        let scale = r.cfgScale
+        /// `uncond + Σ_j (part_j − uncond) · (w_j · cfg)`, parts in order (A1111's combine_denoised).
+        func cfg(_ parts: [[Float]], _ u: [Float]) -> [Float] {
             var out = u
-            for i in out.indices { out[i] += (c[i] - u[i]) * scale }
+            for (j, c) in parts.enumerated() {
+                let f = Float(weights[j] * scale)
+                for i in out.indices { out[i] += (c[i] - u[i]) * f }
+            }
             if first { dump?.write("first_denoised", shape: [b] + shape, values: out) }
             first = false
+            calls += 1
             return out
         }
         var latest: [Float] = []
@@ -315,7 +367,7 @@ public final class Pipeline: @unchecked Sendable {
             if dump != nil { steps.append(x) }
             dump?.write("timesteps", shape: [ts.count], values: ts.map(Float.init))
             x = try DDIMSampler.sample(eps: { x, t in
-                let (c, u) = unetPair(x, t: Float(t))
+                let (c, u) = unetAll(x, t: Float(t))
                 return cfg(c, u)
             }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, noise: drawNoise, onStep: stepCallback)
         } else {
@@ -332,13 +384,11 @@ public final class Pipeline: @unchecked Sendable {
             if dump != nil { steps.append(x) }
             let denoise: Denoise = { x, sigma in
                 let cIn = 1 / (sigma * sigma + 1).squareRoot()
-                let (ec, eu) = unetPair(x.map { $0 * cIn }, t: self.schedule.sigmaToT(sigma))
+                let (ec, eu) = unetAll(x.map { $0 * cIn }, t: self.schedule.sigmaToT(sigma))
                 let cOut = -sigma
-                var dc = ec, du = eu
-                for i in x.indices {
-                    dc[i] = x[i] + ec[i] * cOut
-                    du[i] = x[i] + eu[i] * cOut
-                }
+                var du = eu
+                for i in x.indices { du[i] = x[i] + eu[i] * cOut }
+                let dc = ec.map { e in (0..<e.count).map { i in x[i] + e[i] * cOut } }
                 return cfg(dc, du)
             }
             switch r.sampler {

@@ -103,6 +103,20 @@ public struct Tensor: @unchecked Sendable {
     }
 
     /// Concatenation along the first axis.
+    /// `[1, T_i, C]` tensors padded to the longest T by repeating their last row (A1111's
+    /// `stack_conds`), each returned separately.
+    public static func padToLongest(_ parts: [Tensor]) -> [Tensor] {
+        let longest = parts.map { $0.shape[1] }.max() ?? 0
+        return parts.map { t in
+            guard t.shape[1] < longest else { return t }
+            let c = t.shape[2]
+            var data = t.scalars
+            let last = Array(data[((t.shape[1] - 1) * c)...])
+            for _ in t.shape[1]..<longest { data += last }
+            return Tensor(shape: [1, longest, c], data: data)
+        }
+    }
+
     public static func stack(_ parts: [Tensor]) -> Tensor {
         precondition(!parts.isEmpty)
         let inner = Array(parts[0].shape.dropFirst())
