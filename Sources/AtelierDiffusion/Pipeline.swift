@@ -42,6 +42,8 @@ public struct GenerationRequest: Sendable, Equatable {
     /// seed resize: the size the noise was made for (≤ 0 = off)
     public var seedResizeFromW = -1
     public var seedResizeFromH = -1
+    /// extra networks (LoRA …) patched into the model for this generation, in prompt order
+    public var networks: [NetworkUse] = []
 
     public init() {}
 
@@ -229,6 +231,7 @@ public final class Pipeline: @unchecked Sendable {
                         dump: DumpSink? = nil) throws -> [GeneratedImage] {
         try r.validate()
         let (allSeeds, allSubseeds) = Self.seeds(for: r)
+        try model.applyNetworks(r.networks)  // before the text encoder: networks patch it too
         let conditioning = self.conditioning(r)
         dump?.write("cond", shape: conditioning.parts[0].schedule[0].cond.shape, values: conditioning.parts[0].schedule[0].cond.scalars)
         dump?.write("uncond", shape: conditioning.negative[0].cond.shape, values: conditioning.negative[0].cond.scalars)
@@ -280,6 +283,8 @@ public final class Pipeline: @unchecked Sendable {
         /// The denoiser's call counter (A1111's `CFGDenoiser.step`): picks the scheduled
         /// conditioning; second-order samplers advance it twice per step.
         var calls = 0
+        var dumpedRows = 0, dumpedCalls = 0
+        var firstCall: (x: [Float], eps: [Float]) = ([], [])
         let weights = conditioning.parts.map(\.weight)
         let n = weights.count
 
@@ -298,26 +303,34 @@ public final class Pipeline: @unchecked Sendable {
                 }
             }
             let uncondRows = Array(repeating: uncond, count: b)
+            /// one UNet call; the job's first is dumped as the oracle does (`first_unet_*`)
+            func call(_ x: [Float], _ rows: Int, _ context: [Tensor]) -> [Float] {
+                let eps = model.unet(Tensor(shape: [rows] + shape, data: x), timesteps: Array(repeating: t, count: rows),
+                                     context: Tensor.stack(context)).scalars
+                // the oracle's record: the first call, and the second too when the first had one row
+                if first, dumpedRows < 2, !(dumpedRows == 1 && dumpedCalls > 1), let dump {
+                    firstCall.x += x
+                    firstCall.eps += eps
+                    dumpedRows += rows
+                    dumpedCalls += 1
+                    dump.write("first_unet_in", shape: [dumpedRows] + shape, values: firstCall.x)
+                    dump.write("first_unet_t", shape: [dumpedRows], values: Array(repeating: t, count: dumpedRows))
+                    dump.write("first_unet_eps", shape: [dumpedRows] + shape, values: firstCall.eps)
+                }
+                return eps
+            }
             var out: [Float]
             if conds[0].shape[1] == uncond.shape[1] {
-                let x = Tensor(shape: [b * n + b] + shape, data: Array(xRows.joined()) + xin)
-                out = model.unet(x, timesteps: Array(repeating: t, count: b * n + b), context: Tensor.stack(condRows + uncondRows)).scalars
+                out = call(Array(xRows.joined()) + xin, b * n + b, condRows + uncondRows)
             } else {
                 out = []
                 var a = 0
                 while a < b * n {
                     let e = min(a + 2 * b, b * n)
-                    let x = Tensor(shape: [e - a] + shape, data: Array(xRows[a..<e].joined()))
-                    out += model.unet(x, timesteps: Array(repeating: t, count: e - a), context: Tensor.stack(Array(condRows[a..<e]))).scalars
+                    out += call(Array(xRows[a..<e].joined()), e - a, Array(condRows[a..<e]))
                     a = e
                 }
-                out += model.unet(Tensor(shape: [b] + shape, data: xin), timesteps: Array(repeating: t, count: b),
-                                  context: Tensor.stack(uncondRows)).scalars
-            }
-            if first, let dump {
-                dump.write("first_unet_in", shape: [b * n + b] + shape, values: Array(xRows.joined()) + xin)
-                dump.write("first_unet_t", shape: [b * n + b], values: Array(repeating: t, count: b * n + b))
-                dump.write("first_unet_eps", shape: [b * n + b] + shape, values: out)
+                out += call(xin, b, uncondRows)
             }
             // regroup: part j's rows for every image, in image order
             let parts = (0..<n).map { j in Array((0..<b).map { i in out[((i * n + j) * per)..<((i * n + j + 1) * per)] }.joined()) }
@@ -473,6 +486,9 @@ public final class Pipeline: @unchecked Sendable {
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
             ("Eta", r.sampler.ancestral && (r.eta ?? 1) != 1 ? Infotext.pythonFloat(r.eta!) : nil),
             ("Eta DDIM", r.sampler == .ddim && (r.eta ?? 0) != 0 ? Infotext.pythonFloat(r.eta!) : nil),
+            ("Lora hashes", r.networks.isEmpty ? nil : r.networks.map { u in
+                u.file.name.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ",", with: "") + ": " + u.file.shortHash
+            }.joined(separator: ", ")),
             ("Version", "v1.10.1"),
         ])
     }

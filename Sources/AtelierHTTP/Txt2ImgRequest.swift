@@ -157,12 +157,10 @@ struct Txt2ImgRequest {
         if r.subseed != -1 && !(0...4_294_967_295).contains(r.subseed) { throw RequestError(field: "subseed", "subseed must be -1 (random) or between 0 and 4294967295") }
         if sChurn != 0 { throw notYet("s_churn", "churn") }
         if sNoise != 1 { throw notYet("s_noise", "s_noise other than 1") }
-        // Extra-network tags (<lora:name:1>, <hypernet:…>) are not applied yet: say so instead of
-        // letting them reach CLIP as text.
-        for (field, text) in [("prompt", r.prompt), ("negative_prompt", r.negativePrompt)] {
-            if let range = text.range(of: #"<\w+:[^>]+>"#, options: .regularExpression) {
-                throw ServiceError(422, field: field, "\(field): extra networks such as \(text[range]) (LoRA, hypernetworks) are not available in Atelier yet")
-            }
+        // Extra networks: LoRA / LyCORIS tags are applied (resolved by the instance); other
+        // kinds (hypernetworks) are not available, which is said rather than ignored.
+        for tag in ExtraNetworkTags.parse(r.prompt).tags where tag.kind != "lora" && tag.kind != "lyco" {
+            throw ServiceError(422, field: "prompt", "prompt: <\(tag.kind):\(tag.arguments.joined(separator: ":"))>: \(tag.kind == "hypernet" ? "hypernetworks are" : "this kind of extra network is") not available in Atelier yet")
         }
         if let scriptName, !scriptName.isEmpty { throw ServiceError(422, field: "script_name", "Script '\(scriptName)' not found") }
 

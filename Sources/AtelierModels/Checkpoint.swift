@@ -87,6 +87,10 @@ public final class StableDiffusionModel: @unchecked Sendable {
     public let alphasCumprod: [Float]
     public let sha256: String
     public var shortHash: String { String(sha256.prefix(10)) }
+    /// the UNet's and text encoder's weights by canonical key, shared with the layers
+    public let parameters: [String: Tensor]
+    /// extra networks patched into `parameters` now, and the original weights they replaced
+    let patches = NetworkPatches()
 
     /// Loads `path`: detects the architecture, reads `<stem>.yaml` beside it as A1111 does,
     /// builds every network and fails on any missing, misshapen or unused weight.
@@ -131,6 +135,7 @@ public final class StableDiffusionModel: @unchecked Sendable {
             throw ModelFileError(file: fileName, "unexpected tensor \(k) with shape \(store.shape(k) ?? []) outside the model's networks")
         }
         sha256 = try Self.fileSHA256(path)
+        parameters = store.taken.filter { $0.key.hasPrefix("model.diffusion_model.") || $0.key.hasPrefix("cond_stage_model.") }
     }
 
     static let ignoredKeys: Set<String> = [

@@ -8,6 +8,9 @@ public final class WeightStore {
     /// canonical key → key in the file (A1111's key replacements and wrappers undone)
     private let keyMap: [String: String]
     private var used: Set<String> = []
+    /// every tensor handed out, by canonical key (they share storage with the layers, so
+    /// weight patches — LoRA — can be applied in place)
+    public private(set) var taken: [String: Tensor] = [:]
     public var fileName: String { (file.path as NSString).lastPathComponent }
 
     public init(file: SafeTensorsFile) {
@@ -30,7 +33,9 @@ public final class WeightStore {
             throw ModelFileError(file: fileName, "tensor \(key) has shape \(entry.shape), the model expects \(expected)")
         }
         used.insert(key)
-        return try file.tensor(stored)
+        let t = try file.tensor(stored)
+        taken[key] = t
+        return t
     }
 
     /// Marks keys that are read for validation only (e.g. `position_ids`).

@@ -74,6 +74,8 @@ public final class Instance: @unchecked Sendable {
     public let options: OptionsStore
     public let library: ModelLibrary
     public let storage: any FileStorage
+    /// LoRA / LyCORIS files of the data dir's Lora folder, for `<lora:…>` tags
+    public let networks: NetworkResolver
     private let jobs = DispatchQueue(label: "atelier.jobs", qos: .userInitiated)
     private let control = JobControl()
     private let lock = NSLock()
@@ -86,6 +88,7 @@ public final class Instance: @unchecked Sendable {
         options = OptionsStore(file: data.configFile)
         library = ModelLibrary(directory: data.checkpointDir, hashing: hashing)
         storage = LocalStorage(root: data.root)
+        networks = NetworkResolver(directories: [data.loraDir])
     }
 
     public static func randomTaskID() -> String {
@@ -156,10 +159,18 @@ public final class Instance: @unchecked Sendable {
     }
 
     /// Generates a txt2img job on the executor.
-    public func txt2img(_ job: Txt2ImgJob) async throws -> JobResult {
+    public func txt2img(_ submitted: Txt2ImgJob) async throws -> JobResult {
+        var job = submitted
         try job.request.validate()
+        let (uses, missing) = try networks.uses(in: job.request.prompt)
+        if !missing.isEmpty {
+            // as A1111: the generation goes on without them ("Networks not found")
+            NSLog("Networks not found: %@ (in %@)", missing.joined(separator: ", "), data.loraDir.path)
+        }
+        job.request.networks = uses
         let info = try checkpoint(named: job.checkpoint)
-        return try await enqueue(taskID: job.taskID) { [self] in try run(job, info: info) }
+        let resolved = job
+        return try await enqueue(taskID: resolved.taskID) { [self] in try run(resolved, info: info) }
     }
 
     private func run(_ job: Txt2ImgJob, info: CheckpointInfo) throws -> JobResult {

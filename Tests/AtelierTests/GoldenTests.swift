@@ -24,16 +24,22 @@ import Testing
         guard let data = try? Data(contentsOf: Fixtures.golden.appendingPathComponent("index.json")),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let cases = json["cases"] as? [String: [String: Any]] else { return [] }
-        // Inpainting goldens (cases with a mask) wait for the engine's inpainting (engine-breadth issue).
-        return cases.keys.sorted().filter { (cases[$0]?["args"] as? [String: Any])?["mask"] == nil }.map { name in
+        // Inpainting goldens (cases with a mask) wait for the engine's inpainting (engine-breadth
+        // issue); textual-inversion cases (embeddings_dir) for embeddings (parity issue).
+        return cases.keys.sorted().filter {
+            let args = cases[$0]?["args"] as? [String: Any]
+            return args?["mask"] == nil && args?["embeddings_dir"] == nil
+        }.map { name in
             let args = (cases[name]?["args"] as? [String: Any] ?? [:]).mapValues { "\($0)" }
             return Case(name: name, args: args)
         }
     }()
 
     @Test func goldenCasesArePresent() {
-        #expect(Self.cases.count >= 42)
+        #expect(Self.cases.count >= 65)
     }
+
+    static let repoRoot = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
 
     @Test func committedCheckpointIsTheOneTheGoldensWereMadeFrom() throws {
         #expect(try StableDiffusionModel.fileSHA256(Fixtures.checkpoint) == Fixtures.checkpointSHA256)
@@ -59,8 +65,11 @@ import Testing
         r.subseedStrength = Double(a["subseed_strength"] ?? "0")!
         r.seedResizeFromW = Int(a["seed_resize_from_w"] ?? "-1")!
         r.seedResizeFromH = Int(a["seed_resize_from_h"] ?? "-1")!
+        if let dir = a["lora_dir"] {
+            r.networks = try NetworkResolver(directories: [repoRoot.appendingPathComponent(dir)]).uses(in: r.prompt).uses
+        }
         if let path = a["init_image"] {
-            let (img, _) = try PNG.decode(Data(contentsOf: Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(path)))
+            let (img, _) = try PNG.decode(Data(contentsOf: repoRoot.appendingPathComponent(path)))
             r.initImage = InitImage(width: img.width, height: img.height, rgb: img.flattenedRGB())
             r.denoisingStrength = Double(a["denoising_strength"] ?? "0.75")!
         }
@@ -74,11 +83,33 @@ import Testing
         #expect(params["checkpoint_sha256"] as? String == Fixtures.checkpointSHA256)
         let floor = (params["float32_vs_float64"] as? [String: Any])?["latents_rel_l2"] as? Double ?? 0
         let sink = MemoryDump()
-        let images = try Fixtures.pipeline.txt2img(Self.request(c.args), dump: sink)
+        let pipeline = c.args["lora_dir"] != nil ? Fixtures.networkPipeline : Fixtures.pipeline
+        let images = try pipeline.txt2img(Self.request(c.args), dump: sink)
 
+        // Prompt editing / AND: the schedules, and every distinct scheduled text's conditioning.
+        var firstTexts = (cond: c.args["prompt"] ?? "", uncond: c.args["negative"] ?? "")
+        if let sched = params["prompt_schedules"] as? [String: Any], let parts = sched["and_parts"] as? [[String: Any]],
+           let negative = sched["negative"] as? [[Any]] {
+            let request = try Self.request(c.args)
+            let mine = PromptSchedule.splitAND(ExtraNetworkTags.strip(request.prompt))
+            #expect(mine.map(\.weight) == parts.map { $0["weight"] as? Double ?? .nan }, "AND weights")
+            func entries(_ raw: [[Any]]) -> [PromptSchedule.Entry] { raw.map { .init($0[0] as! Int, $0[1] as! String) } }
+            for (m, ref) in zip(mine, parts) {
+                #expect(PromptSchedule.schedule(m.text, steps: request.steps) == entries(ref["schedule"] as! [[Any]]), "schedule of '\(m.text)'")
+            }
+            #expect(PromptSchedule.schedule(request.negativePrompt, steps: request.steps) == entries(negative), "negative schedule")
+            firstTexts = (entries(parts[0]["schedule"] as! [[Any]])[0].text, entries(negative)[0].text)
+            for (j, text) in (params["distinct_conds"] as? [String] ?? []).enumerated() {
+                let url = dir.appendingPathComponent("cond_distinct_\(j).npy")
+                guard FileManager.default.fileExists(atPath: url.path) else { continue }  // older cases keep cond.npy only
+                let ref = try NPY.read(url)
+                let d = relativeL2(pipeline.encode(text, clipSkip: request.clipSkip).0.scalars, ref.values)
+                #expect(d <= 1e-5, "conditioning of '\(text)': relative L2 \(d)")
+            }
+        }
         // Tokens and emphasis multipliers against the oracle's chunks.
         let tokens = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("tokens.json"))) as! [String: [String: Any]]
-        for (side, text) in [("cond", c.args["prompt"] ?? ""), ("uncond", c.args["negative"] ?? "")] {
+        for (side, text) in [("cond", firstTexts.cond), ("uncond", firstTexts.uncond)] {
             let chunks = PromptParser.chunks(text, tokenizer: .shared)
             #expect(chunks.map(\.tokens) == tokens[side]?["chunks"] as? [[Int]], "\(side) token ids")
             let mults = tokens[side]?["multipliers"] as? [[Double]] ?? []

@@ -17,6 +17,9 @@ enum Fixtures {
         do { return try StableDiffusionModel(path: checkpoint) } catch { fatalError("cannot load \(checkpoint): \(error)") }
     }()
     static let pipeline = Pipeline(model: model)
+    /// A second copy of the model for generations with extra networks, which patch weights in
+    /// place: the suites that run beside them keep the unpatched `pipeline`.
+    static let networkPipeline = Pipeline(model: try! StableDiffusionModel(path: checkpoint))
 }
 
 /// Keeps dumped intermediates in memory.
