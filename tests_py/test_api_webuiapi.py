@@ -239,3 +239,41 @@ def test_variation_seed_keeps_the_seed_and_counts_subseeds(server):
     assert r.json["images"][0] != r.json["images"][1]
     plain = client(server).txt2img(prompt="a lamp", seed=30, width=64, height=64, seed_resize_from_w=96, seed_resize_from_h=96)
     assert "Seed resize from: 96x96" in plain.info["infotexts"][0]
+
+
+NETWORKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Tests", "Fixtures", "networks")
+
+
+def test_lora_tag_changes_the_picture_names_its_hash_and_is_listed(make_server):
+    import shutil
+    s = make_server("--nowebui")
+    api = client(s)
+    plain = api.txt2img(prompt="a photo of a cat", seed=5, steps=4, width=64, height=64)
+    lora_dir = os.path.join(s.data, "models", "Lora")
+    os.makedirs(lora_dir, exist_ok=True)
+    shutil.copy(os.path.join(NETWORKS, "Lora", "tiny_lora.safetensors"), lora_dir)
+    # picked up without a restart or refresh
+    assert [l["name"] for l in requests.get(f"{s.url}/sdapi/v1/loras").json()] == ["tiny_lora"]
+    with_lora = api.txt2img(prompt="a photo of a cat <lora:tiny_lora:0.8>", seed=5, steps=4, width=64, height=64)
+    assert with_lora.image.tobytes() != plain.image.tobytes()
+    info = with_lora.info["infotexts"][0]
+    assert info.startswith("a photo of a cat <lora:tiny_lora:0.8>")
+    assert 'Lora hashes: "tiny_lora: ' in info
+    # back without the tag: exactly the first picture again (weights restored, no drift)
+    again = api.txt2img(prompt="a photo of a cat", seed=5, steps=4, width=64, height=64)
+    assert again.image.tobytes() == plain.image.tobytes()
+    # a network that does not exist is skipped, as A1111 does
+    missing = api.txt2img(prompt="a photo of a cat <lora:nope:1>", seed=5, steps=4, width=64, height=64)
+    assert missing.image.tobytes() == plain.image.tobytes()
+    r = requests.post(f"{s.url}/sdapi/v1/txt2img", json={"prompt": "a <hypernet:h:1>", "steps": 2, "width": 64, "height": 64})
+    assert r.status_code == 422 and "hypernet" in r.json()["detail"]
+    r = requests.post(f"{s.url}/sdapi/v1/txt2img", json={"prompt": "a <lora:tiny_lora:lots>", "steps": 2, "width": 64, "height": 64})
+    assert r.status_code == 422 and "lots" in r.text
+
+
+def test_prompt_editing_and_and_change_the_picture_against_their_plain_prompts(server):
+    api = client(server)
+    cat = api.txt2img(prompt="a photo of a cat", seed=9, steps=6, width=64, height=64).image.tobytes()
+    edit = api.txt2img(prompt="a photo of a [cat:dog:3]", seed=9, steps=6, width=64, height=64).image.tobytes()
+    composed = api.txt2img(prompt="a photo of a cat AND a dog:0.5", seed=9, steps=6, width=64, height=64).image.tobytes()
+    assert len({cat, edit, composed}) == 3

@@ -48,7 +48,7 @@ public final class NetworkFile: @unchecked Sendable {
 
     /// A1111's `convert_diffusers_name_to_compvis` for SD 1.x: kohya's diffusers-path names
     /// to the LDM module names with `.` written as `_`.
-    static func compvisName(_ key: String) -> String {
+    public static func compvisName(_ key: String) -> String {
         func groups(_ pattern: String) -> [String]? {
             guard let re = try? NSRegularExpression(pattern: "^" + pattern + "$"),
                   let m = re.firstMatch(in: key, range: NSRange(key.startIndex..., in: key)) else { return nil }
