@@ -38,6 +38,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Write intermediates as .npy files into this directory (reference oracle names).") var dump: String?
     @Option(help: "img2img: init image (PNG, JPEG or WebP; resized to -W x -H with Lanczos as A1111).") var initImage: String?
     @Option(help: "img2img: how much of the init image to repaint (0 < x ≤ 1).") var denoisingStrength: Double = 0.75
+    @Option(help: "Where <lora:NAME:…> tags find NAME.safetensors (default: the model's dir/../Lora).") var loraDir: String?
 
     func run() throws {
         if let threads {
@@ -46,6 +47,11 @@ struct Generate: ParsableCommand {
         }
         var r = GenerationRequest()
         r.prompt = prompt
+        let networkDir = loraDir.map { URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: model).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Lora")
+        let (uses, missing) = try NetworkResolver(directories: [networkDir]).uses(in: prompt)
+        if !missing.isEmpty { FileHandle.standardError.write(Data("networks not found in \(networkDir.path): \(missing.joined(separator: ", "))\n".utf8)) }
+        r.networks = uses
         r.negativePrompt = negativePrompt
         r.seed = seed
         r.steps = steps
