@@ -63,3 +63,37 @@ public final class NetworkResolver: @unchecked Sendable {
         return (uses, missing)
     }
 }
+
+/// The textual-inversion embeddings of the embeddings directories, loaded once per file version;
+/// names are matched in prompts by their CLIP tokens (longest first), as A1111's
+/// `EmbeddingDatabase` does. Files of another width than the model's are skipped.
+public final class EmbeddingLibrary: @unchecked Sendable {
+    public let directories: [URL]
+    private let lock = NSLock()
+    private var cache: [String: (modified: Date, size: Int, embedding: TextualInversion?)] = [:]
+
+    public init(directories: [URL]) { self.directories = directories }
+
+    /// Every embedding on disk whose width is `width` (unreadable files are skipped and named).
+    public func embeddings(width: Int?) -> (loaded: [TextualInversion], skipped: [String]) {
+        var loaded: [TextualInversion] = [], skipped: [String] = [], seen = Set<String>()
+        for dir in directories {
+            guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { continue }
+            for case let url as URL in e where ["safetensors", "pt", "bin"].contains(url.pathExtension.lowercased()) {
+                let name = url.deletingPathExtension().lastPathComponent
+                guard seen.insert(name).inserted else { continue }
+                let attrs = try? FileManager.default.attributesOfItem(atPath: url.path)
+                let modified = attrs?[.modificationDate] as? Date ?? .distantPast, size = attrs?[.size] as? Int ?? 0
+                var emb: TextualInversion?
+                if let c = lock.withLock({ cache[url.path] }), c.modified == modified, c.size == size {
+                    emb = c.embedding
+                } else {
+                    emb = try? TextualInversion(path: url.path)
+                    lock.withLock { cache[url.path] = (modified, size, emb) }
+                }
+                if let emb, width == nil || emb.vectors.shape[1] == width { loaded.append(emb) } else { skipped.append(name) }
+            }
+        }
+        return (loaded, skipped)
+    }
+}

@@ -44,6 +44,8 @@ public struct GenerationRequest: Sendable, Equatable {
     public var seedResizeFromH = -1
     /// extra networks (LoRA …) patched into the model for this generation, in prompt order
     public var networks: [NetworkUse] = []
+    /// textual-inversion embeddings a prompt may name (matched by their tokens)
+    public var embeddings: [TextualInversion] = []
 
     public init() {}
 
@@ -161,12 +163,13 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Conditioning for a prompt: each 77-token chunk through CLIP, emphasis applied with
     /// A1111's "Original" mean restoration, chunks concatenated → `[1, 77·k, C]`.
-    public func encode(_ text: String, clipSkip: Int) -> (Tensor, [PromptChunk]) {
-        let chunks = PromptParser.chunks(text, tokenizer: tokenizer)
+    public func encode(_ text: String, clipSkip: Int, embeddings: EmbeddingLookup? = nil) -> (Tensor, [PromptChunk]) {
+        let chunks = PromptParser.chunks(text, tokenizer: tokenizer, embeddings: embeddings)
         let c = model.textEncoder.config.hidden
         let out = Tensor(uninitialized: [1, 77 * chunks.count, c])
         for (k, chunk) in chunks.enumerated() {
-            let z = model.textEncoder.encode(chunk.tokens, clipSkip: clipSkip)
+            let z = model.textEncoder.encode(chunk.tokens, clipSkip: clipSkip,
+                                             replacing: chunk.fixes.map { (offset: $0.offset + 1, vectors: $0.vectors) })
             let zp = z.unsafePointer
             let n = z.count
             var before = 0.0
@@ -186,6 +189,8 @@ public final class Pipeline: @unchecked Sendable {
     public struct Conditioning {
         public var parts: [(weight: Double, schedule: [(endAt: Int, cond: Tensor)])]
         public var negative: [(endAt: Int, cond: Tensor)]
+        /// the embeddings the prompts named, in order of first use (for `TI hashes`)
+        public var embeddingsUsed: [TextualInversion] = []
 
         static func pick(_ schedule: [(endAt: Int, cond: Tensor)], at k: Int) -> Tensor {
             (schedule.first { k <= $0.endAt } ?? schedule[0]).cond
@@ -195,9 +200,14 @@ public final class Pipeline: @unchecked Sendable {
     /// Encodes every distinct scheduled text once.
     public func conditioning(_ r: GenerationRequest) -> Conditioning {
         var cache: [String: Tensor] = [:]
+        let width = model.textEncoder.config.hidden
+        let usable = r.embeddings.filter { $0.vectors.shape[1] == width }
+        let lookup = usable.isEmpty ? nil : EmbeddingLookup(usable, tokenizer: tokenizer)
+        var used: [String] = []
         func encoded(_ text: String) -> Tensor {
             if let c = cache[text] { return c }
-            let c = encode(text, clipSkip: r.clipSkip).0
+            let (c, chunks) = encode(text, clipSkip: r.clipSkip, embeddings: lookup)
+            for fix in chunks.flatMap(\.fixes) where !used.contains(fix.embedding) { used.append(fix.embedding) }
             cache[text] = c
             return c
         }
@@ -205,7 +215,7 @@ public final class Pipeline: @unchecked Sendable {
             (weight: part.weight, schedule: PromptSchedule.schedule(part.text, steps: r.steps).map { (endAt: $0.endAt, cond: encoded($0.text)) })
         }
         let negative = PromptSchedule.schedule(r.negativePrompt, steps: r.steps).map { (endAt: $0.endAt, cond: encoded($0.text)) }
-        return Conditioning(parts: parts, negative: negative)
+        return Conditioning(parts: parts, negative: negative, embeddingsUsed: used.compactMap { n in usable.first { $0.name == n } })
     }
 
     /// How many sampler steps a request runs: `steps` for txt2img; for img2img `t_enc + 1`
@@ -250,7 +260,7 @@ public final class Pipeline: @unchecked Sendable {
             let decoded = decode(latents, dump: batch == 0 ? dump : nil)
             for (i, rgb) in decoded.enumerated() {
                 images.append(GeneratedImage(width: r.width, height: r.height, rgb: rgb, seed: seeds[i], subseed: subseeds[i],
-                                             infotext: infotext(r, seed: seeds[i], subseed: subseeds[i])))
+                                             infotext: infotext(r, seed: seeds[i], subseed: subseeds[i], embeddingsUsed: conditioning.embeddingsUsed)))
             }
             control?.clearSkip()
             if control?.interrupted == true { break }
@@ -467,7 +477,7 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// The infotext of one image (A1111 1.10 field order).
-    public func infotext(_ r: GenerationRequest, seed: UInt64, subseed: UInt64 = 0) -> String {
+    public func infotext(_ r: GenerationRequest, seed: UInt64, subseed: UInt64 = 0, embeddingsUsed: [TextualInversion] = []) -> String {
         Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: [
             ("Steps", String(r.steps)),
             ("Sampler", r.sampler.rawValue),
@@ -488,6 +498,9 @@ public final class Pipeline: @unchecked Sendable {
             ("Eta DDIM", r.sampler == .ddim && (r.eta ?? 0) != 0 ? Infotext.pythonFloat(r.eta!) : nil),
             ("Lora hashes", r.networks.isEmpty ? nil : r.networks.map { u in
                 u.file.name.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ",", with: "") + ": " + u.file.shortHash
+            }.joined(separator: ", ")),
+            ("TI hashes", embeddingsUsed.isEmpty ? nil : embeddingsUsed.map { e in
+                e.name.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ",", with: "") + ": " + e.shortHash
             }.joined(separator: ", ")),
             ("Version", "v1.10.1"),
         ])

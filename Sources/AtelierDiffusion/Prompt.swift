@@ -1,4 +1,5 @@
 import AtelierModels
+import AtelierTensor
 import Foundation
 
 /// A1111's prompt language, the emphasis part (`prompt_parser.parse_prompt_attention`).
@@ -119,32 +120,69 @@ public enum PromptParser {
     }
 }
 
-/// One 77-token chunk: BOS, 75 tokens (padded with EOS), EOS, and a multiplier per token.
+/// One 77-token chunk: BOS, 75 tokens (padded with EOS), EOS, and a multiplier per token;
+/// embeddings' vectors replace the placeholder tokens (id 0) at their offsets.
 public struct PromptChunk: Equatable, Sendable {
     public var tokens: [Int]
     public var multipliers: [Double]
+    public var fixes: [Fix] = []
+
+    /// An embedding at `offset` (counted after BOS, as A1111's `PromptChunkFix`).
+    public struct Fix: Equatable, @unchecked Sendable {
+        public var offset: Int
+        public var embedding: String
+        public var vectors: Tensor
+        public static func == (a: Fix, b: Fix) -> Bool { a.offset == b.offset && a.embedding == b.embedding }
+    }
+}
+
+/// Embedding names by their CLIP tokens, for the chunker (A1111's `ids_lookup`).
+public struct EmbeddingLookup {
+    var byFirstToken: [Int: [(ids: [Int], embedding: TextualInversion)]] = [:]
+
+    public init(_ embeddings: [TextualInversion], tokenizer: CLIPTokenizer) {
+        for e in embeddings {
+            let ids = tokenizer.encode(e.name)
+            guard let first = ids.first else { continue }
+            byFirstToken[first, default: []].append((ids, e))
+            byFirstToken[first]!.sort { $0.ids.count > $1.ids.count }
+        }
+    }
+
+    func match(_ tokens: [Int], at position: Int) -> (embedding: TextualInversion, length: Int)? {
+        guard let candidates = byFirstToken[tokens[position]] else { return nil }
+        for (ids, e) in candidates where position + ids.count <= tokens.count && Array(tokens[position..<(position + ids.count)]) == ids {
+            return (e, ids.count)
+        }
+        return nil
+    }
 }
 
 extension PromptParser {
     /// A1111's `tokenize_line`: 75-token chunks; when a chunk fills up and a comma lies within
     /// the last 20 tokens, the tokens after it move to the next chunk; `BREAK` closes a chunk.
-    public static func chunks(_ text: String, tokenizer: CLIPTokenizer, emphasis: Bool = true) -> [PromptChunk] {
+    public static func chunks(_ text: String, tokenizer: CLIPTokenizer, emphasis: Bool = true,
+                              embeddings: EmbeddingLookup? = nil) -> [PromptChunk] {
         let chunkLength = 75, backtrack = 20
         let comma = tokenizer.id(of: ",</w>")
         let parsed = emphasis ? parseEmphasis(text) : [Fragment(text, 1)]
         var chunks: [PromptChunk] = []
         var ids: [Int] = [], mults: [Double] = []
+        var fixes: [PromptChunk.Fix] = []
         var lastComma = -1
         func close() {
             let pad = chunkLength - ids.count
             chunks.append(PromptChunk(
                 tokens: [CLIPTokenizer.bos] + ids + Array(repeating: CLIPTokenizer.eos, count: pad + 1),
-                multipliers: [1] + mults + Array(repeating: 1, count: pad + 1)))
-            ids = []; mults = []; lastComma = -1
+                multipliers: [1] + mults + Array(repeating: 1, count: pad + 1), fixes: fixes))
+            ids = []; mults = []; fixes = []; lastComma = -1
         }
         for frag in parsed {
             if frag.text == "BREAK" && frag.weight == -1 { close(); continue }
-            for tok in tokenizer.encode(frag.text) {
+            let tokens = tokenizer.encode(frag.text)
+            var position = 0
+            while position < tokens.count {
+                let tok = tokens[position]
                 if tok == comma {
                     lastComma = ids.count
                 } else if ids.count == chunkLength && lastComma != -1 && ids.count - lastComma <= backtrack {
@@ -155,8 +193,18 @@ extension PromptParser {
                     ids = movedIds; mults = movedMults
                 }
                 if ids.count == chunkLength { close() }
-                ids.append(tok)
-                mults.append(frag.weight)
+                guard let (embedding, length) = embeddings?.match(tokens, at: position) else {
+                    ids.append(tok)
+                    mults.append(frag.weight)
+                    position += 1
+                    continue
+                }
+                let n = embedding.vectors.shape[0]
+                if ids.count + n > chunkLength { close() }
+                fixes.append(PromptChunk.Fix(offset: ids.count, embedding: embedding.name, vectors: embedding.vectors))
+                ids += Array(repeating: 0, count: n)
+                mults += Array(repeating: frag.weight, count: n)
+                position += length
             }
         }
         if !ids.isEmpty || chunks.isEmpty { close() }

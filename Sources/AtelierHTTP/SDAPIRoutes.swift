@@ -77,13 +77,17 @@ struct SDAPIRoutes {
             }))
         }
         v1.get("embeddings") { _, _ -> Response in
-            // Listed as skipped until the engine applies textual inversion (a prompt naming one would not use it).
-            var skipped: [String: JSONValue] = [:]
-            for url in Self.files(in: instance.data.embeddingsDir, extensions: ["safetensors", "pt", "bin"]) {
-                skipped[url.deletingPathExtension().lastPathComponent] = .object(["step": .null, "sd_checkpoint": .null,
-                    "sd_checkpoint_name": .null, "shape": .null, "vectors": .null])
+            // loaded: readable embeddings (the loaded model's width, when one is loaded); skipped: the rest
+            let (loaded, skipped) = instance.embeddings.embeddings(width: instance.loadedTextWidth)
+            var l: [String: JSONValue] = [:], sk: [String: JSONValue] = [:]
+            for e in loaded {
+                l[e.name] = .object(["step": .null, "sd_checkpoint": .null, "sd_checkpoint_name": .null,
+                                     "shape": .int(e.vectors.shape[1]), "vectors": .int(e.vectors.shape[0])])
             }
-            return jsonResponse(.object(["loaded": .object([:]), "skipped": .object(skipped)]))
+            for name in skipped {
+                sk[name] = .object(["step": .null, "sd_checkpoint": .null, "sd_checkpoint_name": .null, "shape": .null, "vectors": .null])
+            }
+            return jsonResponse(.object(["loaded": .object(l), "skipped": .object(sk)]))
         }
         for path in ["extra-single-image", "extra-batch-images"] {
             v1.post(RouterPath(stringLiteral: path)) { _, _ -> Response in

@@ -214,3 +214,51 @@ extension StableDiffusionModel {
         }
     }
 }
+
+/// A textual-inversion embedding (A1111's `create_embedding_from_data`): vectors that stand for
+/// its name in a prompt. `.safetensors` (`emb_params`, or a single tensor) and `.pt` / `.bin`
+/// (`string_to_param`) read through the restricted unpickler.
+public struct TextualInversion: Equatable, @unchecked Sendable {
+    public static func == (a: TextualInversion, b: TextualInversion) -> Bool { a.path == b.path && a.shortHash == b.shortHash }
+
+    /// the file name without extension: the word that calls it in a prompt
+    public let name: String
+    public let path: String
+    /// `[n, dim]`
+    public let vectors: Tensor
+    /// sha256 of the file, first 12 hex digits (A1111's `TI hashes`)
+    public let shortHash: String
+
+    public init(path: String) throws {
+        self.path = path
+        let fileName = (path as NSString).lastPathComponent
+        name = (fileName as NSString).deletingPathExtension
+        let ext = (fileName as NSString).pathExtension.lowercased()
+        var tensors: [String: Tensor] = [:]
+        if ext == "safetensors" {
+            let file = try SafeTensorsFile(path: path)
+            for k in file.names { tensors[k] = try file.tensor(k) }
+        } else if ext == "pt" || ext == "bin" {
+            tensors = try TorchFile.load(path: path).tensors
+        } else {
+            throw ModelFileError(file: fileName, "not an embedding file (.safetensors, .pt or .bin)")
+        }
+        let chosen: Tensor?
+        if let v = tensors["emb_params"] {
+            chosen = v
+        } else if let k = tensors.keys.sorted().first(where: { $0.hasPrefix("string_to_param.") }) {
+            chosen = tensors[k]
+        } else if tensors.count == 1 {
+            chosen = tensors.values.first
+        } else {
+            chosen = nil
+        }
+        guard var v = chosen else {
+            throw ModelFileError(file: fileName, "no embedding inside (expected emb_params or string_to_param; SDXL clip_l/clip_g embeddings are not supported)")
+        }
+        if v.shape.count == 1 { v = v.reshaped([1, v.shape[0]]) }
+        guard v.shape.count == 2 else { throw ModelFileError(file: fileName, "embedding of shape \(v.shape); expected [vectors, width]") }
+        vectors = v
+        shortHash = String(try StableDiffusionModel.fileSHA256(path).prefix(12))
+    }
+}

@@ -76,6 +76,8 @@ public final class Instance: @unchecked Sendable {
     public let storage: any FileStorage
     /// LoRA / LyCORIS files of the data dir's Lora folder, for `<lora:…>` tags
     public let networks: NetworkResolver
+    /// textual-inversion embeddings of the data dir's embeddings folder
+    public let embeddings: EmbeddingLibrary
     private let jobs = DispatchQueue(label: "atelier.jobs", qos: .userInitiated)
     private let control = JobControl()
     private let lock = NSLock()
@@ -89,6 +91,7 @@ public final class Instance: @unchecked Sendable {
         library = ModelLibrary(directory: data.checkpointDir, hashing: hashing)
         storage = LocalStorage(root: data.root)
         networks = NetworkResolver(directories: [data.loraDir])
+        embeddings = EmbeddingLibrary(directories: [data.embeddingsDir])
     }
 
     public static func randomTaskID() -> String {
@@ -131,6 +134,9 @@ public final class Instance: @unchecked Sendable {
 
     public func unloadCheckpoint() { lock.withLock { loaded = nil } }
 
+    /// The text encoder's width of the loaded model (nil before one is loaded).
+    public var loadedTextWidth: Int? { lock.withLock { loaded?.pipeline.model.textEncoder.config.hidden } }
+
     /// Runs work on the job queue (FIFO, one at a time) without blocking the caller's thread.
     public func enqueue<T: Sendable>(taskID: String? = nil, _ work: @escaping @Sendable () throws -> T) async throws -> T {
         if let taskID { lock.withLock { state.queued.append(taskID) } }
@@ -168,6 +174,7 @@ public final class Instance: @unchecked Sendable {
             NSLog("Networks not found: %@ (in %@)", missing.joined(separator: ", "), data.loraDir.path)
         }
         job.request.networks = uses
+        job.request.embeddings = embeddings.embeddings(width: nil).loaded
         let info = try checkpoint(named: job.checkpoint)
         let resolved = job
         return try await enqueue(taskID: resolved.taskID) { [self] in try run(resolved, info: info) }

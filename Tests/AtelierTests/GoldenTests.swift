@@ -24,19 +24,15 @@ import Testing
         guard let data = try? Data(contentsOf: Fixtures.golden.appendingPathComponent("index.json")),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let cases = json["cases"] as? [String: [String: Any]] else { return [] }
-        // Inpainting goldens (cases with a mask) wait for the engine's inpainting (engine-breadth
-        // issue); textual-inversion cases (embeddings_dir) for embeddings (parity issue).
-        return cases.keys.sorted().filter {
-            let args = cases[$0]?["args"] as? [String: Any]
-            return args?["mask"] == nil && args?["embeddings_dir"] == nil
-        }.map { name in
+        // Inpainting goldens (cases with a mask) wait for the engine's inpainting (engine-breadth issue).
+        return cases.keys.sorted().filter { (cases[$0]?["args"] as? [String: Any])?["mask"] == nil }.map { name in
             let args = (cases[name]?["args"] as? [String: Any] ?? [:]).mapValues { "\($0)" }
             return Case(name: name, args: args)
         }
     }()
 
     @Test func goldenCasesArePresent() {
-        #expect(Self.cases.count >= 65)
+        #expect(Self.cases.count >= 67)
     }
 
     static let repoRoot = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
@@ -65,6 +61,9 @@ import Testing
         r.subseedStrength = Double(a["subseed_strength"] ?? "0")!
         r.seedResizeFromW = Int(a["seed_resize_from_w"] ?? "-1")!
         r.seedResizeFromH = Int(a["seed_resize_from_h"] ?? "-1")!
+        if let dir = a["embeddings_dir"] {
+            r.embeddings = EmbeddingLibrary(directories: [repoRoot.appendingPathComponent(dir)]).embeddings(width: nil).loaded
+        }
         if let dir = a["lora_dir"] {
             r.networks = try NetworkResolver(directories: [repoRoot.appendingPathComponent(dir)]).uses(in: r.prompt).uses
         }
@@ -84,7 +83,9 @@ import Testing
         let floor = (params["float32_vs_float64"] as? [String: Any])?["latents_rel_l2"] as? Double ?? 0
         let sink = MemoryDump()
         let pipeline = c.args["lora_dir"] != nil ? Fixtures.networkPipeline : Fixtures.pipeline
-        let images = try pipeline.txt2img(Self.request(c.args), dump: sink)
+        let request = try Self.request(c.args)
+        let lookup = request.embeddings.isEmpty ? nil : EmbeddingLookup(request.embeddings, tokenizer: .shared)
+        let images = try pipeline.txt2img(request, dump: sink)
 
         // Prompt editing / AND: the schedules, and every distinct scheduled text's conditioning.
         var firstTexts = (cond: c.args["prompt"] ?? "", uncond: c.args["negative"] ?? "")
@@ -103,14 +104,14 @@ import Testing
                 let url = dir.appendingPathComponent("cond_distinct_\(j).npy")
                 guard FileManager.default.fileExists(atPath: url.path) else { continue }  // older cases keep cond.npy only
                 let ref = try NPY.read(url)
-                let d = relativeL2(pipeline.encode(text, clipSkip: request.clipSkip).0.scalars, ref.values)
+                let d = relativeL2(pipeline.encode(text, clipSkip: request.clipSkip, embeddings: lookup).0.scalars, ref.values)
                 #expect(d <= 1e-5, "conditioning of '\(text)': relative L2 \(d)")
             }
         }
         // Tokens and emphasis multipliers against the oracle's chunks.
         let tokens = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("tokens.json"))) as! [String: [String: Any]]
         for (side, text) in [("cond", firstTexts.cond), ("uncond", firstTexts.uncond)] {
-            let chunks = PromptParser.chunks(text, tokenizer: .shared)
+            let chunks = PromptParser.chunks(text, tokenizer: .shared, embeddings: lookup)
             #expect(chunks.map(\.tokens) == tokens[side]?["chunks"] as? [[Int]], "\(side) token ids")
             let mults = tokens[side]?["multipliers"] as? [[Double]] ?? []
             #expect(chunks.map(\.multipliers).count == mults.count)
