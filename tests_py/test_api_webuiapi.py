@@ -277,3 +277,20 @@ def test_prompt_editing_and_and_change_the_picture_against_their_plain_prompts(s
     edit = api.txt2img(prompt="a photo of a [cat:dog:3]", seed=9, steps=6, width=64, height=64).image.tobytes()
     composed = api.txt2img(prompt="a photo of a cat AND a dog:0.5", seed=9, steps=6, width=64, height=64).image.tobytes()
     assert len({cat, edit, composed}) == 3
+
+
+def test_embedding_named_in_the_prompt_is_applied_listed_and_hashed(make_server):
+    import shutil
+    s = make_server("--nowebui")
+    api = client(s)
+    plain = api.txt2img(prompt="a photo of tinyemb", seed=3, steps=4, width=64, height=64)
+    emb_dir = os.path.join(s.data, "embeddings")
+    os.makedirs(emb_dir, exist_ok=True)
+    shutil.copy(os.path.join(NETWORKS, "embeddings", "tinyemb.safetensors"), emb_dir)
+    shutil.copy(os.path.join(NETWORKS, "embeddings", "tinyemb3.pt"), emb_dir)
+    listed = requests.get(f"{s.url}/sdapi/v1/embeddings").json()
+    assert listed["loaded"]["tinyemb"]["vectors"] == 2 and listed["loaded"]["tinyemb3"]["vectors"] == 3
+    with_emb = api.txt2img(prompt="a photo of tinyemb", seed=3, steps=4, width=64, height=64)
+    assert with_emb.image.tobytes() != plain.image.tobytes()
+    assert 'TI hashes: "tinyemb: ' in with_emb.info["infotexts"][0]
+    assert "tinyemb3" not in with_emb.info["infotexts"][0], "only the embeddings a prompt uses are hashed"
