@@ -99,12 +99,12 @@ public final class StableDiffusionModel: @unchecked Sendable {
         let fileName = (path as NSString).lastPathComponent
         name = ((fileName as NSString).deletingPathExtension)
         let ext = (fileName as NSString).pathExtension.lowercased()
-        guard ext == "safetensors" else {
-            throw ModelFileError(file: fileName, ext == "ckpt" || ext == "pt" || ext == "pth"
-                ? "pickled .\(ext) checkpoints are not supported yet; convert it to .safetensors"
-                : "not a .safetensors checkpoint")
+        let file: any TensorSource
+        switch ext {
+        case "safetensors": file = try SafeTensorsFile(path: path)
+        case "ckpt", "pt", "pth": file = try PickledTensors(path: path)
+        default: throw ModelFileError(file: fileName, "not a checkpoint (.safetensors or .ckpt)")
         }
-        let file = try SafeTensorsFile(path: path)
         let store = WeightStore(file: file)
         let arch = Architecture.detect(store)
         guard arch == .sd1 else {

@@ -1,10 +1,41 @@
 import AtelierTensor
 import Foundation
 
+/// Where a model's tensors come from: a `.safetensors` file (mmapped) or a pickled torch file.
+public protocol TensorSource: AnyObject {
+    var path: String { get }
+    var names: [String] { get }
+    func shape(of name: String) -> [Int]?
+    func tensor(_ name: String) throws -> Tensor
+}
+
+extension SafeTensorsFile: TensorSource {
+    public func shape(of name: String) -> [Int]? { entries[name]?.shape }
+}
+
+/// The tensors of a `.ckpt` / `.pt` / `.pth` file, read through the restricted unpickler
+/// (all at once: a pickle cannot be read lazily).
+public final class PickledTensors: TensorSource {
+    public let path: String
+    private let tensors: [String: Tensor]
+
+    public init(path: String) throws {
+        self.path = path
+        tensors = try TorchFile.load(path: path).tensors
+    }
+
+    public var names: [String] { Array(tensors.keys) }
+    public func shape(of name: String) -> [Int]? { tensors[name]?.shape }
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let t = tensors[name] else { throw ModelFileError(file: (path as NSString).lastPathComponent, "missing tensor \(name)") }
+        return t
+    }
+}
+
 /// Hands out a checkpoint's tensors by key and keeps account of which were used, so a
 /// missing, misshapen or left-over key is an error naming the file, the key and the shapes.
 public final class WeightStore {
-    public let file: SafeTensorsFile
+    public let file: any TensorSource
     /// canonical key → key in the file (A1111's key replacements and wrappers undone)
     private let keyMap: [String: String]
     private var used: Set<String> = []
@@ -13,7 +44,7 @@ public final class WeightStore {
     public private(set) var taken: [String: Tensor] = [:]
     public var fileName: String { (file.path as NSString).lastPathComponent }
 
-    public init(file: SafeTensorsFile) {
+    public init(file: any TensorSource) {
         self.file = file
         keyMap = Self.canonicalKeys(file.names)
     }
@@ -22,15 +53,15 @@ public final class WeightStore {
 
     public func has(_ key: String) -> Bool { keyMap[key] != nil }
 
-    public func shape(_ key: String) -> [Int]? { keyMap[key].flatMap { file.entries[$0]?.shape } }
+    public func shape(_ key: String) -> [Int]? { keyMap[key].flatMap { file.shape(of: $0) } }
 
     /// The tensor at `key`, which must have `shape` when one is given.
     public func take(_ key: String, shape expected: [Int]? = nil) throws -> Tensor {
-        guard let stored = keyMap[key], let entry = file.entries[stored] else {
+        guard let stored = keyMap[key], let entryShape = file.shape(of: stored) else {
             throw ModelFileError(file: fileName, "missing tensor \(key)" + (expected.map { " (expected shape \($0))" } ?? ""))
         }
-        if let expected, entry.shape != expected {
-            throw ModelFileError(file: fileName, "tensor \(key) has shape \(entry.shape), the model expects \(expected)")
+        if let expected, entryShape != expected {
+            throw ModelFileError(file: fileName, "tensor \(key) has shape \(entryShape), the model expects \(expected)")
         }
         used.insert(key)
         let t = try file.tensor(stored)

@@ -44,3 +44,21 @@ struct PickleTests {
         #expect(throws: ModelFileError.self) { try TorchFile.load(path: cut.path) }
     }
 }
+
+extension PickleTests {
+    /// The same weights as a pickled `.ckpt` (tools/make_ckpt_fixture.py) give the same picture.
+    @Test func aCkptCheckpointLoadsAndGeneratesTheSafetensorsPicture() throws {
+        let ckpt = try StableDiffusionModel(path: Fixtures.root.appendingPathComponent("models/tiny-sd15.ckpt").path)
+        var r = GenerationRequest()
+        r.prompt = "a photo of a cat"
+        r.seed = 1
+        r.steps = 3
+        r.width = 64
+        r.height = 64
+        r.randnSource = .cpu
+        let fromCkpt = try Pipeline(model: ckpt).txt2img(r)
+        let fromSafetensors = try Pipeline(model: try StableDiffusionModel(path: Fixtures.checkpoint)).txt2img(r)
+        #expect(fromCkpt[0].rgb == fromSafetensors[0].rgb)
+        #expect(ckpt.name == "tiny-sd15")
+    }
+}
