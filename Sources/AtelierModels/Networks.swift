@@ -19,17 +19,16 @@ public final class NetworkFile: @unchecked Sendable {
         self.path = path
         let fileName = (path as NSString).lastPathComponent
         name = (fileName as NSString).deletingPathExtension
-        guard (fileName as NSString).pathExtension.lowercased() == "safetensors" else {
-            throw ModelFileError(file: fileName, "pickled network files are not supported yet; use the .safetensors version")
-        }
-        let file = try SafeTensorsFile(path: path)
+        let ext = (fileName as NSString).pathExtension.lowercased()
+        let file: any TensorSource = ext == "safetensors" ? try SafeTensorsFile(path: path) : try PickledTensors(path: path)
         var modules: [String: [String: Tensor]] = [:]
         for key in file.names {
             guard let dot = key.firstIndex(of: ".") else { continue }
             modules[String(key[..<dot]), default: [:]][String(key[key.index(after: dot)...])] = try file.tensor(key)
         }
         self.modules = modules
-        addnetHash = try Self.addnetHash(path)
+        // A1111: the "addnet" hash for safetensors, the file's sha256 otherwise
+        addnetHash = ext == "safetensors" ? try Self.addnetHash(path) : try StableDiffusionModel.fileSHA256(path)
     }
 
     public var shortHash: String { String(addnetHash.prefix(12)) }
