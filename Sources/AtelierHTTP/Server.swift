@@ -266,8 +266,11 @@ public struct AtelierServer {
             logger.warning("queue: \(recovered.count) request(s) died with the previous process (max_delivery \(queue.service.configuration.maxDelivery)): error results written for index \(recovered.map(String.init).joined(separator: ", "))")
         }
         let workers = QueueWorkers(service: queue.service, routes: sdapi, count: queue.workerThreads, logger: logger)
+        // Our pings find dead watchers whose TCP connection never closed. websocket-client answers
+        // a ping only while its owner waits in recv(), so a short period would cut off SDK users
+        // whose loop body takes a while (and redeliver what they hold): one minute.
         let ws = WebSocketServerConfiguration(maxFrameSize: queue.service.configuration.maxPayloadBytes + (64 << 10),
-                                              autoPing: .enabled(timePeriod: .seconds(5)))
+                                              autoPing: .enabled(timePeriod: .seconds(60)))
         let app = Application(router: buildRouter(), server: .http1QueueWatch(configuration: ws, handlerFor: queueRoutes.watchHandler),
                               configuration: appConfiguration, onServerRunning: onRunning, logger: logger)
         workers.start()
