@@ -24,7 +24,17 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
                 data BLOB NOT NULL, message TEXT NOT NULL DEFAULT '', PRIMARY KEY(queue, idx));
             CREATE INDEX IF NOT EXISTS entries_waiting ON entries(queue, priority DESC, redelivered DESC, idx) WHERE consumer IS NULL;
             CREATE INDEX IF NOT EXISTS entries_pending ON entries(queue, consumer) WHERE consumer IS NOT NULL;
+            CREATE TABLE IF NOT EXISTS lengths(queue TEXT PRIMARY KEY, n INTEGER NOT NULL);
+            CREATE TRIGGER IF NOT EXISTS entries_counted_in AFTER INSERT ON entries BEGIN
+                INSERT INTO lengths(queue, n) VALUES(NEW.queue, 1) ON CONFLICT(queue) DO UPDATE SET n = n + 1;
+            END;
+            CREATE TRIGGER IF NOT EXISTS entries_counted_out AFTER DELETE ON entries BEGIN
+                UPDATE lengths SET n = n - 1 WHERE queue = OLD.queue;
+            END;
             """)
+        // Queue lengths are kept by the triggers (a put checks `stream.maxLength` in O(1)); recounted
+        // once at open so that a file written before the triggers existed is right too.
+        try db.execute("BEGIN IMMEDIATE; DELETE FROM lengths; INSERT INTO lengths SELECT queue, count(*) FROM entries GROUP BY queue; COMMIT")
     }
 
     private typealias Work = (body: (SQLiteConnection) throws -> any Sendable, done: (Result<any Sendable, Error>) -> Void)
@@ -103,7 +113,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
 
     public func put(_ queue: QueueName, data: Data, tags: [String: String], path: String, priority: Int, maxLength: Int) async throws -> QueueEntry {
         try await transaction { db in
-            let length = try db.query("SELECT count(*) FROM entries WHERE queue = ?1", [.text(queue.description)]).first?.int(0) ?? 0
+            let length = try db.query("SELECT n FROM lengths WHERE queue = ?1", [.text(queue.description)]).first?.int(0) ?? 0
             guard length < maxLength else {
                 throw QueueError(429, field: "queue", "queue \(queue) is full (\(maxLength) entries); retry after results are committed")
             }
@@ -164,9 +174,10 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
 
     public func stats(_ queue: QueueName) async throws -> QueueStats {
         try await transaction { db in
-            let row = try db.query("SELECT count(*), coalesce(min(idx), 0) FROM entries WHERE queue = ?1", [.text(queue.description)]).first!
+            let length = try db.query("SELECT n FROM lengths WHERE queue = ?1", [.text(queue.description)]).first?.int(0) ?? 0
+            let first = try db.query("SELECT coalesce(min(idx), 0) FROM entries WHERE queue = ?1", [.text(queue.description)]).first?.int(0) ?? 0
             let last = try db.query("SELECT last_entry FROM queues WHERE name = ?1", [.text(queue.description)]).first?.int(0) ?? 0
-            return QueueStats(length: row.int(0), firstEntry: UInt64(row.int(1)), lastEntry: UInt64(last))
+            return QueueStats(length: length, firstEntry: UInt64(first), lastEntry: UInt64(last))
         }
     }
 
