@@ -56,9 +56,16 @@ extension PickleTests {
         r.width = 64
         r.height = 64
         r.randnSource = .cpu
+        let safetensors = try StableDiffusionModel(path: Fixtures.checkpoint)
+        // the same weights, bit for bit (UNet and text encoder; the VAE through the picture)
+        #expect(ckpt.parameters.count == safetensors.parameters.count)
+        #expect(ckpt.parameters.mapValues(\.scalars) == safetensors.parameters.mapValues(\.scalars))
         let fromCkpt = try Pipeline(model: ckpt).txt2img(r)
-        let fromSafetensors = try Pipeline(model: try StableDiffusionModel(path: Fixtures.checkpoint)).txt2img(r)
-        #expect(fromCkpt[0].rgb == fromSafetensors[0].rgb)
+        let fromSafetensors = try Pipeline(model: safetensors).txt2img(r)
+        // other suites run beside this one and change OpenBLAS's thread count, which moves float
+        // rounding; the goldens' image tolerance applies (≥ 40 dB)
+        let p = psnr(fromCkpt[0].rgb, fromSafetensors[0].rgb)
+        #expect(p >= 40, "PSNR \(p) dB")
         #expect(ckpt.name == "tiny-sd15")
     }
 }
