@@ -1,38 +1,60 @@
 import AtelierModels
 import Foundation
 
-/// Finds the network files a prompt's `<lora:…>` / `<lyco:…>` tags name, in the Lora
-/// directories (recursively, by file name without extension), and reads their multipliers as
-/// A1111 does: `<lora:name[:te[:unet]]>`, `te=` / `unet=` named forms, te default 1, unet
-/// default te. Files are cached while unchanged on disk.
-public final class NetworkResolver: @unchecked Sendable {
-    public let directories: [URL]
+/// Model-side files found by name (file name without extension) in some directories,
+/// recursively, the first found winning; and each file's loaded value kept while the file is
+/// unchanged (same modification date and size). Shared by LoRA and embedding look-ups.
+final class NamedFiles<Value>: @unchecked Sendable {
+    let directories: [URL]
+    let extensions: Set<String>
     private let lock = NSLock()
-    private var cache: [String: (modified: Date, size: Int, file: NetworkFile)] = [:]
+    private var cache: [String: (modified: Date, size: Int, value: Value)] = [:]
 
-    public init(directories: [URL]) { self.directories = directories }
+    init(directories: [URL], extensions: Set<String>) {
+        self.directories = directories
+        self.extensions = extensions
+    }
 
-    /// The network files on disk, by name (the first found wins).
-    public func available() -> [String: URL] {
-        var out: [String: URL] = [:]
+    /// The files on disk, in directory order, one per name.
+    func files() -> [(name: String, url: URL)] {
+        var out: [(name: String, url: URL)] = [], seen = Set<String>()
         for dir in directories {
             guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { continue }
-            for case let url as URL in e where ["safetensors", "pt", "ckpt"].contains(url.pathExtension.lowercased()) {
+            for case let url as URL in e where extensions.contains(url.pathExtension.lowercased()) {
                 let name = url.deletingPathExtension().lastPathComponent
-                if out[name] == nil { out[name] = url }
+                if seen.insert(name).inserted { out.append((name, url)) }
             }
         }
         return out
     }
 
-    func file(_ url: URL) throws -> NetworkFile {
-        let attrs = try FileManager.default.attributesOfItem(atPath: url.path)
-        let modified = attrs[.modificationDate] as? Date ?? .distantPast, size = attrs[.size] as? Int ?? 0
-        if let c = lock.withLock({ cache[url.path] }), c.modified == modified, c.size == size { return c.file }
-        let f = try NetworkFile(path: url.path)
-        lock.withLock { cache[url.path] = (modified, size, f) }
-        return f
+    /// The file's value, loaded again only when the file changed; a failed load is not kept.
+    func value(at url: URL, load: (URL) throws -> Value) throws -> Value {
+        let attrs = try? FileManager.default.attributesOfItem(atPath: url.path)
+        let modified = attrs?[.modificationDate] as? Date ?? .distantPast, size = attrs?[.size] as? Int ?? 0
+        if let c = lock.withLock({ cache[url.path] }), c.modified == modified, c.size == size { return c.value }
+        let v = try load(url)
+        lock.withLock { cache[url.path] = (modified, size, v) }
+        return v
     }
+}
+
+/// Finds the network files a prompt's `<lora:…>` / `<lyco:…>` tags name, in the Lora
+/// directories (recursively, by file name without extension), and reads their multipliers as
+/// A1111 does: `<lora:name[:te[:unet]]>`, `te=` / `unet=` named forms, te default 1, unet
+/// default te. Files are cached while unchanged on disk.
+public final class NetworkResolver: @unchecked Sendable {
+    private let files: NamedFiles<NetworkFile>
+    public var directories: [URL] { files.directories }
+
+    public init(directories: [URL]) { files = NamedFiles(directories: directories, extensions: ["safetensors", "pt", "ckpt"]) }
+
+    /// The network files on disk, by name (the first found wins).
+    public func available() -> [String: URL] {
+        Dictionary(files.files().map { ($0.name, $0.url) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    func file(_ url: URL) throws -> NetworkFile { try files.value(at: url) { try NetworkFile(path: $0.path) } }
 
     /// The networks a prompt uses, in prompt order, and the names that matched no file.
     public func uses(in prompt: String) throws -> (uses: [NetworkUse], missing: [String]) {
@@ -68,31 +90,18 @@ public final class NetworkResolver: @unchecked Sendable {
 /// names are matched in prompts by their CLIP tokens (longest first), as A1111's
 /// `EmbeddingDatabase` does. Files of another width than the model's are skipped.
 public final class EmbeddingLibrary: @unchecked Sendable {
-    public let directories: [URL]
-    private let lock = NSLock()
-    private var cache: [String: (modified: Date, size: Int, embedding: TextualInversion?)] = [:]
+    /// a file that cannot be read is kept as nil (listed as skipped) until it changes
+    private let files: NamedFiles<TextualInversion?>
+    public var directories: [URL] { files.directories }
 
-    public init(directories: [URL]) { self.directories = directories }
+    public init(directories: [URL]) { files = NamedFiles(directories: directories, extensions: ["safetensors", "pt", "bin"]) }
 
     /// Every embedding on disk whose width is `width` (unreadable files are skipped and named).
     public func embeddings(width: Int?) -> (loaded: [TextualInversion], skipped: [String]) {
-        var loaded: [TextualInversion] = [], skipped: [String] = [], seen = Set<String>()
-        for dir in directories {
-            guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { continue }
-            for case let url as URL in e where ["safetensors", "pt", "bin"].contains(url.pathExtension.lowercased()) {
-                let name = url.deletingPathExtension().lastPathComponent
-                guard seen.insert(name).inserted else { continue }
-                let attrs = try? FileManager.default.attributesOfItem(atPath: url.path)
-                let modified = attrs?[.modificationDate] as? Date ?? .distantPast, size = attrs?[.size] as? Int ?? 0
-                var emb: TextualInversion?
-                if let c = lock.withLock({ cache[url.path] }), c.modified == modified, c.size == size {
-                    emb = c.embedding
-                } else {
-                    emb = try? TextualInversion(path: url.path)
-                    lock.withLock { cache[url.path] = (modified, size, emb) }
-                }
-                if let emb, width == nil || emb.vectors.shape[1] == width { loaded.append(emb) } else { skipped.append(name) }
-            }
+        var loaded: [TextualInversion] = [], skipped: [String] = []
+        for (name, url) in files.files() {
+            let emb = (try? files.value(at: url) { try? TextualInversion(path: $0.path) }) ?? nil
+            if let emb, width == nil || emb.vectors.shape[1] == width { loaded.append(emb) } else { skipped.append(name) }
         }
         return (loaded, skipped)
     }

@@ -293,7 +293,7 @@ public final class Pipeline: @unchecked Sendable {
         /// The denoiser's call counter (A1111's `CFGDenoiser.step`): picks the scheduled
         /// conditioning; second-order samplers advance it twice per step.
         var calls = 0
-        var dumpedRows = 0, dumpedCalls = 0
+        var dumpedRows = 0
         var firstCall: (x: [Float], eps: [Float]) = ([], [])
         let weights = conditioning.parts.map(\.weight)
         let n = weights.count
@@ -318,11 +318,10 @@ public final class Pipeline: @unchecked Sendable {
                 let eps = model.unet(Tensor(shape: [rows] + shape, data: x), timesteps: Array(repeating: t, count: rows),
                                      context: Tensor.stack(context)).scalars
                 // the oracle's record: the first call, and the second too when the first had one row
-                if first, dumpedRows < 2, !(dumpedRows == 1 && dumpedCalls > 1), let dump {
+                if first, dumpedRows < 2, let dump {
                     firstCall.x += x
                     firstCall.eps += eps
                     dumpedRows += rows
-                    dumpedCalls += 1
                     dump.write("first_unet_in", shape: [dumpedRows] + shape, values: firstCall.x)
                     dump.write("first_unet_t", shape: [dumpedRows], values: Array(repeating: t, count: dumpedRows))
                     dump.write("first_unet_eps", shape: [dumpedRows] + shape, values: firstCall.eps)

@@ -139,7 +139,7 @@ struct QueueRoutes: Sendable {
             throw QueueError(413, field: "body", "message larger than the \(limit)-byte limit (meta.maxPayloadBytes); pass images as URLs or use save_dir")
         }
         var tags: [String: String] = [:]
-        for (k, v) in q.pairs where !(k.hasPrefix("_") && k.hasSuffix("_")) && k != "requestId" { tags[k] = v }
+        for (k, v) in q.tags where k != "requestId" { tags[k] = v }
         let e = try await service.put(target.queue, data: Data(buffer: body), tags: tags, path: target.requestPath, priority: priority)
         var response = Self.text(String(e.index))
         response.headers[.init("X-Eas-Queueservice-Request-Id")!] = e.frame.tags["requestId"]
@@ -153,8 +153,7 @@ struct QueueRoutes: Sendable {
         // end long polls before the client's own read timeout (§4)
         if timeout >= .seconds(1) { timeout = min(timeout, .seconds(30)) - .milliseconds(250) }
         let delete = try q.flag("_auto_delete_", default: true)
-        var filter: [String: String] = [:]
-        for (k, v) in q.pairs where !(k.hasPrefix("_") && k.hasSuffix("_")) { filter[k] = v }
+        let filter = q.tags
         let entries = try await service.get(queue, from: index, length: length, timeout: timeout, filter: filter, delete: delete)
         if try q.flag("_raw_") { return Self.binary(entries.first?.frame.data ?? Data(), type: "application/octet-stream") }
         if (request.headers[.accept] ?? "").contains("application/json") {
@@ -195,8 +194,7 @@ struct QueueRoutes: Sendable {
         let target = try target(request.uri.path)
         let q = QueryParameters(request.uri.query)
         guard try q.flag("_watch_") else { throw QueueError(400, field: "_watch_", "a WebSocket on a queue is a watch: pass _watch_=true") }
-        var filter: [String: String] = [:]
-        for (k, v) in q.pairs where !(k.hasPrefix("_") && k.hasSuffix("_")) { filter[k] = v }
+        let filter = q.tags
         let (gid, uid) = Self.consumer(request)
         let window = try q.count("_window_", default: 1, allowZero: true)
         return WatchParameters(queue: target.queue, gid: gid, uid: uid, from: try q.index("_index_", required: false),
@@ -253,6 +251,10 @@ struct QueryParameters {
     }
 
     subscript(_ name: String) -> String? { values[name] }
+
+    /// The parameters that are not reserved `_name_` operands: a put's tags, a get's or a
+    /// watch's tag filter.
+    var tags: [String: String] { values.filter { !($0.key.hasPrefix("_") && $0.key.hasSuffix("_")) } }
 
     func flag(_ name: String, default def: Bool = false) throws -> Bool {
         guard let v = values[name] else { return def }
