@@ -5,7 +5,7 @@ Run by hand with the reference venv (see tools/README.md); the Swift tests never
 and never read the oracle:
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|seeds|prompts|networks] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|seeds|prompts|networks|controlnet] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -28,6 +28,15 @@ Writes (paths relative to the repository root):
       args lora_dir / embeddings_dir relative to the repository root) also drop image_float.npy
       and keep every cond_distinct_<j>.npy (KEEP_PREFIX; one per distinct conditioning, in
       the order of params.json["distinct_conds"]; schedules in params.json["prompt_schedules"]).
+      The controlnet group (controlnet_cases(), `--group controlnet`: one sd-webui-controlnet unit,
+      the oracle's --controlnet ... flags; args controlnet = the committed
+      Tests/Fixtures/controlnet/tiny-controlnet-canny.safetensors and control_image =
+      Tests/Fixtures/images/control-*.png, relative to the repository root) drops image_float.npy
+      and control_hint.npy (it is exactly control_map.png / 255, [1, 3, h, w]) and keeps control_map.png
+      (the detected map after the resize mode) and every control_residual_NN.npy (KEEP_PREFIX;
+      NN = 00..12: the first active call's 13 weighted residuals, batch [cond, uncond]); the
+      unit's settings, processor_res, detected_size, hint_shape, sampling_steps and the per-call
+      (call, sampling_step, active) list are in params.json["controlnet"].
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -61,7 +70,9 @@ KEEP = ("params.json", "tokens.json", "cond.npy", "uncond.npy", "noise.npy", "si
         "init_latent.npy", "init_image.png",
         # inpainting (--mask)
         "latent_nmask.npy", "init_latent_encoded.npy", "latents_unblended.npy",
-        "inpaint_image_mask.png", "inpaint_mask_for_overlay.png", "inpaint_overlay.png", "image_decoded.png")
+        "inpaint_image_mask.png", "inpaint_mask_for_overlay.png", "inpaint_overlay.png", "image_decoded.png",
+        # ControlNet (--controlnet; control_residual_NN.npy through KEEP_PREFIX)
+        "control_hint.npy", "control_map.png")
 
 PROMPT = "a photo of a (cat:1.2), [blurry] masterpiece, \\(escaped\\)"  # text: ... \(escaped\)
 NEGATIVE = "lowres, bad anatomy"
@@ -87,7 +98,11 @@ MASK = "Tests/Fixtures/images/mask-128.png"
 # extra networks (committed; made by REF/make_networks.py, see Tests/Fixtures/networks/README.md)
 LORA_DIR = "Tests/Fixtures/networks/Lora"
 EMBEDDINGS_DIR = "Tests/Fixtures/networks/embeddings"
-PATH_ARGS = ("init_image", "mask", "lora_dir", "embeddings_dir")
+# ControlNet (committed; tools/make_controlnet_fixtures.py / REF/make_controlnet.py, tools/make_test_images.py)
+CONTROLNET = "Tests/Fixtures/controlnet/tiny-controlnet-canny.safetensors"
+CONTROL_IMAGE = "Tests/Fixtures/images/control-160x128.png"        # the oracle's control_160x128.png
+CONTROL_RGBA = "Tests/Fixtures/images/control-rgba-128x128.png"
+PATH_ARGS = ("init_image", "mask", "lora_dir", "embeddings_dir", "controlnet", "control_image")
 
 
 def cases():
@@ -233,14 +248,57 @@ def network_cases():
     return out
 
 
+def controlnet_cases():
+    """One sd-webui-controlnet unit (the oracle's controlnet.py) with the committed tiny canny
+    ControlNet, 128 px, "a red ball on a table" / "blurry". The two oracle cases
+    (t2i_controlnet_canny_balanced / _cn_important), the "My prompt is more important" soft
+    scales with Heun's two calls per step against guidance start / end, the "none" module with
+    the three resize modes (a 3-colour map: INTER_NEAREST; a many-colour map enlarged: INTER_CUBIC),
+    an RGBA input (composited on white), and img2img (sampling_steps = t_enc + 1).
+    Canny maps are made at the target size (pixel perfect or processor_res 128): the oracle does
+    not model the extension's thinning resize of binary maps. image_float.npy and control_hint.npy
+    (= control_map.png / 255) are not kept (DROP); control_map.png and control_residual_00..12.npy are."""
+    cn = dict(controlnet=CONTROLNET, control_image=CONTROL_IMAGE)
+
+    def case(sampler, seed, steps=10, **extra):
+        base = dict(prompt="a red ball on a table", negative="blurry", steps=steps, cfg=7, width=128, height=128,
+                    sampler=sampler, scheduler="Automatic", seed=seed, **cn)
+        return dict(base, **extra)
+    out = {}
+    # = oracle t2i_controlnet_canny_balanced: pixel perfect (processor_res 128), the 160x128 map centre-cropped
+    out["cn-canny-balanced-euler_a"] = case("Euler a", 7, pixel_perfect=True)
+    # = oracle t2i_controlnet_canny_cn_important: no control on the uncond row, soft scales, steps 1..6 of 10
+    out["cn-canny-cn_important-dpmpp_2m"] = case("DPM++ 2M", 7, processor_res=128, canny_low=50, canny_high=150,
+                                                 control_weight=0.8, guidance_start=0.1, guidance_end=0.6,
+                                                 control_mode="ControlNet")
+    # Heun, 8 steps: call 2k sees sampling_step k-1, call 2k+1 sees k; active for 0.2 <= step/8 <= 0.8
+    out["cn-canny-prompt-heun"] = case("Heun", 300, steps=8, pixel_perfect=True, control_weight=1.2,
+                                       guidance_start=0.2, guidance_end=0.8, control_mode="Prompt")
+    # module none: the 160x128 image itself is the map (3 colours -> cv2 INTER_NEAREST)
+    out["cn-none-resize_fill-euler"] = case("Euler", 301, control_module="none",
+                                            control_resize_mode="Resize and Fill")    # 128x102 pasted on the border median
+    out["cn-none-just_resize-euler"] = case("Euler", 302, control_module="none",
+                                            control_resize_mode="Just Resize")        # 160x128 squeezed to 128x128
+    # module none, a many-colour map enlarged: init-128.png (128x128) -> 160x128 with INTER_CUBIC
+    out["cn-none-just_resize-cubic-euler"] = case("Euler", 303, control_module="none", control_image=INIT_IMAGE,
+                                                  control_resize_mode="Just Resize", width=160)
+    out["cn-canny-rgba-euler"] = case("Euler", 304, control_image=CONTROL_RGBA, pixel_perfect=True)
+    out["cn-i2i-canny-euler"] = case("Euler", 305, pixel_perfect=True, init_image=INIT_IMAGE,
+                                     denoising_strength=0.6)                          # t_enc 6: sampling_steps 7
+    return out
+
+
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
-          "prompts": prompt_cases, "networks": network_cases}
+          "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases}
 # files of KEEP not kept for a group's cases (size)
 DROP = {"samplers": ("image_float.npy",), "seeds": ("image_float.npy",),
-        "prompts": ("image_float.npy",), "networks": ("image_float.npy",)}
+        "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
+        # control_hint.npy is control_map.png / 255 exactly: the PNG is kept instead
+        "controlnet": ("image_float.npy", "control_hint.npy")}
 # further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
-# one per distinct conditioning, in the order of params.json["distinct_conds"])
-KEEP_PREFIX = {"prompts": ("cond_distinct_",), "networks": ("cond_distinct_",)}
+# one per distinct conditioning, in the order of params.json["distinct_conds"]; control_residual_NN.npy:
+# the first active ControlNet call's 13 weighted residuals)
+KEEP_PREFIX = {"prompts": ("cond_distinct_",), "networks": ("cond_distinct_",), "controlnet": ("control_residual_",)}
 
 
 def all_cases():
@@ -374,8 +432,8 @@ def main():
     ap.add_argument("--group", choices=("all",) + tuple(GROUPS), default="all",
                     help="txt2img: the original 18 cases; img2img: the img2img / inpainting cases; "
                          "samplers: the other samplers and schedules; seeds: variation seed and seed resize; "
-                         "prompts: prompt editing / alternation / AND; networks: LoRA / LyCORIS / embeddings "
-                         "(default: all)")
+                         "prompts: prompt editing / alternation / AND; networks: LoRA / LyCORIS / embeddings; "
+                         "controlnet: one ControlNet unit (default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")

@@ -1,5 +1,15 @@
 import Foundation
 
+/// One `key: value` of an infotext.
+public struct InfotextField: Sendable, Equatable {
+    public let key: String
+    public let value: String
+    public init(_ key: String, _ value: String) {
+        self.key = key
+        self.value = value
+    }
+}
+
 /// A1111's "generation parameters" text, stored in the PNG `parameters` chunk.
 public enum Infotext {
     /// `prompt`, `Negative prompt: …`, then `key: value` pairs in A1111's order; values with

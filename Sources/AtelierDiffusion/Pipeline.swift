@@ -46,6 +46,11 @@ public struct GenerationRequest: Sendable, Equatable {
     public var networks: [NetworkUse] = []
     /// textual-inversion embeddings a prompt may name (matched by their tokens)
     public var embeddings: [TextualInversion] = []
+    /// ControlNet units steering every UNet call (their residuals summed)
+    public var controlUnits: [ControlUnit] = []
+    /// further infotext fields (extensions' `extra_generation_params`, e.g. `ControlNet 0`),
+    /// written after the engine's own and before `Version`
+    public var extraInfotext: [InfotextField] = []
 
     public init() {}
 
@@ -88,6 +93,18 @@ public struct GenerationRequest: Sendable, Equatable {
             guard img.rgb.count == img.width * img.height * 3 else { throw RequestError(field: "init_images", "init image data does not match its size") }
             guard img.width == width && img.height == height else {
                 throw RequestError(field: "init_images", "init image is \(img.width)x\(img.height) but the request is \(width)x\(height); fit it to the request's size first")
+            }
+        }
+        for (i, u) in controlUnits.enumerated() {
+            let field = "controlnet.args[\(i)]"
+            guard u.hint.shape == [1, 3, height / 8 * 8, width / 8 * 8] else {
+                throw RequestError(field: field + ".image", "control hint is \(u.hint.shape), expected [1, 3, \(height / 8 * 8), \(width / 8 * 8)]")
+            }
+            guard u.weight.isFinite, (0...2).contains(u.weight) else { throw RequestError(field: field + ".weight", "ensure this value is between 0 and 2") }
+            guard (0...1).contains(u.guidanceStart) else { throw RequestError(field: field + ".guidance_start", "ensure this value is between 0 and 1") }
+            guard (0...1).contains(u.guidanceEnd) else { throw RequestError(field: field + ".guidance_end", "ensure this value is between 0 and 1") }
+            guard u.guidanceStart <= u.guidanceEnd else {
+                throw RequestError(field: field + ".guidance_start", "guidance_start (\(u.guidanceStart)) is after guidance_end (\(u.guidanceEnd))")
             }
         }
     }
@@ -295,6 +312,8 @@ public final class Pipeline: @unchecked Sendable {
         var calls = 0
         var dumpedRows = 0
         var firstCall: (x: [Float], eps: [Float]) = ([], [])
+        /// ControlNet units and A1111's step bookkeeping for them (set up once t_enc is known)
+        var controlSession: ControlSession?
         let weights = conditioning.parts.map(\.weight)
         let n = weights.count
 
@@ -313,10 +332,17 @@ public final class Pipeline: @unchecked Sendable {
                 }
             }
             let uncondRows = Array(repeating: uncond, count: b)
-            /// one UNet call; the job's first is dumped as the oracle does (`first_unet_*`)
-            func call(_ x: [Float], _ rows: Int, _ context: [Tensor]) -> [Float] {
-                let eps = model.unet(Tensor(shape: [rows] + shape, data: x), timesteps: Array(repeating: t, count: rows),
-                                     context: Tensor.stack(context)).scalars
+            controlSession?.beginDenoiserCall()
+            /// one UNet call over `rows` rows, the first `condRows` conditional; the job's first
+            /// is dumped as the oracle does (`first_unet_*`)
+            func call(_ x: [Float], _ rows: Int, condRows: Int, _ context: [Tensor]) -> [Float] {
+                let xt = Tensor(shape: [rows] + shape, data: x), ts = Array(repeating: t, count: rows), ctx = Tensor.stack(context)
+                let hadResiduals = controlSession?.firstResiduals != nil
+                let control = controlSession?.residuals(xt, timesteps: ts, context: ctx, condRows: condRows)
+                if !hadResiduals, let dump, let first = controlSession?.firstResiduals {
+                    for (i, r) in first.enumerated() { dump.write(String(format: "control_residual_%02d", i), shape: r.shape, values: r.scalars) }
+                }
+                let eps = model.unet(xt, timesteps: ts, context: ctx, control: control).scalars
                 // the oracle's record: the first call, and the second too when the first had one row
                 if first, dumpedRows < 2, let dump {
                     firstCall.x += x
@@ -330,16 +356,16 @@ public final class Pipeline: @unchecked Sendable {
             }
             var out: [Float]
             if conds[0].shape[1] == uncond.shape[1] {
-                out = call(Array(xRows.joined()) + xin, b * n + b, condRows + uncondRows)
+                out = call(Array(xRows.joined()) + xin, b * n + b, condRows: b * n, condRows + uncondRows)
             } else {
                 out = []
                 var a = 0
                 while a < b * n {
                     let e = min(a + 2 * b, b * n)
-                    out += call(Array(xRows[a..<e].joined()), e - a, Array(condRows[a..<e]))
+                    out += call(Array(xRows[a..<e].joined()), e - a, condRows: e - a, Array(condRows[a..<e]))
                     a = e
                 }
-                out += call(xin, b, uncondRows)
+                out += call(xin, b, condRows: 0, uncondRows)
             }
             // regroup: part j's rows for every image, in image order
             let parts = (0..<n).map { j in Array((0..<b).map { i in out[((i * n + j) * per)..<((i * n + j + 1) * per)] }.joined()) }
@@ -360,6 +386,7 @@ public final class Pipeline: @unchecked Sendable {
         }
         var latest: [Float] = []
         let stepCallback: StepCallback = { i, x in
+            controlSession?.stepFinished()
             if dump != nil { steps.append(x) }
             latest = x
             try onStep(i + 1, x)
@@ -374,6 +401,9 @@ public final class Pipeline: @unchecked Sendable {
             initLatent = Array((0..<b).map { _ in one }.joined())
             dump?.write("init_latent", shape: [b] + shape, values: initLatent!)
             tEnc = Int(min(r.denoisingStrength, 0.999) * Double(r.steps))
+        }
+        if !r.controlUnits.isEmpty {
+            controlSession = ControlSession(units: r.controlUnits, samplingSteps: initLatent != nil ? tEnc + 1 : r.steps)
         }
         do {
         if r.sampler == .ddim {
@@ -434,6 +464,9 @@ public final class Pipeline: @unchecked Sendable {
                 dump.write("sampler_noise", shape: [samplerNoise.count, b] + shape, values: samplerNoise.flatMap { $0 })
             }
             dump.write("latents", shape: [b] + shape, values: x)
+            if let log = controlSession?.log {
+                dump.write("control_calls", shape: [log.count, 2], values: log.flatMap { [Float($0.samplingStep), $0.active ? 1 : 0] })
+            }
         }
         return Tensor(shape: [b] + shape, data: x)
     }
@@ -477,7 +510,7 @@ public final class Pipeline: @unchecked Sendable {
 
     /// The infotext of one image (A1111 1.10 field order).
     public func infotext(_ r: GenerationRequest, seed: UInt64, subseed: UInt64 = 0, embeddingsUsed: [TextualInversion] = []) -> String {
-        Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: [
+        let fields: [(String, String?)] = [
             ("Steps", String(r.steps)),
             ("Sampler", r.sampler.rawValue),
             ("Schedule type", r.scheduler.rawValue),
@@ -501,7 +534,8 @@ public final class Pipeline: @unchecked Sendable {
             ("TI hashes", embeddingsUsed.isEmpty ? nil : embeddingsUsed.map { e in
                 e.name.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ",", with: "") + ": " + e.shortHash
             }.joined(separator: ", ")),
-            ("Version", "v1.10.1"),
-        ])
+        ]
+        let extra: [(String, String?)] = r.extraInfotext.map { ($0.key, $0.value) }
+        return Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: fields + extra + [("Version", "v1.10.1")])
     }
 }

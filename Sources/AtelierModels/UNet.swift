@@ -121,40 +121,54 @@ struct SpatialTransformer {
     }
 }
 
-/// The denoising UNet of LDM (`model.diffusion_model.*`), predicting ε.
-public struct UNet {
-    enum Layer {
-        case res(ResBlock)
-        case attn(SpatialTransformer)
-        case down(Conv2d)
-        case up(Conv2d)
-    }
+/// One layer of a UNet block (LDM `TimestepEmbedSequential` members).
+enum UNetLayer {
+    case res(ResBlock)
+    case attn(SpatialTransformer)
+    case down(Conv2d)
+    case up(Conv2d)
 
-    public let config: UNetConfig
+    /// Runs `layers` in order; `.up` resizes to `size` (default twice the input).
+    static func run(_ layers: [UNetLayer], _ x: Tensor, siluEmb: Tensor, context: Tensor, upTo size: (Int, Int)? = nil) -> Tensor {
+        var h = x
+        for layer in layers {
+            switch layer {
+            case .res(let r): h = r(h, siluEmb: siluEmb)
+            case .attn(let a): h = a(h, context: context)
+            case .down(let c): h = c(h)
+            case .up(let c):
+                let (th, tw) = size ?? (h.shape[2] * 2, h.shape[3] * 2)
+                h = c(Ops.upsampleNearest(h, height: th, width: tw))
+            }
+        }
+        return h
+    }
+}
+
+/// The encoder half shared by the UNet and ControlNet (same layout under another prefix):
+/// time embedding, `input_blocks.*` and `middle_block.*`.
+struct UNetEncoder {
+    let config: UNetConfig
     let timeIn: Linear, timeOut: Linear
     let convIn: Conv2d
-    let inputBlocks: [[Layer]]
-    let middle: [Layer]
-    let outputBlocks: [[Layer]]
-    let outNorm: GroupNorm, convOut: Conv2d
+    let inputBlocks: [[UNetLayer]]
+    let middle: [UNetLayer]
+    /// channels of each skip connection (convIn's output first), for the decoder
+    let skipChannels: [Int]
 
-    public static let prefix = "model.diffusion_model."
-
-    public init(_ s: WeightStore, config: UNetConfig) throws {
+    init(_ s: WeightStore, prefix p: String, config: UNetConfig) throws {
         self.config = config
-        let p = Self.prefix
         let mc = config.modelChannels, embDim = mc * 4
         timeIn = try Linear(s, p + "time_embed.0", in: mc, out: embDim)
         timeOut = try Linear(s, p + "time_embed.2", in: embDim, out: embDim)
         convIn = try Conv2d(s, p + "input_blocks.0.0", in: config.inChannels, out: mc, kernel: 3)
-
-        var blocks: [[Layer]] = []
+        var blocks: [[UNetLayer]] = []
         var chans = [mc]
         var ch = mc, ds = 1, index = 1
         for (level, mult) in config.channelMult.enumerated() {
             for _ in 0..<config.numResBlocks {
                 let bp = p + "input_blocks.\(index)"
-                var layers: [Layer] = [.res(try ResBlock(s, bp + ".0", in: ch, out: mult * mc, embDim: embDim))]
+                var layers: [UNetLayer] = [.res(try ResBlock(s, bp + ".0", in: ch, out: mult * mc, embDim: embDim))]
                 ch = mult * mc
                 if config.attentionResolutions.contains(ds) {
                     layers.append(.attn(try SpatialTransformer(s, bp + ".1", channels: ch, config: config)))
@@ -171,18 +185,55 @@ public struct UNet {
             }
         }
         inputBlocks = blocks
+        skipChannels = chans
         middle = [
             .res(try ResBlock(s, p + "middle_block.0", in: ch, out: ch, embDim: embDim)),
             .attn(try SpatialTransformer(s, p + "middle_block.1", channels: ch, config: config)),
             .res(try ResBlock(s, p + "middle_block.2", in: ch, out: ch, embDim: embDim)),
         ]
-        var outs: [[Layer]] = []
-        index = 0
+    }
+
+    /// SiLU(time embedding) of continuous timesteps, `[N, 4·model_channels]`.
+    func siluEmbedding(_ timesteps: [Float]) -> Tensor {
+        Ops.silu(timeOut(Ops.silu(timeIn(Ops.timestepEmbedding(timesteps, dim: config.modelChannels)))))
+    }
+}
+
+/// What a ControlNet adds to one UNet call: one residual per skip connection (12 for SD 1.x)
+/// and one for the middle block's output, already weighted.
+public struct ControlResiduals {
+    public var skips: [Tensor]
+    public var middle: Tensor
+    public init(skips: [Tensor], middle: Tensor) {
+        self.skips = skips
+        self.middle = middle
+    }
+}
+
+/// The denoising UNet of LDM (`model.diffusion_model.*`), predicting ε.
+public struct UNet {
+    public let config: UNetConfig
+    let encoder: UNetEncoder
+    let outputBlocks: [[UNetLayer]]
+    let outNorm: GroupNorm, convOut: Conv2d
+
+    public static let prefix = "model.diffusion_model."
+
+    public init(_ s: WeightStore, config: UNetConfig) throws {
+        self.config = config
+        let p = Self.prefix
+        let mc = config.modelChannels, embDim = mc * 4
+        encoder = try UNetEncoder(s, prefix: p, config: config)
+        var chans = encoder.skipChannels
+        var ch = chans.last!
+        var ds = 1 << (config.channelMult.count - 1)
+        var outs: [[UNetLayer]] = []
+        var index = 0
         for (level, mult) in config.channelMult.enumerated().reversed() {
             for i in 0...config.numResBlocks {
                 let bp = p + "output_blocks.\(index)"
                 let skip = chans.removeLast()
-                var layers: [Layer] = [.res(try ResBlock(s, bp + ".0", in: ch + skip, out: mc * mult, embDim: embDim))]
+                var layers: [UNetLayer] = [.res(try ResBlock(s, bp + ".0", in: ch + skip, out: mc * mult, embDim: embDim))]
                 ch = mc * mult
                 if config.attentionResolutions.contains(ds) {
                     layers.append(.attn(try SpatialTransformer(s, bp + ".1", channels: ch, config: config)))
@@ -200,38 +251,28 @@ public struct UNet {
         convOut = try Conv2d(s, p + "out.2", in: mc, out: config.outChannels, kernel: 3)
     }
 
-    /// ε prediction. x: [N, 4, h, w]; timesteps: N continuous timesteps; context: [N, T, contextDim].
-    public func callAsFunction(_ x: Tensor, timesteps: [Float], context: Tensor) -> Tensor {
-        let emb = timeOut(Ops.silu(timeIn(Ops.timestepEmbedding(timesteps, dim: config.modelChannels))))
-        let siluEmb = Ops.silu(emb)
-
-        func run(_ layers: [Layer], _ x: Tensor, upTo size: (Int, Int)? = nil) -> Tensor {
-            var h = x
-            for layer in layers {
-                switch layer {
-                case .res(let r): h = r(h, siluEmb: siluEmb)
-                case .attn(let a): h = a(h, context: context)
-                case .down(let c): h = c(h)
-                case .up(let c):
-                    let (th, tw) = size ?? (h.shape[2] * 2, h.shape[3] * 2)
-                    h = c(Ops.upsampleNearest(h, height: th, width: tw))
-                }
-            }
-            return h
-        }
-
-        var h = convIn(x)
+    /// ε prediction. x: [N, 4, h, w]; timesteps: N continuous timesteps; context: [N, T, contextDim];
+    /// `control`: ControlNet residuals added to the skip connections and the middle block's
+    /// output (where sd-webui-controlnet's hook adds them).
+    public func callAsFunction(_ x: Tensor, timesteps: [Float], context: Tensor, control: ControlResiduals? = nil) -> Tensor {
+        let siluEmb = encoder.siluEmbedding(timesteps)
+        var h = encoder.convIn(x)
         var skips = [h]
-        for block in inputBlocks {
-            h = run(block, h)
+        for block in encoder.inputBlocks {
+            h = UNetLayer.run(block, h, siluEmb: siluEmb, context: context)
             skips.append(h)
         }
-        h = run(middle, h)
+        h = UNetLayer.run(encoder.middle, h, siluEmb: siluEmb, context: context)
+        if let control {
+            precondition(control.skips.count == skips.count, "ControlNet residuals do not match the UNet's skip connections")
+            h = Ops.add(h, control.middle)
+            for i in skips.indices { skips[i] = Ops.add(skips[i], control.skips[i]) }
+        }
         for block in outputBlocks {
             let skip = skips.removeLast()
             // upsample to the next skip's size (diffusers' rule for sizes not divisible by 64)
             let next = skips.last.map { ($0.shape[2], $0.shape[3]) }
-            h = run(block, Ops.concatChannels(h, skip), upTo: next)
+            h = UNetLayer.run(block, Ops.concatChannels(h, skip), siluEmb: siluEmb, context: context, upTo: next)
         }
         return convOut(outNorm(h, silu: true))
     }

@@ -22,9 +22,13 @@ public struct DataDirectory: Sendable {
     public var vaeDir: URL
     public var embeddingsDir: URL
     public var hypernetworkDir: URL
+    /// `models/ControlNet`
+    public var controlNetDir: URL
+    /// further ControlNet dirs (`--controlnet-dir`), searched after `controlNetDir`
+    public var extraControlNetDirs: [URL] = []
 
     public init(root: URL, checkpointDir: URL? = nil, loraDir: URL? = nil, vaeDir: URL? = nil,
-                embeddingsDir: URL? = nil, hypernetworkDir: URL? = nil) {
+                embeddingsDir: URL? = nil, hypernetworkDir: URL? = nil, controlNetDirs: [URL] = []) {
         self.root = root.standardizedFileURL
         let models = self.root.appendingPathComponent("models")
         self.checkpointDir = checkpointDir ?? models.appendingPathComponent("Stable-diffusion")
@@ -32,13 +36,15 @@ public struct DataDirectory: Sendable {
         self.vaeDir = vaeDir ?? models.appendingPathComponent("VAE")
         self.embeddingsDir = embeddingsDir ?? self.root.appendingPathComponent("embeddings")
         self.hypernetworkDir = hypernetworkDir ?? models.appendingPathComponent("hypernetworks")
+        controlNetDir = models.appendingPathComponent("ControlNet")
+        extraControlNetDirs = controlNetDirs
     }
 
     /// Creates the layout (idempotent).
     public func create() throws {
         let fm = FileManager.default
         for d in [checkpointDir, loraDir, vaeDir, embeddingsDir, hypernetworkDir,
-                  root.appendingPathComponent("models/ControlNet"), root.appendingPathComponent("outputs")] {
+                  controlNetDir, root.appendingPathComponent("outputs")] {
             try fm.createDirectory(at: d, withIntermediateDirectories: true)
         }
     }

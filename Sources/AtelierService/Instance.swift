@@ -13,6 +13,10 @@ public struct Txt2ImgJob: Sendable {
     public var taskID: String
     /// where saved images go, relative to the data dir (EAS `save_dir`); nil = options
     public var saveDir: String?
+    /// where ControlNet detected maps are saved (EAS `<save_dir>/controlnet_mask`); nil = not saved
+    public var controlMapDir: String?
+    /// enabled ControlNet units, bound to the model when the job runs
+    public var controlUnits: [ControlUnitRequest] = []
 
     public init(request: GenerationRequest, checkpoint: String? = nil, saveImages: Bool = false,
                 taskID: String = "task(\(Instance.randomTaskID()))", saveDir: String? = nil) {
@@ -31,6 +35,9 @@ public struct JobResult: Sendable {
     public let seeds: [UInt64]
     public let subseeds: [UInt64]
     public let savedPaths: [String]
+    /// each ControlNet unit's detected map (PNG) and, when saved, the paths of the saved copies
+    public var controlMaps: [Data] = []
+    public var controlMapPaths: [String] = []
     public let checkpoint: CheckpointInfo
     public let jobTimestamp: String
     public let seconds: Double
@@ -78,6 +85,8 @@ public final class Instance: @unchecked Sendable {
     public let networks: NetworkResolver
     /// textual-inversion embeddings of the data dir's embeddings folder
     public let embeddings: EmbeddingLibrary
+    /// ControlNet models of `models/ControlNet` and `--controlnet-dir`
+    public let controlNets: ControlNetLibrary
     private let jobs = DispatchQueue(label: "atelier.jobs", qos: .userInitiated)
     private let control = JobControl()
     private let lock = NSLock()
@@ -92,6 +101,7 @@ public final class Instance: @unchecked Sendable {
         storage = LocalStorage(root: data.root)
         networks = NetworkResolver(directories: [data.loraDir])
         embeddings = EmbeddingLibrary(directories: [data.embeddingsDir])
+        controlNets = ControlNetLibrary(directories: [data.controlNetDir] + data.extraControlNetDirs)
     }
 
     public static func randomTaskID() -> String {
@@ -213,8 +223,16 @@ public final class Instance: @unchecked Sendable {
             }
         }
         let pipe = try pipeline(for: info)
+        var request = job.request
+        var controlMaps: [Data] = []
+        for unit in job.controlUnits {
+            let (bound, map) = try bind(unit, request: request, model: pipe.model)
+            request.controlUnits.append(bound)
+            request.extraInfotext.append(InfotextField("ControlNet \(request.controlUnits.count - 1)", unit.infotext))
+            controlMaps.append(try PNG.encode(map))
+        }
         let every = options.previewEvery
-        let images = try pipe.txt2img(job.request, control: control, progress: { [self] p in
+        let images = try pipe.txt2img(request, control: control, progress: { [self] p in
             let preview = p.step % every == 0 ? Preview.cheapPNG(latents: p.latents, shape: p.latentShape) : nil
             lock.withLock {
                 state.jobNo = p.batch
@@ -233,8 +251,40 @@ public final class Instance: @unchecked Sendable {
                 saved.append(try save(png, seed: img.seed, dir: job.saveDir ?? options[optionKey]?.string ?? fallback))
             }
         }
-        return JobResult(pngs: pngs, infotexts: images.map(\.infotext), seeds: images.map(\.seed), subseeds: images.map(\.subseed), savedPaths: saved,
-                         checkpoint: info, jobTimestamp: stamp, seconds: Date().timeIntervalSince(start))
+        // the detected maps under <save_dir>/controlnet_mask/YYYY-MM-DD/NNNNN.png, one per unit
+        // and batch (as the cloud service's example response lists them)
+        var mapPaths: [String] = []
+        if let dir = job.controlMapDir, !controlMaps.isEmpty {
+            let day = "\(dir)/\(Self.format(Date(), "yyyy-MM-dd"))"
+            for _ in 0..<job.request.nIter {
+                for map in controlMaps { mapPaths.append(try saveNumbered(map, dir: day)) }
+            }
+        }
+        var result = JobResult(pngs: pngs, infotexts: images.map(\.infotext), seeds: images.map(\.seed), subseeds: images.map(\.subseed),
+                               savedPaths: saved, checkpoint: info, jobTimestamp: stamp, seconds: Date().timeIntervalSince(start))
+        result.controlMaps = controlMaps
+        result.controlMapPaths = mapPaths
+        return result
+    }
+
+    /// A unit made concrete for the loaded model: its control map by the extension's
+    /// preprocessing, and the ControlNet loaded for this checkpoint's layout.
+    func bind(_ unit: ControlUnitRequest, request: GenerationRequest, model: StableDiffusionModel) throws -> (ControlUnit, Image8) {
+        let field = "alwayson_scripts.controlnet.args[\(unit.index)]"
+        let net = try controlNets.model(unit.model, for: model.unet.config, field: field + ".model")
+        let (_, map) = ControlPreprocessor.run(unit.module, image: unit.image, width: request.width, height: request.height,
+                                               mode: unit.resizeMode, processorRes: unit.processorRes, thresholdA: unit.thresholdA,
+                                               thresholdB: unit.thresholdB, pixelPerfect: unit.pixelPerfect)
+        let hint = ControlUnit.hint(rgb: map.pixels, width: map.width, height: map.height)
+        return (ControlUnit(model: net, hint: hint, weight: unit.weight, guidanceStart: unit.guidanceStart,
+                            guidanceEnd: unit.guidanceEnd, mode: unit.controlMode), map)
+    }
+
+    /// Saves as the next free `NNNNN.png` of `dir` (A1111's sequential names).
+    func saveNumbered(_ png: Data, dir: String) throws -> String {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: data.root.appendingPathComponent(dir).path)) ?? []
+        let next = (names.compactMap { Int($0.prefix(5)) }.max() ?? -1) + 1
+        return try storage.write(png, to: "\(dir)/\(String(format: "%05d", next)).png")
     }
 
     /// Saves under `dir/YYYY-MM-DD/HHMMSS-<uuid>-<seed>.png` (the cloud service's names).

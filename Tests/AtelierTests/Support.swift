@@ -19,6 +19,9 @@ enum Fixtures {
     static let pipeline = Pipeline(model: model)
     /// A second copy of the model for generations with extra networks, which patch weights in
     /// place: the suites that run beside them keep the unpatched `pipeline`.
+    /// the tiny ControlNet made from the tiny checkpoint (Tests/Fixtures/controlnet/README.md)
+    static let controlNetPath = root.appendingPathComponent("controlnet/tiny-controlnet-canny.safetensors").path
+    static let controlNet: ControlNetModel = try! ControlNetModel(path: controlNetPath, config: model.unet.config)
     static let networkPipeline = Pipeline(model: try! StableDiffusionModel(path: checkpoint))
 }
 
