@@ -97,7 +97,7 @@ struct SDAPIRoutes {
         for (path, value) in [("sd-vae", JSONValue.array([])), ("hypernetworks", .array([])), ("face-restorers", .array([])),
                               ("realesrgan-models", .array([])), ("prompt-styles", .array([])),
                               ("script-info", .array([])), ("extensions", .array([])),
-                              ("scripts", .object(["txt2img": .array([]), "img2img": .array([])])),
+                              ("scripts", .object(["txt2img": .array([.string("controlnet")]), "img2img": .array([.string("controlnet")])])),
                               ("latent-upscale-modes", .array([])),
                               ("upscalers", .array([.object(["name": .string("None"), "model_name": .null, "model_path": .null, "model_url": .null, "scale": .int(4)])]))] {
             v1.get(RouterPath(stringLiteral: path)) { _, _ -> Response in jsonResponse(value) }
@@ -241,7 +241,8 @@ struct SDAPIRoutes {
     }
 
     func generate(_ body: [String: JSONValue], img2img: Bool) async throws -> JSONValue {
-        let body = img2img ? try await fetchLinkedImages(body) : body
+        var body = img2img ? try await fetchLinkedImages(body) : body
+        body = try await ControlNetUnits.fetchLinks(body, options: instance.options)
         let start = Date()
         if configuration.apiLog {
             logger.info("\(img2img ? "img2img" : "txt2img") request \(String(decoding: Self.redacted(.object(body)).data(), as: UTF8.self))")
@@ -263,7 +264,9 @@ struct SDAPIRoutes {
             ])])
         }
         logger.info("\(req.job.taskID) done: \(result.pngs.count) image(s), seeds \(result.seeds.map(String.init).joined(separator: ",")), \(String(format: "%.2f", result.seconds)) s")
-        let images: [JSONValue] = req.sendImages ? result.pngs.map { .string($0.base64EncodedString()) } : []
+        // the extension appends each unit's detected map after the pictures (unless control_net_no_detectmap)
+        let maps = instance.options["control_net_no_detectmap"]?.any as? Bool == true ? [] : result.controlMaps
+        let images: [JSONValue] = req.sendImages ? (result.pngs + maps).map { .string($0.base64EncodedString()) } : []
         let r = req.job.request
         let seeds = result.seeds.map { JSONValue.int(Int($0)) }
         let subseeds = result.subseeds.map { JSONValue.int(Int($0)) }
@@ -284,19 +287,20 @@ struct SDAPIRoutes {
         ])
         var parameters = req.echo
         if let eas = req.eas {
-            let urls = result.savedPaths.map { path -> String in
+            func mountStyle(_ path: String) -> String {
                 if case .mount(let prefix) = eas.saveDirStyle, path.hasPrefix(instance.data.root.path) {
                     return prefix + path.dropFirst(instance.data.root.path.count)
                 }
                 return path
             }
+            let urls = result.savedPaths.map(mountStyle)
             parameters["id_task"] = eas.idTask.map(JSONValue.string) ?? .null
             parameters["status"] = .int(0)
             parameters["image_url"] = .string(urls.joined(separator: ","))
             parameters["seed"] = .string(result.seeds.map(String.init).joined(separator: ","))
             parameters["error_msg"] = .string("")
             parameters["total_time"] = .double(Date().timeIntervalSince(start))
-            parameters["image_mask_url"] = .string("")
+            parameters["image_mask_url"] = .string(result.controlMapPaths.map(mountStyle).joined(separator: ","))
         }
         return .object(["images": .array(images), "parameters": .object(parameters),
                         "info": .string(String(decoding: info.data(), as: UTF8.self))])

@@ -240,6 +240,7 @@ public struct AtelierServer {
         }
         router.add(middleware: AuthMiddleware(token: configuration.token, basic: configuration.apiAuth, sessions: sessions))
         sdapi.register(on: router)
+        ControlNetRoutes(instance: instance, configuration: configuration).register(on: router)
         queueRoutes?.register(on: router)
         LoginRoutes(configuration: configuration, sessions: sessions).register(on: router)
         return router

@@ -85,6 +85,7 @@ struct Txt2ImgRequest {
         let alwaysOn = f.object("alwayson_scripts")
         let forceTaskID = f.optionalString("force_task_id")
         _ = f.list("styles")
+        var initImage: Image8?
 
         f.check("steps", r.steps, min: 1, max: 500)
         f.check("width", r.width, min: 64, max: 4096)
@@ -109,6 +110,7 @@ struct Txt2ImgRequest {
             guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
             guard let first = inits.first?.string else { throw ServiceError(404, field: "init_images", "Init image not found") }
             let decoded = try decodeImage(first, field: "init_images")
+            initImage = decoded
             // resize mode 0 "Just resize" is the only one yet; it matters only when the sizes differ
             if (decoded.width != r.width || decoded.height != r.height) && resizeMode != 0 {
                 throw ServiceError(422, field: "resize_mode", "resize_mode: \(resizeMode) (crop / fill / latent upscale) is not available in Atelier yet; use 0 (just resize)")
@@ -200,6 +202,7 @@ struct Txt2ImgRequest {
         // EAS keys inside alwayson_scripts (a1111-api.md §14.2), then real scripts.
         var eas: EASKeys?
         var saveDir: String?
+        var controlUnits: [ControlUnitRequest] = []
         for (k, v) in alwaysOn {
             let field = "alwayson_scripts.\(k)"
             switch k {
@@ -227,8 +230,10 @@ struct Txt2ImgRequest {
                 // downloaded into init_images before decoding (SDAPIRoutes.fetchLinkedImages)
                 guard img2img else { throw ServiceError(422, field: field, "\(field): image_link is for img2img") }
                 eas = eas ?? EASKeys(saveDirStyle: .absolute)
-            case "controlnet", "ControlNet":
-                throw notYet(field, "ControlNet")
+            case _ where k.lowercased() == "controlnet":
+                controlUnits = try ControlNetUnits.decode(v, key: k, library: instance.controlNets, initImage: initImage)
+                // the cloud service's key `controlnet` takes its response shape; the extension's title does not
+                if k == "controlnet" { eas = eas ?? EASKeys(saveDirStyle: .absolute) }
             default:
                 throw ServiceError(422, field: field, "always on script \(k) not found")
             }
@@ -250,6 +255,8 @@ struct Txt2ImgRequest {
         var job = Txt2ImgJob(request: r, checkpoint: checkpoint, saveImages: saveImages || saveDir != nil,
                              saveDir: saveDir.map { $0 + (img2img ? "/img2img-images" : "/txt2img-images") })
         if let forceTaskID, !forceTaskID.isEmpty { job.taskID = forceTaskID }
+        job.controlUnits = controlUnits
+        job.controlMapDir = saveDir.map { $0 + "/controlnet_mask" }
         return Txt2ImgRequest(job: job, sendImages: sendImages && saveDir == nil, echo: echo, eas: eas)
     }
 

@@ -36,6 +36,10 @@ public final class OptionsStore: @unchecked Sendable {
         "api_enable_requests": .bool(true), "api_forbid_local_requests": .bool(true), "api_useragent": .string(""),
         "sd_checkpoints_limit": .int(1), "sd_checkpoint_cache": .int(0), "sd_unet": .string("Automatic"),
         "sdxl_crop_top": .int(0), "sdxl_crop_left": .int(0), "save_init_img": .bool(false), "temp_dir": .string(""),
+        // sd-webui-controlnet's settings (what the API reads)
+        "control_net_no_detectmap": .bool(false), "control_net_detectmap_autosaving": .bool(false),
+        "control_net_detectedmap_dir": .string("detected_maps"), "control_net_unit_count": .int(3),
+        "control_net_model_cache_size": .int(2),
     ]
 
     private let lock = NSLock()

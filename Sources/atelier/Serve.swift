@@ -22,6 +22,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Embeddings dir.") var embeddingsDir: String?
     @Option(help: "Hypernetwork dir.") var hypernetworkDir: String?
     @Option(help: "GFPGAN dir (no effect here).") var gfpganDir: String?
+    @Option(help: "Further ControlNet model dir (searched after DATA/models/ControlNet).") var controlnetDir: String?
     @Flag(help: "Log request bodies (without image data).") var apiLog = false
     @Flag(help: "Log per-stage times.") var timeLog = false
     @Flag(help: "Enable the file browser.") var filebrowser = false
@@ -75,7 +76,14 @@ struct Serve: AsyncParsableCommand {
         let root = URL(fileURLWithPath: dataDir)
         func dir(_ s: String?) -> URL? { s.map { URL(fileURLWithPath: $0) } }
         let data = DataDirectory(root: root, checkpointDir: dir(ckptDir), loraDir: dir(loraDir), vaeDir: dir(vaeDir),
-                                 embeddingsDir: dir(embeddingsDir), hypernetworkDir: dir(hypernetworkDir))
+                                 embeddingsDir: dir(embeddingsDir), hypernetworkDir: dir(hypernetworkDir),
+                                 controlNetDirs: controlnetDir.map { [URL(fileURLWithPath: $0)] } ?? [])
+        if let controlnetDir {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: controlnetDir, isDirectory: &isDir), isDir.boolValue else {
+                throw ValidationError("--controlnet-dir \(controlnetDir): not a directory")
+            }
+        }
         let instance = try Instance(data: data, hashing: !noHashing)
         var config = ServerConfiguration()
         config.host = listen ? "0.0.0.0" : "127.0.0.1"
@@ -99,6 +107,7 @@ struct Serve: AsyncParsableCommand {
             "data_dir": .string(data.root.path), "models_dir": .string(data.root.appendingPathComponent("models").path),
             "ckpt_dir": .string(data.checkpointDir.path), "lora_dir": .string(data.loraDir.path), "vae_dir": .string(data.vaeDir.path),
             "embeddings_dir": .string(data.embeddingsDir.path), "hypernetwork_dir": .string(data.hypernetworkDir.path),
+            "controlnet_dir": controlnetDir.map(JSONValue.string) ?? .null,
             "api": .bool(true), "nowebui": .bool(nowebui), "listen": .bool(listen), "port": .int(port), "api_auth": .null,
             "api_log": .bool(apiLog), "no_hashing": .bool(noHashing), "xformers": .bool(false), "filebrowser": .bool(filebrowser),
             "threads": .int(Compute.threads),
