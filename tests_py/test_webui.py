@@ -748,3 +748,47 @@ def test_works_under_a_gateway_prefix_with_login(make_server, page):
         page.shot("prefix")
     finally:
         proxy.shutdown()
+
+
+# ── ControlNet ──────────────────────────────────────────────────────────────────────────────────
+
+def test_controlnet_panel_previews_the_map_sends_the_unit_and_shows_errors_at_the_control(make_server, page):
+    from test_controlnet import add_controlnet, CONTROL_IMAGE
+    s = make_server()
+    add_controlnet(s)
+    page.open(s.url + "/")
+    page.js("document.getElementById('txt2img_controlnet_panel').scrollIntoView()")
+    page.d.find_element(By.CSS_SELECTOR, "#txt2img_controlnet_panel > summary").click()
+    page.wait(lambda d: page.js("return [...document.getElementById('txt2img_controlnet_model').options].map(o => o.value)")
+              and page.js("return document.getElementById('txt2img_controlnet_model').value").startswith("tiny-controlnet-canny ["),
+              10, "ControlNet model list")
+    page.el("txt2img_controlnet_image_file").send_keys(CONTROL_IMAGE)
+    page.wait(lambda d: page.visible("txt2img_controlnet_image_preview"), 10, "control image preview")
+    assert page.el("txt2img_controlnet_enable").is_selected()   # choosing an image enables the unit
+    page.click("txt2img_controlnet_detect")
+    page.wait(lambda d: page.visible("txt2img_controlnet_detected"), 20, "detected map preview")
+    detected = Image.open(io.BytesIO(png_bytes(page.el("txt2img_controlnet_detected").get_attribute("src"))))
+    assert detected.size == (640, 512)   # canny at 512 (the slider's value) of the 160x128 image
+    assert set(detected.convert("L").getdata()) <= {0, 255}
+    page.shot("controlnet-panel")
+
+    page.type("txt2img_prompt", "a red ball")
+    for k, v in (("steps", 2), ("width", 128), ("height", 128), ("seed", 11)):
+        page.type("txt2img_" + k, v)
+    page.click("txt2img_generate")
+    page.wait(lambda d: "Seed: 11" in page.text("html_info_txt2img"), 90, "ControlNet generation")
+    info = page.text("html_info_txt2img")
+    assert 'ControlNet 0: "Module: canny, Model: tiny-controlnet-canny [' in info
+    # the picture and the detected map, as A1111 shows them
+    assert len(page.d.find_elements(By.CSS_SELECTOR, "#txt2img_thumbs .thumb")) == 2
+    page.shot("controlnet-result")
+
+    # a refused unit: the message sits next to the control it names
+    page.type("txt2img_controlnet_guidance_start", 0.9)
+    page.type("txt2img_controlnet_guidance_end", 0.1)
+    page.click("txt2img_generate")
+    page.wait(lambda d: page.visible("txt2img_error"), 30, "error box")
+    assert "guidance_start(0.9) > guidance_end(0.1)" in page.text("txt2img_error")
+    field = page.js("return document.getElementById('txt2img_controlnet_guidance_start').closest('.field').querySelector('.field-error')?.textContent")
+    assert field and "guidance_start" in field
+    assert page.console_problems() == []

@@ -24,6 +24,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Python with torch and diffusers: runs tools/bench_reference.py on the same shapes.") var referencePython: String?
     @Flag(help: "One JSON object per line.") var json = false
     @Flag(help: "Print the time per operation kind.") var profile = false
+    @Option(help: "unet: also time one step with this ControlNet (.safetensors/.pth), next to the plain step.") var controlnet: String?
 
     func run() throws {
         if let threads {
@@ -117,10 +118,50 @@ struct Bench: ParsableCommand {
             print("  CPU utilisation \(f(utilisation)), peak RSS \(f(Double(rss) / 1_073_741_824)) GiB, load average before \(f(load0))")
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }
         }
+        if what == .unet, let controlnet { try benchControlNet(controlnet, model: try m(), plainMedian: median, sgemm: sgemm) }
         if profile {
             for (name, secs, calls, fl) in Profiler.report {
                 print(String(format: "  %-14@ %8.3f s  %6d calls  %8.1f GFLOP  %6.1f GFLOP/s", name as NSString, secs, calls, fl / 1e9, fl / 1e9 / max(secs, 1e-9)))
             }
+        }
+    }
+
+    /// One UNet step with a ControlNet unit (its residuals, then the UNet taking them), at the
+    /// same shape as `unet`; reports the time and the extra over the plain step of this run.
+    func benchControlNet(_ path: String, model: StableDiffusionModel, plainMedian: Double, sgemm: Double) throws {
+        let net = try ControlNetModel(path: path, config: model.unet.config)
+        let h = size / 8
+        let x = Tensor(filling: [2, 4, h, h], with: 0.1)
+        let ctx = Tensor(filling: [2, 77, model.unet.config.contextDim], with: 0.1)
+        let hint = net.encodeHint(Tensor(filling: [1, 3, size, size], with: 0.5))
+        let step = {
+            let r = net.residuals(x, encodedHint: hint, timesteps: [500, 500], context: ctx)
+            _ = model.unet(x, timesteps: [500, 500], context: ctx, control: ControlResiduals(skips: Array(r.dropLast()), middle: r.last!))
+        }
+        step()  // warm-up
+        Profiler.reset()
+        Profiler.enabled = true
+        var times: [Double] = []
+        for i in 0..<runs {
+            if i > 0 { Profiler.enabled = false }
+            let t = now()
+            step()
+            times.append(now() - t)
+        }
+        Profiler.enabled = false
+        times.sort()
+        let median = times[times.count / 2]
+        let gflops = Profiler.flops / median / 1e9
+        let extra = median / plainMedian - 1
+        if json {
+            let o: [String: Any] = ["name": "unet+controlnet", "median_s": median, "min_s": times.first!, "max_s": times.last!, "runs": runs,
+                                    "threads": Compute.threads, "size": size, "gflop": Profiler.flops / 1e9, "gflops": gflops,
+                                    "sgemm_gflops": sgemm, "fraction_of_sgemm": gflops / sgemm, "plain_unet_median_s": plainMedian,
+                                    "extra_over_unet": extra, "peak_rss_bytes": peakRSS(), "reference_median_s": NSNull(), "ratio": NSNull()]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            print("unet+controlnet: median \(f(median)) s (min \(f(times.first!)), max \(f(times.last!))) = plain step + \(f(extra * 100)) %")
+            print("  work \(f(Profiler.flops / 1e9)) GFLOP, \(f(gflops)) GFLOP/s = \(f(gflops / sgemm)) of sgemm; the hint block runs once per job (not timed)")
         }
     }
 

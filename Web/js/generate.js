@@ -10,6 +10,7 @@ import {
 import { hasCheckpoint } from './models.js';
 import { parseInfotext, splitSampler } from './infotext.js';
 import { NETWORK_TYPES, createNetworkPane } from './networks.js';
+import { createControlNetPanel } from './controlnet.js';
 
 const DEFAULT_SAMPLER = 'DPM++ 2M';
 
@@ -115,6 +116,8 @@ export function createGenerationTab(kind, ext = {}) {
     hires = { enable, upscaler, hrSteps, hrDenoise, hrScale, body, sync: () => { body.hidden = !enable.input.checked; } };
     settings.append(h('div', { class: 'group' }, enable.root, body));
   }
+  const controlnet = createControlNetPanel(kind);
+  settings.append(controlnet.root);
 
   // ── left column: Generation | extra network tabs ───────────────────────────────────────────
   const subtabs = h('div', { class: 'subtabs', role: 'tablist', id: id('subtabs') });
@@ -209,7 +212,7 @@ export function createGenerationTab(kind, ext = {}) {
 
   function reportError(e) {
     showError(e.message);
-    const control = e.field && ((ext.fieldIds && ext.fieldIds[e.field]) || fieldIds[e.field]);
+    const control = controlnet.fieldFor(e.message) || (e.field && ((ext.fieldIds && ext.fieldIds[e.field]) || fieldIds[e.field]));
     if (control) showFieldError(panel, control, e.message);
   }
 
@@ -300,6 +303,8 @@ export function createGenerationTab(kind, ext = {}) {
     let body;
     try {
       body = { ...params(), ...(ext.collect ? await ext.collect() : {}) };
+      const cn = controlnet.collect();
+      if (cn) body.alwayson_scripts = { ...(body.alwayson_scripts || {}), ...cn };
     } catch (e) {
       reportError(e);
       return;
