@@ -43,7 +43,7 @@ let package = Package(
             exclude: ["Resources/README.md"],
             resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")],
             swiftSettings: simd),
-        .target(name: "AtelierDiffusion", dependencies: ["AtelierTensor", "AtelierModels"], swiftSettings: simd),
+        .target(name: "AtelierDiffusion", dependencies: ["AtelierTensor", "AtelierModels", "AtelierImaging"], swiftSettings: simd),
         .target(name: "AtelierImaging", dependencies: ["CSPNG", "CZlib", "CTurboJPEG", "CWebP"], swiftSettings: simd),
         .target(
             name: "AtelierService",

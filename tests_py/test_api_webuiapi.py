@@ -6,9 +6,13 @@ import os
 import threading
 import time
 
+import numpy as np
+import pytest
 import requests
 import webuiapi
 from PIL import Image
+
+from conftest import ROOT
 
 
 def client(server):
@@ -120,8 +124,10 @@ def test_bad_input_gets_4xx_naming_the_field_and_the_server_keeps_serving(server
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "value_error.jsondecode"
     r = post(server, "txt2img", b"[1, 2]")
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "type_error.dict"
-    r = post(server, "txt2img", {"enable_hr": True})
-    assert r.status_code == 422 and "enable_hr" in r.json()["detail"]
+    r = post(server, "txt2img", {"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"})
+    assert r.status_code == 422 and "hr_upscaler" in r.json()["detail"]
+    r = post(server, "txt2img", {"enable_hr": True, "hr_scale": 20})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "hr_scale"]
     r = post(server, "txt2img", {"override_settings": {"sd_model_checkpoint": "missing.safetensors"}})
     assert r.status_code == 404 and "sd_model_checkpoint" in r.json()["detail"]
     r = post(server, "txt2img", {"alwayson_scripts": {"save_dir": "../../etc"}})
@@ -294,3 +300,28 @@ def test_embedding_named_in_the_prompt_is_applied_listed_and_hashed(make_server)
     assert with_emb.image.tobytes() != plain.image.tobytes()
     assert 'TI hashes: "tinyemb: ' in with_emb.info["infotexts"][0]
     assert "tinyemb3" not in with_emb.info["infotexts"][0], "only the embeddings a prompt uses are hashed"
+
+
+@pytest.mark.parametrize("case", ["hires-latent-euler", "hires-lanczos-resize-dpmpp_2m"])
+def test_hires_fix_reproduces_the_oracle_picture_with_a1111_infotext(server, case):
+    golden = os.path.join(ROOT, "Tests", "Fixtures", "golden", case)
+    with open(os.path.join(golden, "params.json")) as f:
+        a = json.load(f)["golden_args"]
+    api = client(server)
+    r = api.txt2img(prompt=a["prompt"], negative_prompt=a["negative"], seed=a["seed"], steps=a["steps"], cfg_scale=a["cfg"],
+                    width=a["width"], height=a["height"], sampler_name=a["sampler"], enable_hr=True,
+                    hr_scale=a.get("hr_scale", 2), hr_resize_x=a.get("hr_resize_x", 0), hr_resize_y=a.get("hr_resize_y", 0),
+                    hr_upscaler=a["hr_upscaler"], hr_second_pass_steps=a.get("hr_second_pass_steps", 0),
+                    denoising_strength=a["denoising_strength"], override_settings={"randn_source": "CPU"}, alwayson_scripts={})
+    ref = Image.open(os.path.join(golden, "image.png")).convert("RGB")
+    assert r.image.size == ref.size
+    diff = np.asarray(r.image.convert("RGB"), dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    mse = float(np.mean(diff ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    info = r.info["infotexts"][0]
+    assert f"Size: {a['width']}x{a['height']}" in info   # the first pass's size, as A1111 writes it
+    assert f"Denoising strength: {a['denoising_strength']}" in info and f"Hires upscaler: {a['hr_upscaler']}" in info
+    if a.get("hr_resize_x"):
+        assert f"Hires resize: {a['hr_resize_x']}x{a['hr_resize_y']}" in info
+    else:
+        assert f"Hires upscale: {float(a['hr_scale'])}" in info

@@ -792,3 +792,18 @@ def test_controlnet_panel_previews_the_map_sends_the_unit_and_shows_errors_at_th
     field = page.js("return document.getElementById('txt2img_controlnet_guidance_start').closest('.field').querySelector('.field-error')?.textContent")
     assert field and "guidance_start" in field
     assert page.console_problems() == []
+
+
+def test_hires_fix_from_the_page_gives_the_larger_picture(server, page):
+    page.open(server.url + "/")
+    page.click("txt2img_enable_hr")
+    page.wait(lambda d: page.visible("txt2img_hires_body"), 5, "hires settings")
+    page.type("txt2img_hr_scale", 1.5)
+    page.type("txt2img_hires_steps", 2)
+    page.type("txt2img_denoising_strength", 0.6)
+    page.generate_small("a hill", 21, "hires generation")
+    info = page.text("html_info_txt2img")
+    assert "Size: 64x64" in info and "Hires upscale: 1.5" in info and "Hires upscaler: Latent" in info
+    img = Image.open(io.BytesIO(png_bytes(page.el("txt2img_result_image").get_attribute("src"))))
+    assert img.size == (96, 96)
+    page.shot("hires")

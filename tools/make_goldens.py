@@ -5,7 +5,7 @@ Run by hand with the reference venv (see tools/README.md); the Swift tests never
 and never read the oracle:
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|seeds|prompts|networks|controlnet] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|seeds|prompts|networks|controlnet|hires] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -37,6 +37,19 @@ Writes (paths relative to the repository root):
       NN = 00..12: the first active call's 13 weighted residuals, batch [cond, uncond]); the
       unit's settings, processor_res, detected_size, hint_shape, sampling_steps and the per-call
       (call, sampling_step, active) list are in params.json["controlnet"].
+      The hires group (hires_cases(), `--group hires`: txt2img with the hires fix, args enable_hr,
+      hr_scale, hr_resize_x, hr_resize_y, hr_upscaler, hr_second_pass_steps, denoising_strength;
+      the six latent upscale modes and the Lanczos / Nearest pixel upscalers) keeps the second
+      pass under the usual names (init_latent.npy = the upscaled, cropped latent, init_image.png =
+      the upscaled first-pass image for pixel upscalers, t_enc = hr_steps - 1), the first pass as
+      every firstpass_*.npy (KEEP_PREFIX: noise, sigmas or timesteps, first_unet_eps,
+      first_denoised, steps, sampler_noise, latents) and firstpass_image.png, and every
+      cond_distinct_<j>.npy (the second pass's); it drops image_float.npy and
+      firstpass_image_float.npy. params.json["hires"] (and index.json "hires", less the first
+      pass's prompt schedules) has upscale_to, truncate, latent_shape, second_pass_steps,
+      schedule_steps, t_enc and the UNet calls per pass; its float32_vs_float64 also has
+      firstpass_{first_denoised,latents}_*, firstpass_image_uint8_max_abs, init_latent_* and
+      (pixel upscalers) init_image_uint8_max_abs (float64_floor_hires).
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -72,7 +85,9 @@ KEEP = ("params.json", "tokens.json", "cond.npy", "uncond.npy", "noise.npy", "si
         "latent_nmask.npy", "init_latent_encoded.npy", "latents_unblended.npy",
         "inpaint_image_mask.png", "inpaint_mask_for_overlay.png", "inpaint_overlay.png", "image_decoded.png",
         # ControlNet (--controlnet; control_residual_NN.npy through KEEP_PREFIX)
-        "control_hint.npy", "control_map.png")
+        "control_hint.npy", "control_map.png",
+        # hires fix (--enable-hr; firstpass_*.npy through KEEP_PREFIX)
+        "firstpass_image.png")
 
 PROMPT = "a photo of a (cat:1.2), [blurry] masterpiece, \\(escaped\\)"  # text: ... \(escaped\)
 NEGATIVE = "lowres, bad anatomy"
@@ -288,17 +303,69 @@ def controlnet_cases():
     return out
 
 
+def hires_cases():
+    """txt2img with A1111's hires fix (the oracle's --enable-hr: run_hires / hires_target), first pass
+    128 px (160x128 for the aspect case), 6-8 steps, second pass 4-6 steps: the six latent upscale
+    modes (torch.nn.functional.interpolate of the first-pass latent to (to_y//8, to_x//8)) and the
+    Lanczos / Nearest pixel upscalers (decode to uint8, PIL resize, VAE encode), hr_scale, one
+    hr_resize side (the other from the aspect, integer //), both sides (scale to cover, then the
+    latent cropped by the truncation), hr_second_pass_steps 0 (= steps) and explicit, prompt
+    editing rescheduled for the hires steps, DDIM. The second pass is saved under the usual names
+    (init_latent.npy = the upscaled, cropped latent; init_image.png = the upscaled image for pixel
+    upscalers), the first pass as firstpass_*.npy / firstpass_image.png (KEEP_PREFIX, KEEP);
+    params.json["hires"] has the target size, truncation, latent shape, second_pass_steps,
+    schedule_steps, t_enc, per-pass UNet calls and the first pass's prompt schedules (also in
+    index.json "hires"). image_float.npy and firstpass_image_float.npy are not kept (DROP)."""
+    def case(prompt, sampler, seed, upscaler, strength, steps=8, hr_steps=0, negative="", width=128, height=128,
+             scale=2.0, rx=0, ry=0):
+        return dict(prompt=prompt, negative=negative, steps=steps, cfg=7, width=width, height=height,
+                    sampler=sampler, scheduler="Automatic", seed=seed, enable_hr=True, hr_scale=scale,
+                    hr_resize_x=rx, hr_resize_y=ry, hr_upscaler=upscaler, hr_second_pass_steps=hr_steps,
+                    denoising_strength=strength)
+    out = {}
+    # = oracle t2i_hires_latent_euler with fewer steps: 192x192, hr_second_pass_steps 0 -> hr_steps = steps = 6,
+    # schedule int(6 / 0.6) = 10 steps, t_enc 5
+    out["hires-latent-euler"] = case("a photo of a cat", "Euler", 1, "Latent", 0.6, steps=6, scale=1.5)
+    # = oracle t2i_hires_nearest_exact_euler_a: 256x256; [cat:dog:0.5] switches at int(0.5*8) = 4 in the first
+    # pass and int(0.5*6) = 3 in the second; ancestral noise continues the fresh second-pass ImageRNG
+    out["hires-latent-nearest-exact-euler_a"] = case("a [cat:dog:0.5] in a garden", "Euler a", 4,
+                                                     "Latent (nearest-exact)", 0.55, hr_steps=6,
+                                                     negative="blurry", scale=2)
+    # = oracle t2i_hires_lanczos_resize_dpmpp2m: resize 256x192 from 128x128 covers as 256x256 (init_image.png),
+    # truncate y = (256-192)//8 = 8 -> latent rows 4..27 kept: [1, 4, 24, 32], image 256x192
+    out["hires-lanczos-resize-dpmpp_2m"] = case("a watercolor painting of a fox", "DPM++ 2M", 6, "Lanczos", 0.5,
+                                                hr_steps=5, rx=256, ry=192)
+    # 160x160: latent 16 -> 20 with the antialiased bicubic kernel (A = -0.5 when antialiasing)
+    out["hires-latent-bicubic-aa-euler"] = case("a red house by a lake", "Euler", 410, "Latent (bicubic antialiased)",
+                                                0.7, steps=6, hr_steps=4, scale=1.25)
+    # first pass 160x128 (as nonsquare-euler); hr_resize_x 192 -> to_y = 192*128//160 = 153 -> latent
+    # (153//8, 192//8) = (19, 24), image 192x152; Heun: 2 UNet calls per step but the last
+    out["hires-latent-antialiased-heun"] = case("a bowl of fruit on a table", "Heun", 411, "Latent (antialiased)", 0.6,
+                                                steps=6, hr_steps=4, width=160, height=128, rx=192)
+    # pixel upscaler Nearest: 128 -> 256 with PIL NEAREST in one round, then VAE encode (posterior mean)
+    out["hires-nearest-euler"] = case("a small boat on the sea", "Euler", 412, "Nearest", 0.6, steps=6, hr_steps=4,
+                                      scale=2)
+    # DDIM: the second pass's timesteps = ddim_timesteps(int(5 / 0.6) = 8)[:t_enc = 4]
+    out["hires-latent-bicubic-ddim"] = case("a portrait of an old man, oil painting", "DDIM", 413, "Latent (bicubic)",
+                                            0.6, steps=6, hr_steps=5, scale=1.5)
+    return out
+
+
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
-          "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases}
+          "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases}
 # files of KEEP not kept for a group's cases (size)
 DROP = {"samplers": ("image_float.npy",), "seeds": ("image_float.npy",),
         "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
         # control_hint.npy is control_map.png / 255 exactly: the PNG is kept instead
-        "controlnet": ("image_float.npy", "control_hint.npy")}
+        "controlnet": ("image_float.npy", "control_hint.npy"),
+        # firstpass_image_float.npy: the first pass's decoded float image (firstpass_image.png is kept)
+        "hires": ("image_float.npy", "firstpass_image_float.npy")}
 # further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
 # one per distinct conditioning, in the order of params.json["distinct_conds"]; control_residual_NN.npy:
-# the first active ControlNet call's 13 weighted residuals)
-KEEP_PREFIX = {"prompts": ("cond_distinct_",), "networks": ("cond_distinct_",), "controlnet": ("control_residual_",)}
+# the first active ControlNet call's 13 weighted residuals; firstpass_*.npy: the hires first pass's
+# noise, sigmas / timesteps, first_unet_eps, first_denoised, steps, sampler_noise, latents)
+KEEP_PREFIX = {"prompts": ("cond_distinct_",), "networks": ("cond_distinct_",), "controlnet": ("control_residual_",),
+               "hires": ("cond_distinct_", "firstpass_")}
 
 
 def all_cases():
@@ -340,6 +407,43 @@ def sha256(path):
     return h.hexdigest()
 
 
+def float64_floor_hires(R, a, pipe, out):
+    """reference.float64_floor for a hires-fix case: the same keys (second pass / final output) from
+    one float64 run, written to params.json["float32_vs_float64"] as float64_floor does, plus
+    firstpass_{first_denoised,latents}_{rel_l2,max_abs}, firstpass_image_uint8_max_abs,
+    init_latent_{rel_l2,max_abs} (the upscaled, cropped latent) and, for pixel upscalers,
+    init_image_uint8_max_abs (the upscaled first-pass image)."""
+    import numpy as np
+    import torch
+    out64 = R.run(a, pipe, dtype=torch.float64, save_files=False)
+    floor = {}
+
+    def dist(name, x, y):
+        floor[name + "_rel_l2"] = R.rel_l2(x, y)
+        floor[name + "_max_abs"] = float(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)).max())
+
+    def u8(x, y):
+        return int(np.abs(np.asarray(x).astype(int) - np.asarray(y).astype(int)).max())
+
+    for k in ("cond", "uncond", "first_unet_eps", "first_denoised", "latents", "image_float"):  # = float64_floor
+        dist(k, out[k], out64[k])
+    floor["image_uint8_max_abs"] = u8(out["image"], out64["image"])
+    fp, fp64 = out["firstpass"], out64["firstpass"]
+    for k in ("first_denoised", "latents"):
+        dist("firstpass_" + k, fp[k], fp64[k])
+    floor["firstpass_image_uint8_max_abs"] = u8(fp["image"], fp64["image"])
+    dist("init_latent", out["init_latent"], out64["init_latent"])
+    if out.get("init_image") is not None:
+        floor["init_image_uint8_max_abs"] = u8(out["init_image"], out64["init_image"])
+    p = os.path.join(a.out, "params.json")
+    with open(p) as f:
+        params = json.load(f)
+    params["float32_vs_float64"] = floor
+    with open(p, "w") as f:
+        json.dump(params, f, indent=2)
+    return floor
+
+
 def make_goldens(args):
     sys.path.insert(0, os.path.abspath(args.ref))
     import reference as R  # the oracle, imported from --ref
@@ -374,7 +478,7 @@ def make_goldens(args):
             argv = to_argv(opts, args.ckpt, args.tokenizer, tmp, args.threads)
             a = R.build_parser().parse_args(argv)
             res = R.run(a, pipe)
-            floor = R.float64_floor(a, pipe, res)
+            floor = float64_floor_hires(R, a, pipe, res) if "firstpass" in res else R.float64_floor(a, pipe, res)
             pipe.pop("_as_torch.float64", None)
             dest = os.path.join(golden, name)
             if os.path.isdir(dest):
@@ -386,7 +490,7 @@ def make_goldens(args):
                 if os.path.exists(os.path.join(tmp, fn)):
                     shutil.copyfile(os.path.join(tmp, fn), os.path.join(dest, fn))
             for fn in sorted(os.listdir(tmp)):
-                if fn.endswith(".npy") and fn.startswith(keep_prefix[name]):
+                if fn.endswith(".npy") and fn.startswith(keep_prefix[name]) and fn not in drop[name]:
                     shutil.copyfile(os.path.join(tmp, fn), os.path.join(dest, fn))
         with open(os.path.join(dest, "params.json")) as f:
             params = json.load(f)
@@ -402,6 +506,8 @@ def make_goldens(args):
                        "files": sorted(os.listdir(dest)), "float32_vs_float64": floor}
         if params.get("t_enc") is not None:  # img2img only (txt2img entries keep their old keys)
             index[name]["t_enc"] = params["t_enc"]
+        if params.get("hires"):  # hires fix: sizes, truncation, step counts (not the first pass's schedules)
+            index[name]["hires"] = {k: v for k, v in params["hires"].items() if k != "firstpass_prompt_schedules"}
         print(f"{name:24} {params['sampler']:9} {params['scheduler']:11} {params['unet_calls']:3} UNet calls "
               f"{time.time() - t0:5.1f}s  f32-vs-f64 latents rel L2 {floor['latents_rel_l2']:.2e}", flush=True)
     index = {k: index[k] for k in every if k in index}
@@ -433,7 +539,7 @@ def main():
                     help="txt2img: the original 18 cases; img2img: the img2img / inpainting cases; "
                          "samplers: the other samplers and schedules; seeds: variation seed and seed resize; "
                          "prompts: prompt editing / alternation / AND; networks: LoRA / LyCORIS / embeddings; "
-                         "controlnet: one ControlNet unit (default: all)")
+                         "controlnet: one ControlNet unit; hires: the hires fix (default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")

@@ -1,3 +1,4 @@
+import AtelierImaging
 import AtelierModels
 import AtelierTensor
 import Foundation
@@ -51,6 +52,8 @@ public struct GenerationRequest: Sendable, Equatable {
     /// further infotext fields (extensions' `extra_generation_params`, e.g. `ControlNet 0`),
     /// written after the engine's own and before `Version`
     public var extraInfotext: [InfotextField] = []
+    /// txt2img hires fix: a second pass at a larger size (`enable_hr`)
+    public var hires: HiresFix?
 
     public init() {}
 
@@ -94,6 +97,24 @@ public struct GenerationRequest: Sendable, Equatable {
             guard img.width == width && img.height == height else {
                 throw RequestError(field: "init_images", "init image is \(img.width)x\(img.height) but the request is \(width)x\(height); fit it to the request's size first")
             }
+        }
+        if let hr = hires {
+            guard initImage == nil else { throw RequestError(field: "enable_hr", "hires fix is a txt2img option") }
+            guard hr.scale.isFinite, (1...8).contains(hr.scale) else { throw RequestError(field: "hr_scale", "ensure this value is between 1 and 8") }
+            for (name, v) in [("hr_resize_x", hr.resizeX), ("hr_resize_y", hr.resizeY)] where !(0...4096).contains(v) {
+                throw RequestError(field: name, "ensure this value is between 0 and 4096")
+            }
+            guard (0...500).contains(hr.secondPassSteps) else { throw RequestError(field: "hr_second_pass_steps", "ensure this value is between 0 and 500") }
+            guard denoisingStrength.isFinite, denoisingStrength > 0, denoisingStrength <= 1 else {
+                throw RequestError(field: "denoising_strength", "ensure this value is greater than 0 and at most 1")
+            }
+            let t = hr.target(width: width, height: height)
+            let (w, h) = (t.x / 8 - t.truncateX, t.y / 8 - t.truncateY)
+            guard w >= 8, h >= 8, t.x <= 8192, t.y <= 8192, w * h * 64 * batchSize <= 4096 * 4096 else {
+                throw RequestError(field: hr.resizeX > 0 || hr.resizeY > 0 ? "hr_resize_x" : "hr_scale",
+                                   "the hires size \(w * 8)x\(h * 8) must be between 64 and 4096 × 4096 pixels (× batch_size)")
+            }
+            guard controlUnits.isEmpty else { throw RequestError(field: "enable_hr", "hires fix with ControlNet is not available in Atelier yet") }
         }
         for (i, u) in controlUnits.enumerated() {
             let field = "controlnet.args[\(i)]"
@@ -264,19 +285,36 @@ public final class Pipeline: @unchecked Sendable {
         dump?.write("uncond", shape: conditioning.negative[0].cond.shape, values: conditioning.negative[0].cond.scalars)
 
         var images: [GeneratedImage] = []
-        let totalSteps = Self.samplingSteps(r)
+        let firstSteps = Self.samplingSteps(r)
+        let totalSteps = Self.totalSamplingSteps(r)
+        // the hires pass: its own request (size, steps for the prompt schedules, prompts, sampler)
+        let hiresPass = r.hires.map { hiresRequest(r, $0) }
+        let hiresConditioning = hiresPass.map { self.conditioning($0.request) }
         for batch in 0..<r.nIter {
             let seeds = Array(allSeeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
             let subseeds = Array(allSubseeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
-            let per = 4 * (r.height / 8) * (r.width / 8)
-            let latents = try sample(r, seeds: seeds, subseeds: subseeds, conditioning: conditioning, dump: batch == 0 ? dump : nil) { step, x in
-                if let control, control.interrupted || control.skipped { throw StopSampling() }
-                try progress?(GenerationProgress(step: step, steps: totalSteps, batch: batch, batches: r.nIter,
-                                                 latents: Array(x[0..<per]), latentShape: [4, r.height / 8, r.width / 8]))
+            let batchDump = batch == 0 ? dump : nil
+            func report(_ pass: GenerationRequest, offset: Int) -> (Int, [Float]) throws -> Void {
+                let per = 4 * (pass.height / 8) * (pass.width / 8)
+                return { step, x in
+                    if let control, control.interrupted || control.skipped { throw StopSampling() }
+                    try progress?(GenerationProgress(step: offset + step, steps: totalSteps, batch: batch, batches: r.nIter,
+                                                     latents: Array(x[0..<per]), latentShape: [4, pass.height / 8, pass.width / 8]))
+                }
             }
-            let decoded = decode(latents, dump: batch == 0 ? dump : nil)
+            var latents = try sample(r, seeds: seeds, subseeds: subseeds, conditioning: conditioning,
+                                     dump: hiresPass == nil ? batchDump : batchDump.map { PrefixedDump(inner: $0, prefix: "firstpass_") },
+                                     onStep: report(r, offset: 0))
+            var outSize = (width: r.width, height: r.height)
+            if let hiresPass, let hiresConditioning, control?.interrupted != true {
+                let initLatent = try upscaleForHires(latents, r, hiresPass, dump: batchDump)
+                latents = try sample(hiresPass.request, seeds: seeds, subseeds: subseeds, conditioning: hiresConditioning, dump: batchDump,
+                                     initLatent: initLatent, img2imgSteps: hiresPass.steps, onStep: report(hiresPass.request, offset: firstSteps))
+                outSize = (hiresPass.request.width, hiresPass.request.height)
+            }
+            let decoded = decode(latents, dump: batchDump)
             for (i, rgb) in decoded.enumerated() {
-                images.append(GeneratedImage(width: r.width, height: r.height, rgb: rgb, seed: seeds[i], subseed: subseeds[i],
+                images.append(GeneratedImage(width: outSize.width, height: outSize.height, rgb: rgb, seed: seeds[i], subseed: subseeds[i],
                                              infotext: infotext(r, seed: seeds[i], subseed: subseeds[i], embeddingsUsed: conditioning.embeddingsUsed)))
             }
             control?.clearSkip()
@@ -285,8 +323,11 @@ public final class Pipeline: @unchecked Sendable {
         return images
     }
 
-    /// Runs the sampler for one batch; returns the final latents `[B, 4, h, w]`.
+    /// Runs the sampler for one batch; returns the final latents `[B, 4, h, w]`. `initLatent`
+    /// (`[B, 4, h, w]`) with `img2imgSteps` (schedule length, t_enc) starts from a given latent
+    /// (the hires pass); otherwise img2img starts from `r.initImage`.
     func sample(_ r: GenerationRequest, seeds: [UInt64], subseeds: [UInt64], conditioning: Conditioning, dump: DumpSink?,
+                initLatent givenLatent: [Float]? = nil, img2imgSteps: (total: Int, tEnc: Int)? = nil,
                 onStep: (Int, [Float]) throws -> Void) throws -> Tensor {
         let b = seeds.count
         let shape = [4, r.height / 8, r.width / 8]
@@ -396,7 +437,13 @@ public final class Pipeline: @unchecked Sendable {
         // img2img: the VAE-encoded init image (posterior mean × scale factor), one copy per image
         var initLatent: [Float]?
         var tEnc = r.steps
-        if let img = r.initImage {
+        /// the length of the schedule the steps are taken from (img2img keeps its tail)
+        var scheduleSteps = r.steps
+        if let givenLatent, let img2imgSteps {
+            initLatent = givenLatent
+            dump?.write("init_latent", shape: [b] + shape, values: givenLatent)
+            (scheduleSteps, tEnc) = img2imgSteps
+        } else if let img = r.initImage {
             let one = encodeInit(img)
             initLatent = Array((0..<b).map { _ in one }.joined())
             dump?.write("init_latent", shape: [b] + shape, values: initLatent!)
@@ -407,7 +454,7 @@ public final class Pipeline: @unchecked Sendable {
         }
         do {
         if r.sampler == .ddim {
-            var ts = DDIMSampler.timesteps(steps: r.steps)
+            var ts = DDIMSampler.timesteps(steps: scheduleSteps)
             if let initLatent {
                 let a = schedule.alphasCumprod[ts[tEnc]]
                 let sa = a.squareRoot(), s1 = (1 - a).squareRoot()
@@ -424,10 +471,10 @@ public final class Pipeline: @unchecked Sendable {
             }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, noise: drawNoise, onStep: stepCallback)
         } else {
             let sched = r.scheduler == .automatic ? (r.sampler.defaultScheduler ?? .uniform) : r.scheduler
-            var sigmas = sched.sigmas(steps: r.steps + (r.sampler.discardsPenultimateSigma ? 1 : 0), schedule: schedule)
+            var sigmas = sched.sigmas(steps: scheduleSteps + (r.sampler.discardsPenultimateSigma ? 1 : 0), schedule: schedule)
             if r.sampler.discardsPenultimateSigma { sigmas.remove(at: sigmas.count - 2) }
             if let initLatent {
-                sigmas = Array(sigmas[(r.steps - tEnc - 1)...])
+                sigmas = Array(sigmas[(scheduleSteps - tEnc - 1)...])
                 x = (0..<noise.count).map { initLatent[$0] + noise[$0] * sigmas[0] }
             } else {
                 x = noise.map { $0 * sigmas[0] }
@@ -522,12 +569,25 @@ public final class Pipeline: @unchecked Sendable {
             ("Variation seed", r.subseedStrength != 0 ? String(subseed) : nil),
             ("Variation seed strength", r.subseedStrength != 0 ? Infotext.pythonFloat(r.subseedStrength) : nil),
             ("Seed resize from", r.seedResizeFromW > 0 && r.seedResizeFromH > 0 ? "\(r.seedResizeFromW)x\(r.seedResizeFromH)" : nil),
-            ("Denoising strength", r.initImage != nil ? Infotext.pythonFloat(r.denoisingStrength) : nil),
+            ("Denoising strength", r.initImage != nil || r.hires != nil ? Infotext.pythonFloat(r.denoisingStrength) : nil),
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
             ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
             ("Eta", r.sampler.ancestral && (r.eta ?? 1) != 1 ? Infotext.pythonFloat(r.eta!) : nil),
             ("Eta DDIM", r.sampler == .ddim && (r.eta ?? 0) != 0 ? Infotext.pythonFloat(r.eta!) : nil),
+        ]
+        let hr = r.hires
+        let hires: [(String, String?)] = [
+            ("Hires upscale", hr.flatMap { $0.resizeX == 0 && $0.resizeY == 0 ? Infotext.pythonFloat($0.scale) : nil }),
+            ("Hires resize", hr.flatMap { $0.resizeX != 0 || $0.resizeY != 0 ? "\($0.resizeX)x\($0.resizeY)" : nil }),
+            ("Hires steps", hr.flatMap { $0.secondPassSteps > 0 ? String($0.secondPassSteps) : nil }),
+            ("Hires upscaler", hr?.upscaler.name),
+            ("Hires sampler", hr?.sampler.flatMap { $0 != r.sampler ? $0.rawValue : nil }),
+            ("Hires schedule type", hr?.scheduler.flatMap { $0 != r.scheduler ? $0.rawValue : nil }),
+            ("Hires prompt", hr?.prompt.flatMap { $0.isEmpty || $0 == r.prompt ? nil : $0 }),
+            ("Hires negative prompt", hr?.negativePrompt.flatMap { $0.isEmpty || $0 == r.negativePrompt ? nil : $0 }),
+        ]
+        let hashes: [(String, String?)] = [
             ("Lora hashes", r.networks.isEmpty ? nil : r.networks.map { u in
                 u.file.name.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ",", with: "") + ": " + u.file.shortHash
             }.joined(separator: ", ")),
@@ -536,6 +596,6 @@ public final class Pipeline: @unchecked Sendable {
             }.joined(separator: ", ")),
         ]
         let extra: [(String, String?)] = r.extraInfotext.map { ($0.key, $0.value) }
-        return Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: fields + extra + [("Version", "v1.10.1")])
+        return Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: fields + hires + hashes + extra + [("Version", "v1.10.1")])
     }
 }

@@ -98,8 +98,10 @@ struct SDAPIRoutes {
                               ("realesrgan-models", .array([])), ("prompt-styles", .array([])),
                               ("script-info", .array([])), ("extensions", .array([])),
                               ("scripts", .object(["txt2img": .array([.string("controlnet")]), "img2img": .array([.string("controlnet")])])),
-                              ("latent-upscale-modes", .array([])),
-                              ("upscalers", .array([.object(["name": .string("None"), "model_name": .null, "model_path": .null, "model_url": .null, "scale": .int(4)])]))] {
+                              ("latent-upscale-modes", .array(HiresUpscaler.names.prefix(6).map { .object(["name": .string($0.0)]) })),
+                              ("upscalers", .array(["None", "Lanczos", "Nearest"].map { name in
+                                  .object(["name": .string(name), "model_name": .null, "model_path": .null, "model_url": .null, "scale": .int(4)])
+                              }))] {
             v1.get(RouterPath(stringLiteral: path)) { _, _ -> Response in jsonResponse(value) }
         }
         // Every listing rescans its directory, so a refresh only has to answer; the checkpoint

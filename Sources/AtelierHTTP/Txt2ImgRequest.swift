@@ -73,7 +73,29 @@ struct Txt2ImgRequest {
         let samplerName = f.optionalString("sampler_name")
         let samplerIndex = f.string("sampler_index", "Euler")
         let schedulerName = f.optionalString("scheduler")
-        let enableHR = f.bool("enable_hr", false)
+        let enableHR = img2img ? false : f.bool("enable_hr", false)
+        var hires = HiresFix()
+        var hrUpscalerName: String?, hrSamplerName: String?, hrSchedulerName: String?, hrCheckpoint: String?
+        if enableHR {
+            hires.scale = f.double("hr_scale", 2)
+            hires.resizeX = f.int("hr_resize_x", 0)
+            hires.resizeY = f.int("hr_resize_y", 0)
+            hires.secondPassSteps = f.int("hr_second_pass_steps", 0)
+            hires.prompt = f.string("hr_prompt", "")
+            hires.negativePrompt = f.string("hr_negative_prompt", "")
+            hrUpscalerName = f.optionalString("hr_upscaler")
+            hrSamplerName = f.optionalString("hr_sampler_name")
+            hrSchedulerName = f.optionalString("hr_scheduler")
+            hrCheckpoint = f.optionalString("hr_checkpoint_name")
+            _ = f.int("firstphase_width", 0)
+            _ = f.int("firstphase_height", 0)
+            r.denoisingStrength = f.double("denoising_strength", 0.75)
+            f.check("denoising_strength", r.denoisingStrength, min: 0, max: 1)
+            f.check("hr_scale", hires.scale, min: 1, max: 8)
+            f.check("hr_resize_x", hires.resizeX, min: 0, max: 4096)
+            f.check("hr_resize_y", hires.resizeY, min: 0, max: 4096)
+            f.check("hr_second_pass_steps", hires.secondPassSteps, min: 0, max: 500)
+        }
         let restoreFaces = f.bool("restore_faces", false)
         let tiling = f.bool("tiling", false)
         let sChurn = f.double("s_churn", 0)
@@ -149,7 +171,28 @@ struct Txt2ImgRequest {
         func notYet(_ field: String, _ what: String) -> ServiceError {
             ServiceError(422, field: field, "\(field): \(what) is not available in Atelier yet")
         }
-        if enableHR { throw notYet("enable_hr", "hires fix") }
+        if enableHR {
+            // A1111: no upscaler named → its default latent mode ("Latent")
+            let name = hrUpscalerName ?? "Latent"
+            guard let up = HiresUpscaler(name: name) else {
+                if ["none", "esrgan_4x", "ldsr", "r-esrgan 4x+", "r-esrgan 4x+ anime6b", "swinir 4x", "scunet", "scunet psnr", "dat x2", "dat x3", "dat x4"].contains(name.lowercased()) {
+                    throw notYet("hr_upscaler", "upscaler '\(name)'; use one of \(HiresUpscaler.names.map(\.0).joined(separator: ", "))")
+                }
+                throw ServiceError(422, field: "hr_upscaler", "hr_upscaler: could not find upscaler named \(name); use one of \(HiresUpscaler.names.map(\.0).joined(separator: ", "))")
+            }
+            hires.upscaler = up
+            if let n = hrSamplerName, !n.isEmpty, n != "Use same sampler" {
+                guard let (s, sched) = Sampler.resolve(n) else { throw ServiceError(422, field: "hr_sampler_name", "hr_sampler_name: sampler '\(n)' is not available; use one of \(Sampler.allCases.map(\.rawValue).joined(separator: ", "))") }
+                hires.sampler = s
+                if let sched { hires.scheduler = sched }
+            }
+            if let n = hrSchedulerName, !n.isEmpty, n != "Use same scheduler" {
+                guard let s = Scheduler(label: n) else { throw ServiceError(422, field: "hr_scheduler", "hr_scheduler: scheduler '\(n)' is not available") }
+                hires.scheduler = s
+            }
+            if let c = hrCheckpoint, !c.isEmpty, c != "Use same checkpoint" { throw notYet("hr_checkpoint_name", "a separate hires checkpoint") }
+            r.hires = hires
+        }
         if restoreFaces { throw notYet("restore_faces", "face restoration") }
         if tiling { throw notYet("tiling", "seamless tiling") }
         r.subseed = Int64(f.int("subseed", -1))

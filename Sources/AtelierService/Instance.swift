@@ -201,7 +201,7 @@ public final class Instance: @unchecked Sendable {
             state.jobCount = job.request.nIter
             state.jobNo = 0
             state.samplingStep = 0
-            state.samplingSteps = Pipeline.samplingSteps(job.request)
+            state.samplingSteps = Pipeline.totalSamplingSteps(job.request)
             state.jobTimestamp = stamp
             state.started = start
             state.taskID = job.taskID
