@@ -325,3 +325,21 @@ def test_hires_fix_reproduces_the_oracle_picture_with_a1111_infotext(server, cas
         assert f"Hires resize: {a['hr_resize_x']}x{a['hr_resize_y']}" in info
     else:
         assert f"Hires upscale: {float(a['hr_scale'])}" in info
+
+
+@pytest.mark.parametrize("case", ["plms", "ddim_cfgpp", "lcm", "restart-8"])
+def test_more_samplers_are_listed_and_reproduce_the_oracle_picture(server, case):
+    golden = os.path.join(ROOT, "Tests", "Fixtures", "golden", case)
+    with open(os.path.join(golden, "params.json")) as f:
+        a = json.load(f)["golden_args"]
+    names = [s["name"] for s in requests.get(server.url + "/sdapi/v1/samplers").json()]
+    assert a["sampler"] in names
+    r = client(server).txt2img(prompt=a["prompt"], negative_prompt=a.get("negative", ""), seed=a["seed"], steps=a["steps"],
+                               cfg_scale=a["cfg"], width=a["width"], height=a["height"], sampler_name=a["sampler"],
+                               scheduler=a.get("scheduler", "Automatic"), override_settings={"randn_source": "CPU"},
+                               eta=0, alwayson_scripts={})   # webuiapi sends eta=1.0 unless told
+    ref = Image.open(os.path.join(golden, "image.png")).convert("RGB")
+    diff = np.asarray(r.image.convert("RGB"), dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    mse = float(np.mean(diff ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    assert f"Sampler: {a['sampler']}" in r.info["infotexts"][0]

@@ -5,7 +5,7 @@ Run by hand with the reference venv (see tools/README.md); the Swift tests never
 and never read the oracle:
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|seeds|prompts|networks|controlnet|hires] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -22,6 +22,11 @@ Writes (paths relative to the repository root):
       (sampler_cases(), `--group samplers`) drops image_float.npy (DROP), and so does the
       seeds group (seed_cases(), `--group seeds`: variation seed / seed resize, args
       subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h).
+      The samplers2 group (samplers2_cases(), `--group samplers2`: PLMS, DDIM CFG++, LCM with its
+      own schedule and Karras, Restart with and without a restart segment, img2img PLMS / Restart)
+      also drops image_float.npy; PLMS / DDIM CFG++ keep timesteps.npy and ddim_alphas{,_prev}.npy,
+      LCM / Restart sigmas.npy and sampler_noise.npy (every image-RNG draw the sampler made);
+      Restart's (sigma, sigma_next) step list is params.json["restart_pairs"].
       The prompts group (prompt_cases(), `--group prompts`: prompt editing, alternation, AND)
       and the networks group (network_cases(), `--group networks`: LoRA / LoHa / LoKr tags and
       textual inversion, read from the committed Tests/Fixtures/networks/{Lora,embeddings},
@@ -175,6 +180,29 @@ def sampler_cases():
                               ("ddim", "DDIM", 67),  # the DDIM *schedule* with Euler
                               ("beta", "Beta", 68)):
         out[f"euler-{slug}"] = dict(BASE, sampler="Euler", scheduler=sched, seed=seed)
+    return out
+
+
+def samplers2_cases():
+    """txt2img / img2img on A1111's own samplers: PLMS and DDIM CFG++ (timestep samplers: timesteps.npy,
+    ddim_alphas.npy, ddim_alphas_prev.npy, no sigmas), LCM (the LCM denoiser on its 50-entry grid:
+    Automatic = the grid's own uniform schedule; also Karras over the grid's sigma range) and Restart
+    (Automatic = Karras; < 20 steps: plain Heun, no restart segment; >= 20: Karras(steps - 9) and one
+    restart segment of 9 Heun steps from the sigma nearest 0.1 back up to the one nearest 2, re-noised
+    with the image RNG's next draw; the (sigma, sigma_next) pairs are in params.json["restart_pairs"]).
+    128 px, the usual prompt, fewer steps. image_float.npy is not kept (DROP); sampler_noise.npy
+    (LCM, Restart with restart segments) is."""
+    out = {}
+    out["plms"] = dict(BASE, steps=10, sampler="PLMS", scheduler="Automatic", seed=70)
+    out["ddim_cfgpp"] = dict(BASE, steps=10, sampler="DDIM CFG++", scheduler="Automatic", seed=71)
+    out["lcm"] = dict(BASE, steps=6, cfg=1.5, sampler="LCM", scheduler="Automatic", seed=72)
+    out["restart-8"] = dict(BASE, steps=8, sampler="Restart", scheduler="Automatic", seed=73)    # no restart segment
+    out["restart-20"] = dict(BASE, steps=20, sampler="Restart", scheduler="Automatic", seed=74)  # one restart segment
+    i2i = dict(BASE, scheduler="Automatic", init_image=INIT_IMAGE)
+    out["i2i-plms"] = dict(i2i, steps=10, sampler="PLMS", seed=75, denoising_strength=0.6)      # t_enc 6: timesteps[:6]
+    # t_enc = int(0.7 * 20) = 14: Restart gets sigmas[5:] (16 sigmas, 15 steps < 20): no restart segment
+    out["i2i-restart"] = dict(i2i, steps=20, sampler="Restart", seed=76, denoising_strength=0.7)
+    out["lcm-karras"] = dict(BASE, steps=6, cfg=1.5, sampler="LCM", scheduler="Karras", seed=77)
     return out
 
 
@@ -352,9 +380,10 @@ def hires_cases():
 
 
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
-          "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases}
+          "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases,
+          "samplers2": samplers2_cases}  # last: index.json keeps the older cases' order
 # files of KEEP not kept for a group's cases (size)
-DROP = {"samplers": ("image_float.npy",), "seeds": ("image_float.npy",),
+DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "seeds": ("image_float.npy",),
         "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
         # control_hint.npy is control_map.png / 255 exactly: the PNG is kept instead
         "controlnet": ("image_float.npy", "control_hint.npy"),
@@ -537,7 +566,8 @@ def main():
     ap.add_argument("--only", nargs="*", default=None, help="golden case names (default: all)")
     ap.add_argument("--group", choices=("all",) + tuple(GROUPS), default="all",
                     help="txt2img: the original 18 cases; img2img: the img2img / inpainting cases; "
-                         "samplers: the other samplers and schedules; seeds: variation seed and seed resize; "
+                         "samplers: the other samplers and schedules; samplers2: PLMS, DDIM CFG++, LCM, Restart; "
+                         "seeds: variation seed and seed resize; "
                          "prompts: prompt editing / alternation / AND; networks: LoRA / LyCORIS / embeddings; "
                          "controlnet: one ControlNet unit; hires: the hires fix (default: all)")
     g = ap.add_mutually_exclusive_group()

@@ -259,9 +259,9 @@ public final class Pipeline: @unchecked Sendable {
     /// How many sampler steps a request runs: `steps` for txt2img; for img2img `t_enc + 1`
     /// (k-diffusion) or `t_enc − 1` (A1111's DDIM), `t_enc = int(min(strength, 0.999) · steps)`.
     public static func samplingSteps(_ r: GenerationRequest) -> Int {
-        guard r.initImage != nil else { return r.sampler == .ddim ? max(1, DDIMSampler.timesteps(steps: r.steps).count - 1) : r.steps }
+        guard r.initImage != nil else { return r.sampler.isTimestepSampler ? max(1, DDIMSampler.timesteps(steps: r.steps).count - 1) : r.steps }
         let tEnc = Int(min(r.denoisingStrength, 0.999) * Double(r.steps))
-        return r.sampler == .ddim ? max(0, tEnc - 1) : tEnc + 1
+        return r.sampler.isTimestepSampler ? max(0, tEnc - 1) : tEnc + 1
     }
 
     /// The seeds and variation seeds of every image of the job: `seed + i` (or `seed` for all
@@ -417,7 +417,8 @@ public final class Pipeline: @unchecked Sendable {
         func cfg(_ parts: [[Float]], _ u: [Float]) -> [Float] {
             var out = u
             for (j, c) in parts.enumerated() {
-                let f = Float(weights[j] * scale)
+                // DDIM CFG++ combines with cfg / 12.5
+                let f = Float(weights[j] * (r.sampler == .ddimCFGpp ? scale * (1 / 12.5) : scale))
                 for i in out.indices { out[i] += (c[i] - u[i]) * f }
             }
             if first { dump?.write("first_denoised", shape: [b] + shape, values: out) }
@@ -453,7 +454,7 @@ public final class Pipeline: @unchecked Sendable {
             controlSession = ControlSession(units: r.controlUnits, samplingSteps: initLatent != nil ? tEnc + 1 : r.steps)
         }
         do {
-        if r.sampler == .ddim {
+        if r.sampler.isTimestepSampler {
             var ts = DDIMSampler.timesteps(steps: scheduleSteps)
             if let initLatent {
                 let a = schedule.alphasCumprod[ts[tEnc]]
@@ -465,13 +466,23 @@ public final class Pipeline: @unchecked Sendable {
             }
             if dump != nil { steps.append(x) }
             dump?.write("timesteps", shape: [ts.count], values: ts.map(Float.init))
-            x = try DDIMSampler.sample(eps: { x, t in
-                let (c, u) = unetAll(x, t: Float(t))
-                return cfg(c, u)
-            }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, noise: drawNoise, onStep: stepCallback)
+            if r.sampler == .plms {
+                x = try DDIMSampler.plms(eps: { x, t in
+                    let (c, u) = unetAll(x, t: Float(t))
+                    return cfg(c, u)
+                }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, onStep: stepCallback)
+            } else {
+                x = try DDIMSampler.sample(eps: { x, t in
+                    let (c, u) = unetAll(x, t: Float(t))
+                    return (cfg(c, u), u)
+                }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, cfgpp: r.sampler == .ddimCFGpp,
+                   noise: drawNoise, onStep: stepCallback)
+            }
         } else {
             let sched = r.scheduler == .automatic ? (r.sampler.defaultScheduler ?? .uniform) : r.scheduler
-            var sigmas = sched.sigmas(steps: scheduleSteps + (r.sampler.discardsPenultimateSigma ? 1 : 0), schedule: schedule)
+            // LCM's denoiser has its own 50-step grid of the model's timesteps
+            let grid = r.sampler == .lcm ? DiscreteSchedule(lcmFrom: schedule.alphasCumprod) : schedule
+            var sigmas = sched.sigmas(steps: scheduleSteps + (r.sampler.discardsPenultimateSigma ? 1 : 0), schedule: grid)
             if r.sampler.discardsPenultimateSigma { sigmas.remove(at: sigmas.count - 2) }
             if let initLatent {
                 sigmas = Array(sigmas[(scheduleSteps - tEnc - 1)...])
@@ -490,6 +501,17 @@ public final class Pipeline: @unchecked Sendable {
                 let dc = ec.map { e in (0..<e.count).map { i in x[i] + e[i] * cOut } }
                 return cfg(dc, du)
             }
+            /// A1111's LCMCompVisDenoiser: ε on the grid's integer timestep, then the consistency
+            /// output `c_out·denoised + c_skip·x` (timestep × 10, σ_data 0.5)
+            let lcmDenoise: Denoise = { x, sigma in
+                let cIn = 1 / (sigma * sigma + 1).squareRoot()
+                let t = grid.sigmaToT(sigma)
+                let (ec, eu) = unetAll(x.map { $0 * cIn }, t: t)
+                let st = t * 10
+                let cSkip = 0.25 / (st * st + 0.25), cO = st / (st * st + 0.25).squareRoot()
+                func consistency(_ e: [Float]) -> [Float] { x.indices.map { i in cO * (x[i] + e[i] * -sigma) + cSkip * x[i] } }
+                return cfg(ec.map(consistency), consistency(eu))
+            }
             switch r.sampler {
             case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, onStep: stepCallback)
             case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
@@ -499,7 +521,9 @@ public final class Pipeline: @unchecked Sendable {
             case .dpm2A: x = try KSamplers.dpm2Ancestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
             case .lms: x = try KSamplers.lms(denoise, x, sigmas: sigmas, onStep: stepCallback)
             case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
-            case .ddim: fatalError("unreachable")
+            case .restart: x = try KSamplers.restart(denoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
+            case .lcm: x = try KSamplers.lcm(lcmDenoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
+            case .ddim, .ddimCFGpp, .plms: fatalError("unreachable")
             }
         }
         } catch is StopSampling {
@@ -507,7 +531,7 @@ public final class Pipeline: @unchecked Sendable {
         }
         if let dump {
             dump.write("steps", shape: [steps.count, b] + shape, values: steps.flatMap { $0 })
-            if !samplerNoise.isEmpty && r.sampler != .ddim {
+            if !samplerNoise.isEmpty && !r.sampler.isTimestepSampler {
                 dump.write("sampler_noise", shape: [samplerNoise.count, b] + shape, values: samplerNoise.flatMap { $0 })
             }
             dump.write("latents", shape: [b] + shape, values: x)

@@ -11,6 +11,10 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
     case dpm2 = "DPM2"
     case dpm2A = "DPM2 a"
     case ddim = "DDIM"
+    case ddimCFGpp = "DDIM CFG++"
+    case plms = "PLMS"
+    case restart = "Restart"
+    case lcm = "LCM"
 
     public var aliases: [String] {
         switch self {
@@ -23,13 +27,20 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
         case .dpm2: ["k_dpm_2"]
         case .dpm2A: ["k_dpm_2_a"]
         case .ddim: ["ddim"]
+        case .ddimCFGpp: ["ddim_cfgpp"]
+        case .plms: ["plms"]
+        case .restart: ["restart"]
+        case .lcm: ["k_lcm"]
         }
     }
+
+    /// A1111's timestep samplers (`sd_samplers_timesteps`): ε on integer timesteps, no σ schedule.
+    public var isTimestepSampler: Bool { self == .ddim || self == .ddimCFGpp || self == .plms }
 
     /// The schedule "Automatic" stands for (nil: the model's own `get_sigmas`, i.e. Uniform).
     public var defaultScheduler: Scheduler? {
         switch self {
-        case .dpmpp2m, .dpmpp2sA, .dpm2, .dpm2A: .karras
+        case .dpmpp2m, .dpmpp2sA, .dpm2, .dpm2A, .restart: .karras
         default: nil
         }
     }
@@ -41,7 +52,7 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
     public var usesENSD: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA }
 
     /// Evaluates the model twice per step.
-    public var secondOrder: Bool { self == .heun || self == .dpm2 || self == .dpm2A || self == .dpmpp2sA }
+    public var secondOrder: Bool { self == .heun || self == .dpm2 || self == .dpm2A || self == .dpmpp2sA || self == .restart }
 
     /// Has an eta (ancestral noise) parameter.
     public var ancestral: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA }
@@ -254,6 +265,79 @@ public enum KSamplers {
         return x
     }
 
+    /// A1111's Restart sampler (`restart_sampler`) with its automatic restart list: from 20
+    /// steps on the schedule becomes Karras over `steps − 9·k` steps (k = 1, or 2 restarts of
+    /// steps/4 from 36 steps), and a restart segment goes back up from the σ nearest 0.1 to the
+    /// one nearest 2, re-noising with `√(new² − old²)` of image-stream noise. Heun steps.
+    public static func restart(_ model: Denoise, _ x0: [Float], sigmas given: [Float], sNoise: Float = 1,
+                               noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
+        var sigmas = given
+        let steps = sigmas.count - 1
+        var restarts: [(at: Float, steps: Int, times: Int, max: Float)] = []
+        if steps >= 20 {
+            var (rSteps, rTimes) = (9, 1)
+            if steps >= 36 { (rSteps, rTimes) = (steps / 4, 2) }
+            sigmas = Scheduler.karras(n: steps - rSteps * rTimes, smin: Double(sigmas[sigmas.count - 2]), smax: Double(sigmas[0]))
+            restarts = [(0.1, rSteps + 1, rTimes, 2)]
+        }
+        func nearest(_ v: Float) -> Int {
+            var best = 0
+            for i in sigmas.indices where abs(sigmas[i] - v) < abs(sigmas[best] - v) { best = i }
+            return best
+        }
+        let list = Dictionary(restarts.map { (nearest($0.at), $0) }, uniquingKeysWith: { a, _ in a })
+        var pairs: [(Float, Float)] = []
+        for i in 0..<(sigmas.count - 1) {
+            pairs.append((sigmas[i], sigmas[i + 1]))
+            if let r = list[i + 1] {
+                let lo = i + 1, hi = nearest(r.max)
+                if hi < lo {
+                    let sr = Array(Scheduler.karras(n: r.steps, smin: Double(sigmas[lo]), smax: Double(sigmas[hi])).dropLast())
+                    for _ in 0..<r.times { pairs += zip(sr.dropLast(), sr.dropFirst()).map { ($0, $1) } }
+                }
+            }
+        }
+        var x = x0
+        var last: Float?
+        for (k, (old, new)) in pairs.enumerated() {
+            if let l = last, l < old {
+                let n = noise()
+                let up = (old * old - l * l).squareRoot()
+                for j in x.indices { x[j] = x[j] + (n[j] * sNoise) * up }
+            }
+            let den = try model(x, old)
+            let dt = new - old
+            if new == 0 {
+                x = eulerStep(x, den: den, from: old, to: new)
+            } else {
+                let d = toD(x, den, old)
+                let x2 = x.indices.map { x[$0] + d[$0] * dt }
+                let den2 = try model(x2, new)
+                for j in x.indices {
+                    let d2 = (x2[j] - den2[j]) / new
+                    x[j] = x[j] + ((d[j] + d2) / 2) * dt
+                }
+            }
+            last = new
+            try onStep(k, x)
+        }
+        return x
+    }
+
+    /// LCM: the denoised latents, re-noised to the next σ with a fresh image-stream draw.
+    public static func lcm(_ model: Denoise, _ x0: [Float], sigmas: [Float], noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
+        var x = x0
+        for i in 0..<(sigmas.count - 1) {
+            x = try model(x, sigmas[i])
+            if sigmas[i + 1] > 0 {
+                let n = noise()
+                for j in x.indices { x[j] = x[j] + sigmas[i + 1] * n[j] }
+            }
+            try onStep(i, x)
+        }
+        return x
+    }
+
     public static func dpmpp2M(_ model: Denoise, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
         var x = x0
         var old: [Float]?
@@ -285,16 +369,18 @@ public enum DDIMSampler {
         Array(stride(from: 0, to: 1000, by: max(1, 1000 / steps))).map { min(max($0 + 1, 0), 999) }
     }
 
-    /// `eps(x, t)` returns the CFG-combined ε at integer timestep t.
-    public static func sample(eps: (_ x: [Float], _ t: Int) throws -> [Float], _ x0: [Float], timesteps ts: [Int],
-                              alphasCumprod ac: [Float], eta: Double = 0, noise: () -> [Float],
+    /// `eps(x, t)` returns the CFG-combined ε at integer timestep t and the negative prompt's ε;
+    /// DDIM CFG++ (`cfgpp`) points the direction term along the negative prompt's ε.
+    public static func sample(eps: (_ x: [Float], _ t: Int) throws -> (combined: [Float], uncond: [Float]), _ x0: [Float], timesteps ts: [Int],
+                              alphasCumprod ac: [Float], eta: Double = 0, cfgpp: Bool = false, noise: () -> [Float],
                               onStep: StepCallback) throws -> [Float] {
         var x = x0
         let alphas = ts.map { ac[$0] }
         let alphasPrev = ([0] + ts.dropLast()).map { Double(ac[$0]) }
         for i in 0..<(ts.count - 1) {
             let idx = ts.count - 1 - i
-            let e = try eps(x, ts[idx])
+            let (e, u) = try eps(x, ts[idx])
+            let dir = cfgpp ? u : e
             let at = alphas[idx]
             let aPrev = Float(alphasPrev[idx])
             let sig64 = eta * ((1 - alphasPrev[idx]) / Double(1 - at) * Double(1 - at / Float(alphasPrev[idx]))).squareRoot()
@@ -305,8 +391,46 @@ public enum DDIMSampler {
             let n = noise()
             for j in x.indices {
                 let pred = (x[j] - sqrt1m * e[j]) / sqrtAt
-                x[j] = sqrtPrev * pred + dirCoef * e[j] + sigma * n[j]
+                x[j] = sqrtPrev * pred + dirCoef * dir[j] + sigma * n[j]
             }
+            try onStep(i, x)
+        }
+        return x
+    }
+
+    /// A1111's PLMS (`sd_samplers_timesteps_impl.plms`): a pseudo-improved Euler first step
+    /// (two model calls), then Adams–Bashforth of orders 2, 3, 4 on ε.
+    public static func plms(eps: (_ x: [Float], _ t: Int) throws -> [Float], _ x0: [Float], timesteps ts: [Int],
+                            alphasCumprod ac: [Float], onStep: StepCallback) throws -> [Float] {
+        var x = x0
+        let alphas = ts.map { ac[$0] }
+        let alphasPrev = ([0] + ts.dropLast()).map { Float(Double(ac[$0])) }
+        func prev(_ x: [Float], _ e: [Float], _ idx: Int) -> [Float] {
+            let at = alphas[idx], aPrev = alphasPrev[idx]
+            let sqrt1m = (1 - at).squareRoot(), sqrtAt = at.squareRoot(), sqrtPrev = aPrev.squareRoot(), dirCoef = (1 - aPrev).squareRoot()
+            return x.indices.map { j in sqrtPrev * ((x[j] - sqrt1m * e[j]) / sqrtAt) + dirCoef * e[j] }
+        }
+        var old: [[Float]] = []
+        for i in 0..<(ts.count - 1) {
+            let idx = ts.count - 1 - i
+            let e = try eps(x, ts[idx])
+            var ep: [Float]
+            switch old.count {
+            case 0:
+                let xp = prev(x, e, idx)
+                let en = try eps(xp, ts[max(idx - 1, 0)])
+                ep = e.indices.map { (e[$0] + en[$0]) / 2 }
+            case 1:
+                ep = e.indices.map { (3 * e[$0] - old[0][$0]) / 2 }
+            case 2:
+                ep = e.indices.map { (23 * e[$0] - 16 * old[1][$0] + 5 * old[0][$0]) / 12 }
+            default:
+                let n = old.count
+                ep = e.indices.map { (55 * e[$0] - 59 * old[n - 1][$0] + 37 * old[n - 2][$0] - 9 * old[n - 3][$0]) / 24 }
+            }
+            x = prev(x, ep, idx)
+            old.append(e)
+            if old.count >= 4 { old.removeFirst() }
             try onStep(i, x)
         }
         return x

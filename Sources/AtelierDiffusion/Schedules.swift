@@ -6,11 +6,25 @@ public struct DiscreteSchedule: Sendable {
     public let alphasCumprod: [Float]
     public let sigmas: [Float]
     public let logSigmas: [Float]
+    /// 1 for the model's schedule; 20 for LCM's grid of 50 of its timesteps (19, 39, …, 999)
+    public let timestepSkip: Int
 
     public init(alphasCumprod: [Float]) {
         self.alphasCumprod = alphasCumprod
         sigmas = alphasCumprod.map { ((1 - $0) / $0).squareRoot() }
         logSigmas = sigmas.map { logf($0) }
+        timestepSkip = 1
+    }
+
+    /// A1111's `LCMCompVisDenoiser` schedule: 50 of the model's alphas (every 20th from 999 down),
+    /// σ → t snapped to that grid (`t = 20k + 19`), t → σ interpolated on it.
+    public init(lcmFrom alphasCumprod: [Float]) {
+        let skip = 20
+        let grid = (0..<50).map { k in alphasCumprod[999 - (49 - k) * skip] }
+        self.alphasCumprod = grid
+        sigmas = grid.map { ((1 - $0) / $0).squareRoot() }
+        logSigmas = sigmas.map { logf($0) }
+        timestepSkip = skip
     }
 
     public var sigmaMin: Float { sigmas.first! }
@@ -20,6 +34,11 @@ public struct DiscreteSchedule: Sendable {
     /// sigmas (no rounding), as `CompVisDenoiser.sigma_to_t`.
     public func sigmaToT(_ sigma: Float) -> Float {
         let ls = logf(sigma)
+        if timestepSkip > 1 {
+            var best = 0
+            for i in logSigmas.indices where abs(ls - logSigmas[i]) < abs(ls - logSigmas[best]) { best = i }
+            return Float(best * timestepSkip + timestepSkip - 1)
+        }
         var low = 0
         for (i, v) in logSigmas.enumerated() where ls - v >= 0 { low = i }
         low = min(low, logSigmas.count - 2)
@@ -29,7 +48,9 @@ public struct DiscreteSchedule: Sendable {
         return (1 - w) * Float(low) + w * Float(low + 1)
     }
 
-    public func tToSigma(_ t: Float) -> Float {
+    public func tToSigma(_ t0: Float) -> Float {
+        var t = t0
+        if timestepSkip > 1 { t = min(max((t - Float(timestepSkip - 1)) / Float(timestepSkip), 0), Float(sigmas.count - 1)) }
         let low = Int(t.rounded(.down)), high = Int(t.rounded(.up))
         let w = t - t.rounded(.down)
         return expf((1 - w) * logSigmas[low] + w * logSigmas[high])
@@ -71,17 +92,23 @@ public enum Scheduler: String, CaseIterable, Sendable, Codable {
         self = s
     }
 
+    /// k-diffusion's `get_sigmas_karras` (ρ = 7) from `smax` down to `smin`, then 0.
+    public static func karras(n: Int, smin: Double, smax: Double) -> [Float] {
+        let rho: Double = 7
+        let lo = smin.pow(1 / rho), hi = smax.pow(1 / rho)
+        let (fhi, fd) = (Float(hi), Float(lo - hi))
+        return linspace(0, 1, n).map { powf(fhi + $0 * fd, Float(rho)) } + [0]
+    }
+
     /// The σ list for `steps` steps, ending in 0 (KL Optimal ends at σ_min, as in A1111 1.10).
     public func sigmas(steps n: Int, schedule m: DiscreteSchedule) -> [Float] {
         let smin = Double(m.sigmaMin), smax = Double(m.sigmaMax)
         switch self {
         case .automatic, .uniform:
+            if m.timestepSkip > 1 { return linspace(m.sigmaToT(m.sigmaMax), m.sigmaToT(m.sigmaMin), n).map { m.tToSigma($0) } + [0] }
             return linspace(Float(m.sigmas.count - 1), 0, n).map { m.tToSigma($0) } + [0]
         case .karras:
-            let rho: Double = 7
-            let lo = smin.pow(1 / rho), hi = smax.pow(1 / rho)
-            let (fhi, fd) = (Float(hi), Float(lo - hi))
-            return linspace(0, 1, n).map { powf(fhi + $0 * fd, Float(rho)) } + [0]
+            return Self.karras(n: n, smin: smin, smax: smax)
         case .exponential:
             return linspace(Float(Foundation.log(smax)), Float(Foundation.log(smin)), n).map { expf($0) } + [0]
         case .polyexponential:
