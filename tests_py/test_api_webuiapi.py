@@ -327,7 +327,7 @@ def test_hires_fix_reproduces_the_oracle_picture_with_a1111_infotext(server, cas
         assert f"Hires upscale: {float(a['hr_scale'])}" in info
 
 
-@pytest.mark.parametrize("case", ["plms", "ddim_cfgpp", "lcm", "restart-8"])
+@pytest.mark.parametrize("case", ["plms", "ddim_cfgpp", "lcm", "restart-8", "dpm_fast-eta0"])
 def test_more_samplers_are_listed_and_reproduce_the_oracle_picture(server, case):
     golden = os.path.join(ROOT, "Tests", "Fixtures", "golden", case)
     with open(os.path.join(golden, "params.json")) as f:

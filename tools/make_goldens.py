@@ -16,14 +16,16 @@ Writes (paths relative to the repository root):
       committed checkpoint Tests/Fixtures/models/tiny-sd15.safetensors, 2 threads. Only the
       files in KEEP are kept; the float64 twin's arrays are dropped, its distances stay in
       params.json["float32_vs_float64"]. params.json also gets "golden_case" / "golden_args"
-      (the reference.py options used). img2img cases (img2img_cases(), `--group img2img`)
-      read Tests/Fixtures/images/{init,mask}-128.png (tools/make_test_images.py); their
-      args hold those paths relative to the repository root. The samplers group
+      (the reference.py options used); for the twin, DPM fast gets sigma_min / sigma_max as Python
+      floats (dpm_fast_f32_grid: else its img2img twin ends in NaN). img2img cases
+      (img2img_cases(), `--group img2img`) read Tests/Fixtures/images/{init,mask}-128.png
+      (tools/make_test_images.py); their args hold those paths relative to the repository root. The samplers group
       (sampler_cases(), `--group samplers`) drops image_float.npy (DROP), and so does the
       seeds group (seed_cases(), `--group seeds`: variation seed / seed resize, args
       subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h).
       The samplers2 group (samplers2_cases(), `--group samplers2`: PLMS, DDIM CFG++, LCM with its
-      own schedule and Karras, Restart with and without a restart segment, img2img PLMS / Restart)
+      own schedule and Karras, Restart with and without a restart segment, img2img PLMS / Restart,
+      DPM fast txt2img (n % 3 = 1 / 0, eta 0) and img2img)
       also drops image_float.npy; PLMS / DDIM CFG++ keep timesteps.npy and ddim_alphas{,_prev}.npy,
       LCM / Restart sigmas.npy and sampler_noise.npy (every image-RNG draw the sampler made);
       Restart's (sigma, sigma_next) step list is params.json["restart_pairs"].
@@ -66,6 +68,7 @@ torch 2.15; sha256 a7caa29f...):
         --out Tests/Fixtures/models/tiny-sd15.safetensors
 """
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -190,8 +193,11 @@ def samplers2_cases():
     (Automatic = Karras; < 20 steps: plain Heun, no restart segment; >= 20: Karras(steps - 9) and one
     restart segment of 9 Heun steps from the sigma nearest 0.1 back up to the one nearest 2, re-noised
     with the image RNG's next draw; the (sigma, sigma_next) pairs are in params.json["restart_pairs"]).
+    DPM fast (k-diffusion sample_dpm_fast over the model's sigma range: n = steps UNet-denoiser calls,
+    txt2img with 10 and 12 steps (n % 3 = 1 / 0), eta 0, and img2img; sigmas.npy is the schedule A1111
+    reports, the sampler itself uses only its ends).
     128 px, the usual prompt, fewer steps. image_float.npy is not kept (DROP); sampler_noise.npy
-    (LCM, Restart with restart segments) is."""
+    (LCM, Restart with restart segments, DPM fast) is."""
     out = {}
     out["plms"] = dict(BASE, steps=10, sampler="PLMS", scheduler="Automatic", seed=70)
     out["ddim_cfgpp"] = dict(BASE, steps=10, sampler="DDIM CFG++", scheduler="Automatic", seed=71)
@@ -203,6 +209,13 @@ def samplers2_cases():
     # t_enc = int(0.7 * 20) = 14: Restart gets sigmas[5:] (16 sigmas, 15 steps < 20): no restart segment
     out["i2i-restart"] = dict(i2i, steps=20, sampler="Restart", seed=76, denoising_strength=0.7)
     out["lcm-karras"] = dict(BASE, steps=6, cfg=1.5, sampler="LCM", scheduler="Karras", seed=77)
+    # DPM fast (k-diffusion sample_dpm_fast, A1111 passes sigma_min / sigma_max of the model's sigmas and
+    # n = steps; ancestral eta 1 by default): orders 3,...,3,(n % 3) for n % 3 != 0, 3,...,3,2,1 for n % 3 == 0
+    out["dpm_fast-10"] = dict(BASE, steps=10, sampler="DPM fast", scheduler="Automatic", seed=80)   # 3,3,3,1
+    out["dpm_fast-12"] = dict(BASE, steps=12, sampler="DPM fast", scheduler="Automatic", seed=81)   # 3,3,3,2,1
+    out["dpm_fast-eta0"] = dict(BASE, steps=9, sampler="DPM fast", scheduler="Automatic", seed=82, eta=0.0)
+    # img2img: smin = sigmas[-2], smax = sigmas[0] of the truncated schedule, n = len(sigmas) - 1 (t_enc + 1)
+    out["i2i-dpm_fast"] = dict(i2i, steps=10, sampler="DPM fast", seed=83, denoising_strength=0.6)
     return out
 
 
@@ -473,6 +486,29 @@ def float64_floor_hires(R, a, pipe, out):
     return floor
 
 
+@contextlib.contextmanager
+def dpm_fast_f32_grid(R):
+    """For the float64 twin only: DPM fast gets sigma_min / sigma_max as Python floats. The oracle's
+    sample_dpm_fast builds its t grid with torch.linspace (default dtype float32) but t_end with the
+    dtype of sigma_min; img2img passes sigma_sched[-2] / [0] as tensors, so in the float64 twin t_end
+    is float64 while ts[-1] is float32, sigma(ts[-1])**2 - sigma(t_end)**2 comes out about -1e-11 on
+    the last step and its noise scale is sqrt(negative) = NaN (the float32 run, the golden, has
+    ts[-1] == t_end and scale 0). Python floats make the twin's t grid float32 throughout, as it
+    already is for txt2img (model sigmas passed with .item()); the float32 run is not touched."""
+    SM = R.SM
+    entry = SM.SAMPLERS["DPM fast"]
+    fast = entry[1]
+
+    def wrapped(model, x, sigma_min, sigma_max, n, c):
+        return fast(model, x, float(sigma_min), float(sigma_max), n, c)
+
+    SM.SAMPLERS["DPM fast"] = (entry[0], wrapped) + tuple(entry[2:])
+    try:
+        yield
+    finally:
+        SM.SAMPLERS["DPM fast"] = entry
+
+
 def make_goldens(args):
     sys.path.insert(0, os.path.abspath(args.ref))
     import reference as R  # the oracle, imported from --ref
@@ -507,7 +543,8 @@ def make_goldens(args):
             argv = to_argv(opts, args.ckpt, args.tokenizer, tmp, args.threads)
             a = R.build_parser().parse_args(argv)
             res = R.run(a, pipe)
-            floor = float64_floor_hires(R, a, pipe, res) if "firstpass" in res else R.float64_floor(a, pipe, res)
+            with dpm_fast_f32_grid(R):  # the float64 twin only (see there)
+                floor = float64_floor_hires(R, a, pipe, res) if "firstpass" in res else R.float64_floor(a, pipe, res)
             pipe.pop("_as_torch.float64", None)
             dest = os.path.join(golden, name)
             if os.path.isdir(dest):
@@ -566,7 +603,7 @@ def main():
     ap.add_argument("--only", nargs="*", default=None, help="golden case names (default: all)")
     ap.add_argument("--group", choices=("all",) + tuple(GROUPS), default="all",
                     help="txt2img: the original 18 cases; img2img: the img2img / inpainting cases; "
-                         "samplers: the other samplers and schedules; samplers2: PLMS, DDIM CFG++, LCM, Restart; "
+                         "samplers: the other samplers and schedules; samplers2: PLMS, DDIM CFG++, LCM, Restart, DPM fast; "
                          "seeds: variation seed and seed resize; "
                          "prompts: prompt editing / alternation / AND; networks: LoRA / LyCORIS / embeddings; "
                          "controlnet: one ControlNet unit; hires: the hires fix (default: all)")

@@ -523,6 +523,11 @@ public final class Pipeline: @unchecked Sendable {
             case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
             case .restart: x = try KSamplers.restart(denoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
             case .lcm: x = try KSamplers.lcm(lcmDenoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
+            case .dpmFast:
+                // A1111 hands DPM fast the model's σ range (txt2img) or the img2img tail's ends
+                let (smin, smax, n) = initLatent != nil ? (sigmas[sigmas.count - 2], sigmas[0], sigmas.count - 1)
+                                                         : (schedule.sigmaMin, schedule.sigmaMax, scheduleSteps)
+                x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
             case .ddim, .ddimCFGpp, .plms: fatalError("unreachable")
             }
         }

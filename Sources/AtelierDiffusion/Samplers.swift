@@ -15,6 +15,7 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
     case plms = "PLMS"
     case restart = "Restart"
     case lcm = "LCM"
+    case dpmFast = "DPM fast"
 
     public var aliases: [String] {
         switch self {
@@ -31,6 +32,7 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
         case .plms: ["plms"]
         case .restart: ["restart"]
         case .lcm: ["k_lcm"]
+        case .dpmFast: ["k_dpm_fast"]
         }
     }
 
@@ -49,13 +51,13 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
     public var discardsPenultimateSigma: Bool { self == .dpm2 || self == .dpm2A }
 
     /// Whether the sampler draws noise (so `eta_noise_seed_delta` is written to the infotext).
-    public var usesENSD: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA }
+    public var usesENSD: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA || self == .dpmFast }
 
     /// Evaluates the model twice per step.
     public var secondOrder: Bool { self == .heun || self == .dpm2 || self == .dpm2A || self == .dpmpp2sA || self == .restart }
 
     /// Has an eta (ancestral noise) parameter.
-    public var ancestral: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA }
+    public var ancestral: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA || self == .dpmFast }
 
     /// A1111's `/samplers` options object.
     public var options: [String: String] {
@@ -333,6 +335,69 @@ public enum KSamplers {
                 let n = noise()
                 for j in x.indices { x[j] = x[j] + sigmas[i + 1] * n[j] }
             }
+            try onStep(i, x)
+        }
+        return x
+    }
+
+    /// k-diffusion's `sample_dpm_fast` (DPM-Solver, `n` model calls between σ_max and σ_min on
+    /// t = −log σ: orders 3, 3, …, then 2, 1 or n mod 3); with eta (A1111 passes its ancestral eta,
+    /// default 1) each step lands below the target and adds image-stream noise — a draw is made
+    /// every step, also at eta 0 (× 0).
+    public static func dpmFast(_ model: Denoise, _ x0: [Float], sigmaMin: Float, sigmaMax: Float, n: Int, eta: Float = 1,
+                               sNoise: Float = 1, noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
+        func sig(_ t: Float) -> Float { expf(-t) }
+        let tStart = -logf(sigmaMax), tEnd = -logf(sigmaMin)
+        let m = n / 3 + 1
+        let ts = linspace(tStart, tEnd, m + 1)
+        let orders = n % 3 == 0 ? Array(repeating: 3, count: max(m - 2, 0)) + [2, 1] : Array(repeating: 3, count: m - 1) + [n % 3]
+        var x = x0
+        /// ε at t: `(x − denoised(x, σ(t))) / σ(t)`
+        func eps(_ x: [Float], _ t: Float) throws -> [Float] {
+            let s = sig(t)
+            let den = try model(x, s)
+            return x.indices.map { (x[$0] - den[$0]) / s }
+        }
+        for (i, order) in orders.enumerated() {
+            let t = ts[i], tn = ts[i + 1]
+            var target = tn, up: Float = 0
+            if eta != 0 {
+                let (down, _) = ancestral(sig(t), sig(tn), eta: eta)
+                target = min(tEnd, -logf(down))
+                let a = sig(tn), b = sig(target)
+                up = max(a * a - b * b, 0).squareRoot()  // 0 on the last step (never a NaN)
+            }
+            let e = try eps(x, t)
+            let h = target - t
+            let sn = sig(target), em = expm1f(h)
+            switch order {
+            case 1:
+                let k = sn * em
+                x = x.indices.map { x[$0] - k * e[$0] }
+            case 2:
+                let r1: Float = 0.5
+                let s1 = t + r1 * h
+                let k1 = sig(s1) * expm1f(r1 * h)
+                let u1 = x.indices.map { x[$0] - k1 * e[$0] }
+                let e1 = try eps(u1, s1)
+                let a = sn * em, b = (sn / (2 * r1)) * em
+                x = x.indices.map { (x[$0] - a * e[$0]) - b * (e1[$0] - e[$0]) }
+            default:
+                let r1 = Float(1.0 / 3.0), r2 = Float(2.0 / 3.0)
+                let s1 = t + r1 * h, s2 = t + r2 * h
+                let k1 = sig(s1) * expm1f(r1 * h)
+                let u1 = x.indices.map { x[$0] - k1 * e[$0] }
+                let e1 = try eps(u1, s1)
+                let em2 = expm1f(r2 * h)
+                let a2 = sig(s2) * em2, b2 = (sig(s2) * 2) * (em2 / (r2 * h) - 1)
+                let u2 = x.indices.map { (x[$0] - a2 * e[$0]) - b2 * (e1[$0] - e[$0]) }
+                let e2 = try eps(u2, s2)
+                let a = sn * em, b = (sn / r2) * (em / h - 1)
+                x = x.indices.map { (x[$0] - a * e[$0]) - b * (e2[$0] - e[$0]) }
+            }
+            let n = noise()
+            let f = up * sNoise
+            for j in x.indices { x[j] = x[j] + f * n[j] }
             try onStep(i, x)
         }
         return x

@@ -64,6 +64,7 @@ import Testing
         r.etaNoiseSeedDelta = Int64(a["ensd"] ?? "0")!
         r.subseed = Int64(a["subseed"] ?? "-1")!
         r.subseedStrength = Double(a["subseed_strength"] ?? "0")!
+        r.eta = a["eta"].flatMap(Double.init)
         r.seedResizeFromW = Int(a["seed_resize_from_w"] ?? "-1")!
         r.seedResizeFromH = Int(a["seed_resize_from_h"] ?? "-1")!
         if let dir = a["embeddings_dir"] {
