@@ -40,3 +40,23 @@ def test_generate_names_the_bad_field():
     assert r.returncode != 0 and "--width" in r.stderr and "multiple of 8" in r.stderr
     r = subprocess.run([BINARY, "generate", "--model", TINY, "--sampler", "Nope"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "--sampler" in r.stderr
+
+
+def test_generate_with_hires_fix_reproduces_the_oracle_picture(tmp_path):
+    import numpy as np
+    from PIL import Image
+    golden = os.path.join(os.path.dirname(TINY), "..", "golden", "hires-latent-euler")
+    out = tmp_path / "hires.png"
+    r = subprocess.run([BINARY, "generate", "--model", TINY, "--prompt", "a photo of a cat", "--seed", "1", "--steps", "6",
+                        "-W", "128", "-H", "128", "--sampler", "Euler", "--randn-source", "CPU", "--enable-hr",
+                        "--hr-scale", "1.5", "--hr-upscaler", "Latent", "--denoising-strength", "0.6", "--output", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    mine = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64)
+    ref = np.asarray(Image.open(os.path.join(golden, "image.png")).convert("RGB"), dtype=np.float64)
+    assert mine.shape == ref.shape == (192, 192, 3)
+    mse = float(np.mean((mine - ref) ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    assert b"Hires upscale: 1.5, Hires upscaler: Latent" in out.read_bytes()
+    bad = subprocess.run([BINARY, "generate", "--model", TINY, "--enable-hr", "--hr-upscaler", "ESRGAN"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--hr-upscaler" in bad.stderr

@@ -39,6 +39,12 @@ struct Generate: ParsableCommand {
     @Option(help: "img2img: init image (PNG, JPEG or WebP; resized to -W x -H with Lanczos as A1111).") var initImage: String?
     @Option(help: "img2img: how much of the init image to repaint (0 < x ≤ 1).") var denoisingStrength: Double = 0.75
     @Option(help: "Where <lora:NAME:…> tags find NAME.safetensors (default: the model's dir/../Lora).") var loraDir: String?
+    @Flag(help: "Hires fix: a second pass at a larger size (denoised by --denoising-strength).") var enableHr = false
+    @Option(help: "Hires fix: upscale factor (when no --hr-resize-x/-y).") var hrScale: Double = 2
+    @Option(help: "Hires fix: target width (0 = from the scale / aspect).") var hrResizeX: Int = 0
+    @Option(help: "Hires fix: target height (0 = from the scale / aspect).") var hrResizeY: Int = 0
+    @Option(help: "Hires fix: Latent, Latent (antialiased), Latent (bicubic), Latent (bicubic antialiased), Latent (nearest), Latent (nearest-exact), Lanczos or Nearest.") var hrUpscaler: String = "Latent"
+    @Option(help: "Hires fix: steps of the second pass (0 = --steps).") var hrSecondPassSteps: Int = 0
 
     func run() throws {
         if let threads {
@@ -79,6 +85,20 @@ struct Generate: ParsableCommand {
             r.initImage = InitImage(width: img.width, height: img.height, rgb: img.pixels)
             r.denoisingStrength = denoisingStrength
         }
+        if enableHr {
+            guard initImage == nil else { throw ValidationError("--enable-hr is for txt2img (no --init-image)") }
+            var hr = HiresFix()
+            hr.scale = hrScale
+            hr.resizeX = hrResizeX
+            hr.resizeY = hrResizeY
+            hr.secondPassSteps = hrSecondPassSteps
+            guard let up = HiresUpscaler(name: hrUpscaler) else {
+                throw ValidationError("--hr-upscaler: one of \(HiresUpscaler.names.map(\.0).joined(separator: ", "))")
+            }
+            hr.upscaler = up
+            r.hires = hr
+            r.denoisingStrength = denoisingStrength
+        }
         do { try r.validate() } catch let e as RequestError {
             throw ValidationError("--\(e.field.replacingOccurrences(of: "_", with: "-")): \(e.message)")
         }
@@ -92,7 +112,7 @@ struct Generate: ParsableCommand {
         let pipeline = Pipeline(model: loaded)
         var sink: DirectoryDump?
         if let dump { sink = try DirectoryDump(path: dump) }
-        let bar = ProgressBar(total: r.steps * r.nIter)
+        let bar = ProgressBar(total: Pipeline.totalSamplingSteps(r) * r.nIter)
         let images = try pipeline.txt2img(r, progress: { p in bar.update(p.batch * p.steps + p.step) }, dump: sink)
         bar.finish()
         for (i, img) in images.enumerated() {
