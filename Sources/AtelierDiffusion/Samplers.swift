@@ -142,23 +142,22 @@ public enum KSamplers {
         return x
     }
 
+    /// A Heun step from σ `s` (denoised `den` known) to `target`: Euler when the target is 0,
+    /// else the average of the slopes at both ends (Heun, and each segment step of Restart).
+    static func heunStep(_ model: Denoise, _ x: [Float], den: [Float], from s: Float, to target: Float) throws -> [Float] {
+        if target == 0 { return eulerStep(x, den: den, from: s, to: target) }
+        let dt = target - s
+        let d = toD(x, den, s)
+        let x2 = eulerStep(x, den: den, from: s, to: target)
+        let den2 = try model(x2, target)
+        return x.indices.map { j in x[j] + ((d[j] + (x2[j] - den2[j]) / target) / 2) * dt }
+    }
+
     public static func heun(_ model: Denoise, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
         var x = x0
         for i in 0..<(sigmas.count - 1) {
-            let s = sigmas[i] * (0 + 1), sn = sigmas[i + 1]
-            let den = try model(x, s)
-            let dt = sn - s
-            if sn == 0 {
-                x = eulerStep(x, den: den, from: s, to: sn)
-            } else {
-                let d = toD(x, den, s)
-                let x2 = eulerStep(x, den: den, from: s, to: sn)
-                let den2 = try model(x2, sn)
-                for j in x.indices {
-                    let d2 = (x2[j] - den2[j]) / sn
-                    x[j] = x[j] + ((d[j] + d2) / 2) * dt
-                }
-            }
+            let s = sigmas[i] * (0 + 1)
+            x = try heunStep(model, x, den: try model(x, s), from: s, to: sigmas[i + 1])
             try onStep(i, x)
         }
         return x
@@ -302,24 +301,8 @@ public enum KSamplers {
         var x = x0
         var last: Float?
         for (k, (old, new)) in pairs.enumerated() {
-            if let l = last, l < old {
-                let n = noise()
-                let up = (old * old - l * l).squareRoot()
-                for j in x.indices { x[j] = x[j] + (n[j] * sNoise) * up }
-            }
-            let den = try model(x, old)
-            let dt = new - old
-            if new == 0 {
-                x = eulerStep(x, den: den, from: old, to: new)
-            } else {
-                let d = toD(x, den, old)
-                let x2 = x.indices.map { x[$0] + d[$0] * dt }
-                let den2 = try model(x2, new)
-                for j in x.indices {
-                    let d2 = (x2[j] - den2[j]) / new
-                    x[j] = x[j] + ((d[j] + d2) / 2) * dt
-                }
-            }
+            if let l = last, l < old { addNoise(&x, noise(), sNoise: sNoise, up: (old * old - l * l).squareRoot()) }
+            x = try heunStep(model, x, den: try model(x, old), from: old, to: new)
             last = new
             try onStep(k, x)
         }
