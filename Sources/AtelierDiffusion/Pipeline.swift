@@ -37,6 +37,8 @@ public struct GenerationRequest: Sendable, Equatable {
     /// img2img: the init image (already at width × height) and how much of it to repaint
     public var initImage: InitImage?
     public var denoisingStrength: Double = 0.75
+    /// img2img: A1111's `initial_noise_multiplier` (the sampler's starting noise × this)
+    public var initialNoiseMultiplier: Double = 1
     /// variation seed (−1 random) and how far to move towards its noise (0 = off)
     public var subseed: Int64 = -1
     public var subseedStrength: Double = 0
@@ -94,8 +96,18 @@ public struct GenerationRequest: Sendable, Equatable {
                 throw RequestError(field: "denoising_strength", "ensure this value is greater than 0 and at most 1")
             }
             guard img.rgb.count == img.width * img.height * 3 else { throw RequestError(field: "init_images", "init image data does not match its size") }
-            guard img.width == width && img.height == height else {
+            if img.latentUpscale {
+                guard img.width >= 8, img.height >= 8, img.width * img.height <= 4096 * 4096 else {
+                    throw RequestError(field: "init_images", "init image is \(img.width)x\(img.height); latent upscale needs 8 to 4096 × 4096 pixels")
+                }
+            } else if img.width != width || img.height != height {
                 throw RequestError(field: "init_images", "init image is \(img.width)x\(img.height) but the request is \(width)x\(height); fit it to the request's size first")
+            }
+            if let m = img.inpaint, m.nmask.count != (width / 8) * (height / 8) {
+                throw RequestError(field: "mask", "latent mask has \(m.nmask.count) values, expected \((width / 8) * (height / 8))")
+            }
+            guard initialNoiseMultiplier.isFinite, (0...10).contains(initialNoiseMultiplier) else {
+                throw RequestError(field: "initial_noise_multiplier", "ensure this value is between 0 and 10")
             }
         }
         if let hr = hires {
@@ -131,15 +143,24 @@ public struct GenerationRequest: Sendable, Equatable {
     }
 }
 
-/// An RGB image given to img2img.
+/// An RGB image given to img2img: at the request's size, or (latent upscale) at its own, whose
+/// latent is then resized bilinearly; with `inpaint`, the mask that limits what is repainted.
 public struct InitImage: Sendable, Equatable {
     public let width: Int
     public let height: Int
     public let rgb: [UInt8]
-    public init(width: Int, height: Int, rgb: [UInt8]) {
+    /// resize mode 3: the latent, not the picture, is resized to the request's size
+    public var latentUpscale = false
+    public var inpaint: InpaintSetup?
+    /// A1111's infotext fields of the mask handling (Mask blur, Inpaint area, Masked content …)
+    public var infotext: [InfotextField] = []
+    public init(width: Int, height: Int, rgb: [UInt8], latentUpscale: Bool = false, inpaint: InpaintSetup? = nil, infotext: [InfotextField] = []) {
         self.width = width
         self.height = height
         self.rgb = rgb
+        self.latentUpscale = latentUpscale
+        self.inpaint = inpaint
+        self.infotext = infotext
     }
 }
 
@@ -312,7 +333,18 @@ public final class Pipeline: @unchecked Sendable {
                                      initLatent: initLatent, img2imgSteps: hiresPass.steps, onStep: report(hiresPass.request, offset: firstSteps))
                 outSize = (hiresPass.request.width, hiresPass.request.height)
             }
-            let decoded = decode(latents, dump: batchDump)
+            var decoded = decode(latents, dump: batchDump)
+            if let inpaint = r.initImage?.inpaint, inpaint.overlay != nil {
+                // the generated picture back in the init image's frame, its kept pixels restored
+                if let batchDump { batchDump.write("image_decoded", shape: [outSize.height, outSize.width, 3], values: decoded[0].map(Float.init)) }
+                var composed = (width: outSize.width, height: outSize.height)
+                decoded = decoded.map { rgb in
+                    let img = inpaint.composite(rgb, width: r.width, height: r.height)
+                    composed = (img.width, img.height)
+                    return img.pixels
+                }
+                outSize = composed
+            }
             for (i, rgb) in decoded.enumerated() {
                 images.append(GeneratedImage(width: outSize.width, height: outSize.height, rgb: rgb, seed: seeds[i], subseed: subseeds[i],
                                              infotext: infotext(r, seed: seeds[i], subseed: subseeds[i], embeddingsUsed: conditioning.embeddingsUsed)))
@@ -336,8 +368,17 @@ public final class Pipeline: @unchecked Sendable {
         var rng = ImageNoise(source: r.randnSource, shape: shape, seeds: seeds, subseeds: subseeds,
                              subseedStrength: r.subseedStrength, resizeFrom: resize.map { (width: $0.0, height: $0.1) },
                              etaNoiseSeedDelta: r.etaNoiseSeedDelta)
-        let noise = rng.next()
+        var noise = rng.next()
         dump?.write("noise", shape: [b] + shape, values: noise)
+        // img2img (not the hires pass): A1111's initial_noise_multiplier scales the starting noise
+        if givenLatent == nil, r.initImage != nil, r.initialNoiseMultiplier != 1 {
+            let m = Float(r.initialNoiseMultiplier)
+            noise = noise.map { $0 * m }
+        }
+        /// inpainting: the latent mask (1 = repaint) and the init latent it blends with
+        let inpaint = givenLatent == nil ? r.initImage?.inpaint : nil
+        let plane = shape[1] * shape[2]
+        var blendLatent: [Float] = []
 
         var samplerNoise: [[Float]] = []
         let drawNoise: () -> [Float] = {
@@ -421,6 +462,8 @@ public final class Pipeline: @unchecked Sendable {
                 let f = Float(weights[j] * (r.sampler == .ddimCFGpp ? scale * (1 / 12.5) : scale))
                 for i in out.indices { out[i] += (c[i] - u[i]) * f }
             }
+            // inpainting, k-diffusion samplers: the CFG output keeps the init latent outside the mask
+            if let inpaint, !r.sampler.isTimestepSampler { out = Self.blend(out, blendLatent, inpaint.nmask, per: per, plane: plane) }
             if first { dump?.write("first_denoised", shape: [b] + shape, values: out) }
             first = false
             calls += 1
@@ -445,9 +488,21 @@ public final class Pipeline: @unchecked Sendable {
             dump?.write("init_latent", shape: [b] + shape, values: givenLatent)
             (scheduleSteps, tEnc) = img2imgSteps
         } else if let img = r.initImage {
-            let one = encodeInit(img)
-            initLatent = Array((0..<b).map { _ in one }.joined())
-            dump?.write("init_latent", shape: [b] + shape, values: initLatent!)
+            var encoded = encodeInitLatent(img)
+            if img.latentUpscale {
+                // resize mode 3: the latent of the image at its own size, bilinearly to the request's
+                encoded = Ops.interpolate(encoded, height: shape[1], width: shape[2], mode: .bilinear)
+            }
+            let one = encoded.scalars
+            var latent = Array((0..<b).map { _ in one }.joined())
+            if let inpaint {
+                dump?.write("latent_nmask", shape: [1, 4, shape[1], shape[2]], values: Array(repeating: inpaint.nmask, count: 4).flatMap { $0 })
+                dump?.write("init_latent_encoded", shape: [b] + shape, values: latent)
+                applyMaskedContent(&latent, inpaint, seeds: seeds, shape: shape, source: r.randnSource)
+                blendLatent = latent
+            }
+            initLatent = latent
+            dump?.write("init_latent", shape: [b] + shape, values: latent)
             tEnc = Int(min(r.denoisingStrength, 0.999) * Double(r.steps))
         }
         if !r.controlUnits.isEmpty {
@@ -468,11 +523,13 @@ public final class Pipeline: @unchecked Sendable {
             dump?.write("timesteps", shape: [ts.count], values: ts.map(Float.init))
             if r.sampler == .plms {
                 x = try DDIMSampler.plms(eps: { x, t in
+                    let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
                     let (c, u) = unetAll(x, t: Float(t))
                     return cfg(c, u)
                 }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, onStep: stepCallback)
             } else {
                 x = try DDIMSampler.sample(eps: { x, t in
+                    let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
                     let (c, u) = unetAll(x, t: Float(t))
                     return (cfg(c, u), u)
                 }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, cfgpp: r.sampler == .ddimCFGpp,
@@ -534,6 +591,11 @@ public final class Pipeline: @unchecked Sendable {
         } catch is StopSampling {
             x = latest.isEmpty ? x : latest  // interrupted or skipped: decode what we have
         }
+        if let inpaint {
+            // A1111's img2img sample(): one more blend after the sampler
+            dump?.write("latents_unblended", shape: [b] + shape, values: x)
+            x = Self.blend(x, blendLatent, inpaint.nmask, per: per, plane: plane)
+        }
         if let dump {
             dump.write("steps", shape: [steps.count, b] + shape, values: steps.flatMap { $0 })
             if !samplerNoise.isEmpty && !r.sampler.isTimestepSampler {
@@ -548,7 +610,10 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// img2img's init latent: `uint8/255·2−1` → VAE encoder posterior mean → × scale factor.
-    func encodeInit(_ img: InitImage) -> [Float] {
+    func encodeInit(_ img: InitImage) -> [Float] { encodeInitLatent(img).scalars }
+
+    /// The init latent `[1, 4, h/8, w/8]` (sizes as the VAE encoder's strided convolutions give them).
+    func encodeInitLatent(_ img: InitImage) -> Tensor {
         let (h, w) = (img.height, img.width)
         let x = Tensor(uninitialized: [1, 3, h, w])
         let p = x.unsafePointer
@@ -556,8 +621,7 @@ public final class Pipeline: @unchecked Sendable {
             for i in 0..<(h * w) { p[c * h * w + i] = Float(img.rgb[i * 3 + c]) / 255 * 2 - 1 }
         }
         let mean = model.vaeEncoder.mean(x)
-        let sf = model.vaeDecoder.config.scaleFactor
-        return mean.scalars.map { sf * $0 }
+        return Ops.scale(mean, model.vaeDecoder.config.scaleFactor)
     }
 
     /// VAE decode of `latents / scale_factor`, `clamp((x+1)/2, 0, 1)`, ×255 truncated to uint8.
@@ -624,7 +688,12 @@ public final class Pipeline: @unchecked Sendable {
                 e.name.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ",", with: "") + ": " + e.shortHash
             }.joined(separator: ", ")),
         ]
+        // A1111's extra_generation_params in the order it sets them: the mask's (img2img init),
+        // the noise multiplier (sample), then the networks' hashes (activation)
+        let inpaint: [(String, String?)] = (r.initImage?.infotext ?? []).map { ($0.key, $0.value) } + [
+            ("Noise multiplier", r.initImage != nil && r.initialNoiseMultiplier != 1 ? Infotext.pythonFloat(r.initialNoiseMultiplier) : nil),
+        ]
         let extra: [(String, String?)] = r.extraInfotext.map { ($0.key, $0.value) }
-        return Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: fields + hires + hashes + extra + [("Version", "v1.10.1")])
+        return Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: fields + hires + inpaint + hashes + extra + [("Version", "v1.10.1")])
     }
 }

@@ -24,12 +24,11 @@ import Testing
         guard let data = try? Data(contentsOf: Fixtures.golden.appendingPathComponent("index.json")),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let cases = json["cases"] as? [String: [String: Any]] else { return [] }
-        // Inpainting goldens (cases with a mask) wait for the engine's inpainting (engine-breadth issue).
         // ATELIER_GOLDEN_ONLY=prefix (development): only the cases whose name starts with it
         let only = ProcessInfo.processInfo.environment["ATELIER_GOLDEN_ONLY"] ?? ""
         return cases.keys.sorted().filter { name in
             let args = cases[name]?["args"] as? [String: Any] ?? [:]
-            return args["mask"] == nil && name.hasPrefix(only)
+            return name.hasPrefix(only)
         }.map { name in
             let args = (cases[name]?["args"] as? [String: Any] ?? [:]).mapValues { "\($0)" }
             return Case(name: name, args: args)
@@ -37,7 +36,7 @@ import Testing
     }()
 
     @Test func goldenCasesArePresent() {
-        #expect(Self.cases.count >= 75 || ProcessInfo.processInfo.environment["ATELIER_GOLDEN_ONLY"] != nil)
+        #expect(Self.cases.count >= 79 || ProcessInfo.processInfo.environment["ATELIER_GOLDEN_ONLY"] != nil)
     }
 
     static let repoRoot = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
@@ -75,7 +74,11 @@ import Testing
         }
         if let path = a["init_image"] {
             let (img, _) = try PNG.decode(Data(contentsOf: repoRoot.appendingPathComponent(path)))
-            r.initImage = InitImage(width: img.width, height: img.height, rgb: img.flattenedRGB())
+            let mask = try a["mask"].map { try PNG.decode(Data(contentsOf: repoRoot.appendingPathComponent($0))).image }
+            r.initImage = InitImage.prepared(img, mask: mask, width: r.width, height: r.height,
+                                             resizeMode: try #require(ImageResizeMode(rawValue: Int(a["resize_mode"] ?? "0")!)),
+                                             inpaint: try inpaintOptions(a))
+            r.initialNoiseMultiplier = Double(a["initial_noise_multiplier"] ?? "1")!
             r.denoisingStrength = Double(a["denoising_strength"] ?? "0.75")!
         }
         if ["1", "true", "True"].contains(a["enable_hr"] ?? "") {
@@ -92,6 +95,19 @@ import Testing
             r.controlUnits = [try controlUnit(a, width: r.width, height: r.height).unit]
         }
         return r
+    }
+
+    static func inpaintOptions(_ a: [String: String]) throws -> InpaintOptions {
+        var o = InpaintOptions()
+        let blur = Int(a["mask_blur"] ?? "4")!
+        o.blurX = Int(a["mask_blur_x"] ?? "\(blur)")!
+        o.blurY = Int(a["mask_blur_y"] ?? "\(blur)")!
+        o.round = !["1", "true", "True"].contains(a["no_mask_round"] ?? "")
+        o.invert = ["1", "true", "True"].contains(a["inpainting_mask_invert"] ?? "")
+        o.onlyMasked = ["1", "true", "True"].contains(a["inpaint_full_res"] ?? "")
+        o.padding = Int(a["inpaint_full_res_padding"] ?? "32")!
+        o.fill = try #require(InpaintOptions.MaskedContent(rawValue: Int(a["inpainting_fill"] ?? "1")!))
+        return o
     }
 
     /// The golden's ControlNet unit: its control image through the preprocessor (the maps
@@ -169,6 +185,9 @@ import Testing
             ("init_latent", c.args["enable_hr"] != nil ? max(1e-4, 10 * floor, 10 * initFloor) : 1e-5),
             ("sigmas", 1e-6), ("first_unet_in", 1e-5), ("first_unet_eps", 1e-4), ("first_denoised", 1e-4),
             ("steps", max(1e-4, 10 * floor)), ("latents", max(1e-4, 10 * floor)), ("image_float", 1e-4),
+            // inpainting: the latent mask is exact (Pillow bicubic on the byte-exact mask), the
+            // encoded init image as init_latent, the sampler's output before the final blend as latents
+            ("latent_nmask", 0), ("init_latent_encoded", 1e-5), ("latents_unblended", max(1e-4, 10 * floor)),
         ]
         // hires: the first pass under firstpass_* with the same tolerances
         let hiresCase = c.args["enable_hr"] != nil
@@ -215,6 +234,33 @@ import Testing
             let mine = try #require(sink.arrays["init_image"], "engine did not dump init_image")
             let p = psnr(mine.values.map { UInt8($0) }, ref.pixels)
             #expect(p >= 40, "upscaled first pass PSNR \(p) dB < 40")
+        }
+        // inpainting: the mask images byte for byte (OpenCV blur, Pillow resizes and composites),
+        // the decoded picture before the overlay, and the kept pixels exactly the init image's
+        if c.args["mask"] != nil, let ini = request.initImage {
+            let (img, _) = try PNG.decode(Data(contentsOf: Self.repoRoot.appendingPathComponent(c.args["init_image"]!)))
+            let mask = try PNG.decode(Data(contentsOf: Self.repoRoot.appendingPathComponent(c.args["mask"]!))).image
+            let prep = InpaintPreparation(initImage: img, mask: mask, width: request.width, height: request.height,
+                                          options: try Self.inpaintOptions(c.args))
+            for (name, mine) in [("image_mask", prep.imageMask), ("overlay", prep.overlay)] {
+                let url = dir.appendingPathComponent("inpaint_\(name).png")
+                guard FileManager.default.fileExists(atPath: url.path) else { continue }
+                let ref = try PNG.decode(Data(contentsOf: url)).image
+                let m = try #require(mine, "no \(name)")
+                let mineBytes = ref.channels == 4 ? m.pillowRGBA().pixels : m.pillowRGB().pixels
+                #expect(m.width == ref.width && m.height == ref.height && mineBytes == ref.pixels, "inpaint \(name) differs from A1111's")
+            }
+            #expect(ini.infotext.map { "\($0.key): \($0.value)" }.allSatisfy { (params["infotext"] as? String ?? "").contains($0) },
+                    "mask infotext fields")
+            let (decodedRef, _) = try PNG.decode(Data(contentsOf: dir.appendingPathComponent("image_decoded.png")))
+            let decodedMine = try #require(sink.arrays["image_decoded"]).values.map { UInt8($0) }
+            #expect(psnr(decodedMine, decodedRef.pixels) >= 40, "decoded image before the overlay")
+            if let overlay = prep.overlay {
+                let flat = img.flattenedRGB()
+                let kept = (0..<(overlay.width * overlay.height)).filter { overlay.pixels[$0 * 4 + 3] == 255 }
+                let changed = kept.filter { i in (0..<3).contains { images[0].rgb[i * 3 + $0] != flat[i * 3 + $0] } }
+                #expect(!kept.isEmpty && changed.isEmpty, "\(changed.count) of \(kept.count) kept pixels changed")
+            }
         }
         let (refImage, _) = try PNG.decode(Data(contentsOf: dir.appendingPathComponent("image.png")))
         let p = psnr(images[0].rgb, refImage.pixels)

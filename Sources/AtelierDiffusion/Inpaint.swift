@@ -1,0 +1,85 @@
+import AtelierImaging
+import AtelierTensor
+
+/// What the sampler needs to inpaint: A1111's latent mask (`nmask`, 1 = repaint) at latent
+/// size, the masked-content mode, and what puts the result back into the init image.
+public struct InpaintSetup: Sendable, Equatable {
+    /// `[h/8 · w/8]`, 1 where the sampler repaints; tiled over the 4 latent channels
+    public let nmask: [Float]
+    public let fill: InpaintOptions.MaskedContent
+    /// RGBA at the init image's size: its kept pixels (nil: nothing to composite)
+    public let overlay: Image8?
+    /// only masked: where the generated picture goes in the init image (x, y, w, h)
+    public let pasteTo: [Int]?
+
+    public init(nmask: [Float], fill: InpaintOptions.MaskedContent, overlay: Image8?, pasteTo: [Int]?) {
+        self.nmask = nmask
+        self.fill = fill
+        self.overlay = overlay
+        self.pasteTo = pasteTo
+    }
+
+    /// The final composite (A1111's `apply_overlay`): the generated RGB image put back in the
+    /// init image's frame under the overlay, so pixels outside the mask are the init image's.
+    public func composite(_ rgb: [UInt8], width: Int, height: Int) -> Image8 {
+        let result = Image8(width: width, height: height, channels: 3, pixels: rgb)
+        guard let overlay else { return result }
+        return InpaintPreparation.applyOverlay(result, overlay: overlay,
+                                               pasteTo: pasteTo.map { ($0[0], $0[1], $0[2], $0[3]) })
+    }
+}
+
+public extension InitImage {
+    /// An img2img input as A1111 prepares it: RGBA flattened onto white, fitted to
+    /// `width × height` by `resizeMode` (latent upscale: kept at its own size), and with a
+    /// `mask`, A1111's whole inpainting preparation (binarise, invert, blur, crop for only
+    /// masked, masked-content fill, latent mask, overlay).
+    static func prepared(_ image: Image8, mask: Image8?, width: Int, height: Int,
+                         resizeMode: ImageResizeMode = .justResize, inpaint options: InpaintOptions = InpaintOptions()) -> InitImage {
+        guard let mask else {
+            let flat = Image8(width: image.width, height: image.height, channels: 3, pixels: image.flattenedRGB()).pillowRGB()
+            let fitted = resizeMode == .latentUpscale ? flat : flat.a1111Resized(resizeMode, width: width, height: height)
+            return InitImage(width: fitted.width, height: fitted.height, rgb: fitted.pixels, latentUpscale: resizeMode == .latentUpscale)
+        }
+        let prep = InpaintPreparation(initImage: image, mask: mask, width: width, height: height, options: options, resizeMode: resizeMode)
+        let setup = prep.latentMask(width: width / 8, height: height / 8, round: options.round).map { nmask in
+            InpaintSetup(nmask: nmask, fill: options.fill, overlay: prep.overlay,
+                         pasteTo: prep.pasteTo.map { [$0.x, $0.y, $0.width, $0.height] })
+        }
+        return InitImage(width: prep.image.width, height: prep.image.height, rgb: prep.image.pixels,
+                         latentUpscale: resizeMode == .latentUpscale && prep.cropRegion == nil, inpaint: setup,
+                         infotext: prep.infotext.map { InfotextField($0.0, $0.1) })
+    }
+}
+
+extension Pipeline {
+    /// Masked content 2 and 3 (A1111's `init`): the masked part of the init latent becomes the
+    /// image seed's noise (a fresh generator per image, its first draw) or zero.
+    func applyMaskedContent(_ initLatent: inout [Float], _ setup: InpaintSetup, seeds: [UInt64], shape: [Int], source: NoiseSource) {
+        let per = shape.reduce(1, *), plane = shape[1] * shape[2]
+        switch setup.fill {
+        case .latentNoise:
+            var rng = ImageNoise(source: source, shape: shape, seeds: seeds, subseeds: seeds, subseedStrength: 0,
+                                 resizeFrom: nil, etaNoiseSeedDelta: 0)
+            let noise = rng.next()
+            for i in initLatent.indices {
+                let m = setup.nmask[(i % per) % plane]
+                initLatent[i] = initLatent[i] * (1 - m) + noise[i] * m
+            }
+        case .latentNothing:
+            for i in initLatent.indices { initLatent[i] *= 1 - setup.nmask[(i % per) % plane] }
+        case .fill, .original:
+            break
+        }
+    }
+
+    /// `v·nmask + init·(1 − nmask)` (A1111's CFGDenoiser blend and the final one after sampling).
+    static func blend(_ v: [Float], _ initLatent: [Float], _ nmask: [Float], per: Int, plane: Int) -> [Float] {
+        var out = v
+        for i in out.indices {
+            let m = nmask[(i % per) % plane]
+            out[i] = v[i] * m + initLatent[i] * (1 - m)
+        }
+        return out
+    }
+}
