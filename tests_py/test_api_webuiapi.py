@@ -203,20 +203,73 @@ def test_img2img_repaints_the_init_image_and_reports_denoising_strength(server):
     assert other.json["images"][0] != r.json["images"][0]
 
 
-def test_img2img_features_not_built_yet_are_named(server):
+def test_img2img_bad_inpainting_fields_are_named(server):
     api = client(server)
     init = api.txt2img(prompt="x", seed=1, width=64, height=64).image
     b64 = webuiapi.b64_img(init)
     r = post(server, "img2img", {"init_images": [b64], "width": 128, "height": 96, "steps": 2, "seed": 1})
     assert r.status_code == 200 and Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))).size == (128, 96)
-    r = post(server, "img2img", {"init_images": [b64], "width": 128, "height": 128, "resize_mode": 1})
+    r = post(server, "img2img", {"init_images": [b64], "width": 64, "height": 64, "resize_mode": 7})
     assert r.status_code == 422 and "resize_mode" in r.json()["detail"]
-    r = post(server, "img2img", {"init_images": [b64], "width": 64, "height": 64, "mask": b64})
-    assert r.status_code == 422 and "mask" in r.json()["detail"]
+    r = post(server, "img2img", {"init_images": [b64], "width": 64, "height": 64, "mask": b64, "inpainting_fill": 9})
+    assert r.status_code == 422 and "inpainting_fill" in r.json()["detail"]
+    r = post(server, "img2img", {"init_images": [b64], "width": 64, "height": 64, "mask": "not an image"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "mask"]
+    r = post(server, "img2img", {"init_images": [b64], "width": 64, "height": 64, "mask": b64, "mask_blur": "soft"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "mask_blur"]
+    r = post(server, "img2img", {"init_images": [b64], "width": 128, "height": 128, "mask": b64, "resize_mode": 3})
+    assert r.status_code == 422 and "resize_mode" in r.json()["detail"]
     r = post(server, "img2img", {"width": 64, "height": 64})
     assert r.status_code == 404 and r.json()["detail"] == "Init image not found"
     r = post(server, "img2img", {"init_images": ["/9j/4AAQSkZJRg=="], "width": 64, "height": 64})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "init_images"]
+
+
+def golden_img2img(server, case):
+    """Runs a golden img2img / inpainting case through webuiapi with the golden's settings."""
+    golden = os.path.join(ROOT, "Tests", "Fixtures", "golden", case)
+    with open(os.path.join(golden, "params.json")) as f:
+        params = json.load(f)
+    a = params["golden_args"]
+    init = Image.open(os.path.join(ROOT, a["init_image"]))
+    mask = Image.open(os.path.join(ROOT, a["mask"])) if a.get("mask") else None
+    extra = {}
+    if "mask_blur_x" in a or "mask_blur_y" in a:
+        extra = {"mask_blur_x": a.get("mask_blur_x", a.get("mask_blur", 4)), "mask_blur_y": a.get("mask_blur_y", a.get("mask_blur", 4))}
+    if a.get("no_mask_round"):
+        extra["mask_round"] = False
+    r = client(server).img2img(
+        images=[init], mask_image=mask, prompt=a["prompt"], negative_prompt=a.get("negative", ""), seed=a["seed"],
+        steps=a["steps"], cfg_scale=a["cfg"], width=a["width"], height=a["height"], sampler_name=a["sampler"],
+        scheduler=a.get("scheduler", "Automatic"), denoising_strength=a["denoising_strength"],
+        resize_mode=a.get("resize_mode", 0),
+        # an int mask_blur overrides mask_blur_x / _y (as in A1111)
+        mask_blur=None if "mask_blur_x" in extra else a.get("mask_blur", 4), inpainting_fill=a.get("inpainting_fill", 1),
+        inpaint_full_res=bool(a.get("inpaint_full_res", False)), inpaint_full_res_padding=a.get("inpaint_full_res_padding", 32),
+        inpainting_mask_invert=int(bool(a.get("inpainting_mask_invert", False))),
+        initial_noise_multiplier=a.get("initial_noise_multiplier", 1),
+        # the oracle's eta: 1 for the ancestral samplers, 0 for DDIM / PLMS (webuiapi always sends one)
+        eta=a["eta"] if a.get("eta") is not None else (0 if a["sampler"] in ("DDIM", "DDIM CFG++", "PLMS") else 1),
+        override_settings={"randn_source": "CPU"}, alwayson_scripts={}, **extra)
+    return r, params, init, Image.open(os.path.join(golden, "image.png")).convert("RGB")
+
+
+@pytest.mark.parametrize("case", ["inpaint-original", "inpaint-fill-onlymasked", "inpaint-latent-noise", "inpaint-invert-blur0"])
+def test_inpainting_through_webuiapi_reproduces_the_oracle_and_keeps_unmasked_pixels(server, case):
+    r, params, init, ref = golden_img2img(server, case)
+    assert r.image.size == ref.size
+    got = np.asarray(r.image.convert("RGB"), dtype=np.float64)
+    mse = float(np.mean((got - np.asarray(ref, dtype=np.float64)) ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    # pixels the overlay keeps (alpha 255) are the init image's, byte for byte
+    overlay = np.asarray(Image.open(os.path.join(ROOT, "Tests", "Fixtures", "golden", case, "inpaint_overlay.png")).convert("RGBA"))
+    kept = overlay[..., 3] == 255
+    assert kept.any() and (got[kept] == np.asarray(init.convert("RGB"), dtype=np.float64)[kept]).all()
+    # A1111's infotext fields for the mask, as the oracle wrote them
+    mine, theirs = r.info["infotexts"][0], params["infotext"]
+    for field in ("Mask blur", "Mask mode", "Inpaint area", "Masked area padding", "Masked content"):
+        ref_field = next((part for part in theirs.split(", ") if part.startswith(field + ":")), None)
+        assert (ref_field in mine) if ref_field else (field + ":" not in mine), field
 
 
 def test_sigterm_ends_the_running_job_at_its_next_step_and_exits(make_server):

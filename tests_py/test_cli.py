@@ -60,3 +60,30 @@ def test_generate_with_hires_fix_reproduces_the_oracle_picture(tmp_path):
     assert b"Hires upscale: 1.5, Hires upscaler: Latent" in out.read_bytes()
     bad = subprocess.run([BINARY, "generate", "--model", TINY, "--enable-hr", "--hr-upscaler", "ESRGAN"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "--hr-upscaler" in bad.stderr
+
+
+def test_generate_inpaints_only_the_masked_area_as_the_oracle(tmp_path):
+    import numpy as np
+    from PIL import Image
+    fixtures = os.path.join(os.path.dirname(TINY), "..")
+    golden = os.path.join(fixtures, "golden", "inpaint-fill-onlymasked")
+    out = tmp_path / "inpaint.png"
+    r = subprocess.run([BINARY, "generate", "--model", TINY, "--prompt", r"a photo of a (cat:1.2), [blurry] masterpiece, \(escaped\)",
+                        "--negative-prompt", "lowres, bad anatomy", "--seed", "47", "--steps", "20", "-W", "128", "-H", "128",
+                        "--sampler", "Euler a", "--randn-source", "CPU", "--denoising-strength", "0.8",
+                        "--init-image", os.path.join(fixtures, "images", "init-128.png"),
+                        "--mask", os.path.join(fixtures, "images", "mask-128.png"), "--mask-blur", "4",
+                        "--inpainting-fill", "0", "--inpaint-full-res", "--inpaint-full-res-padding", "32", "--output", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    mine = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64)
+    ref = np.asarray(Image.open(os.path.join(golden, "image.png")).convert("RGB"), dtype=np.float64)
+    mse = float(np.mean((mine - ref) ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    assert b"Mask blur: 4, Inpaint area: Only masked, Masked area padding: 32, Masked content: fill" in out.read_bytes()
+    bad = subprocess.run([BINARY, "generate", "--model", TINY, "--mask", os.path.join(fixtures, "images", "mask-128.png")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--init-image" in bad.stderr
+    bad = subprocess.run([BINARY, "generate", "--model", TINY, "--init-image", os.path.join(fixtures, "images", "init-128.png"),
+                          "--inpainting-fill", "7"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--inpainting-fill" in bad.stderr

@@ -5,7 +5,7 @@ Run by hand with the reference venv (see tools/README.md); the Swift tests never
 and never read the oracle:
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -126,6 +126,12 @@ CONTROLNET = "Tests/Fixtures/controlnet/tiny-controlnet-canny.safetensors"
 CONTROL_IMAGE = "Tests/Fixtures/images/control-160x128.png"        # the oracle's control_160x128.png
 CONTROL_RGBA = "Tests/Fixtures/images/control-rgba-128x128.png"
 PATH_ARGS = ("init_image", "mask", "lora_dir", "embeddings_dir", "controlnet", "control_image")
+# the inpaint2 group's extra inputs (made by make_inpaint2_images() from init-128.png / mask-128.png)
+INIT_160x120 = "Tests/Fixtures/images/init-160x120.png"
+MASK_160x120 = "Tests/Fixtures/images/mask-160x120.png"
+MASK_RGBA = "Tests/Fixtures/images/mask-rgba-128.png"
+# golden args the oracle has no flag for: A1111 behaviour this script adds around it (a1111_img2img_extras)
+ORACLE_EXTRA_ARGS = ("resize_mode", "initial_noise_multiplier")
 
 
 def cases():
@@ -392,16 +398,182 @@ def hires_cases():
     return out
 
 
+def inpaint2_cases():
+    """More inpainting / img2img variants, 128 px, 10 steps, seeds 600-609. image_float.npy is not kept (DROP).
+    Inpainting (the 4-channel model with the latent mask blend, oracle --mask):
+      inpaint-ddim-original        DDIM (a timestep sampler: x blended with the clean init latent before every
+                                   UNet call), masked content original, whole picture, blur 4
+      inpaint-plms-nothing         PLMS, masked content latent nothing (fill 3: VAE input = masking.fill, then
+                                   init_latent * mask)
+      inpaint-onlymasked-pad8-euler_a  only masked, padding 8, processing 128x96: the padded box (0, 0, 96, 100)
+                                   is grown towards 4:3 and clipped to (0, 0, 128, 100), cropped and resized with
+                                   resize-and-fill to 128x96 (latent 16x12); the result is pasted back at the
+                                   init size 128x128 with crop-and-resize; Euler a
+      inpaint-rgba-mask-dpmpp_2m   an RGBA mask with transparency (mask-rgba-128.png): A1111 takes its alpha
+                                   channel (a soft edge, thresholded > 128 by mask_round), not its colours (the
+                                   RGB is 255 - alpha, so convert('L') would give the inverse); DPM++ 2M
+      inpaint-blur2x6-noround-euler  mask_blur_x 2, mask_blur_y 6 (no "Mask blur" infotext field), mask_round off:
+                                   the latent mask keeps its fractional (bicubic) values
+      inpaint-init-160x120         a 160x120 init image and mask (mask-160x120.png) at 128x128, whole picture:
+                                   the mask is binarised / blurred at 160x120, both are LANCZOS-resized to
+                                   128x128 (just resize), so overlay and output are 128x128
+    img2img (no mask) from the 160x120 init, 128x128, Euler, strength 0.6, and the noise multiplier; these use
+    A1111 behaviour the oracle has no option for, added by a1111_img2img_extras (args resize_mode /
+    initial_noise_multiplier, kept out of the oracle's argv):
+      i2i-resize-crop / i2i-resize-fill  resize_mode 1 (crop and resize) / 2 (resize and fill): the init image
+                                   goes through the oracle's inpaint.resize_image(mode, ...) (A1111
+                                   images.resize_image, no upscaler) into a 128x128 temp PNG given to the oracle
+                                   as --init-image (so it does no resize of its own); init_image.png is that
+                                   resized image, args init_image the original 160x120 file
+      i2i-resize-latent            resize_mode 3 (just resize, latent upscale): the image is VAE-encoded at its
+                                   own size (latent 15x20) and the scaled latent interpolated bilinearly
+                                   (align_corners False, no antialias) to 16x16; init_image.png is the 160x120
+                                   image the VAE saw, init_latent.npy the interpolated latent
+      i2i-noise-multiplier         initial_noise_multiplier 0.9 on init-128.png, Euler a: the first image-RNG
+                                   draw times 0.9 (float32) before sample_img2img; ancestral draws unscaled;
+                                   noise.npy is the raw draw; infotext gains "Noise multiplier: 0.9"."""
+    def case(sampler, seed, strength, init=INIT_IMAGE, **extra):
+        return dict(BASE, steps=10, sampler=sampler, scheduler="Automatic", seed=seed, init_image=init,
+                    denoising_strength=strength, **extra)
+    inp = dict(mask=MASK, mask_blur=4, inpainting_fill=1, inpaint_full_res=False, inpaint_full_res_padding=32,
+               inpainting_mask_invert=False)
+    out = {}
+    out["inpaint-ddim-original"] = case("DDIM", 600, 0.75, **inp)                        # t_enc 7: timesteps[:7]
+    out["inpaint-plms-nothing"] = case("PLMS", 601, 0.8, **dict(inp, inpainting_fill=3))
+    out["inpaint-onlymasked-pad8-euler_a"] = case("Euler a", 602, 0.75, **dict(inp, inpaint_full_res=True,
+                                                                                inpaint_full_res_padding=8,
+                                                                                height=96))
+    out["inpaint-rgba-mask-dpmpp_2m"] = case("DPM++ 2M", 603, 0.7, **dict(inp, mask=MASK_RGBA))
+    out["inpaint-blur2x6-noround-euler"] = case("Euler", 604, 0.75, **dict(inp, mask_blur_x=2, mask_blur_y=6,
+                                                                            no_mask_round=True))
+    out["inpaint-init-160x120"] = case("Euler", 605, 0.75, init=INIT_160x120, **dict(inp, mask=MASK_160x120))
+    out["i2i-resize-crop"] = case("Euler", 606, 0.6, init=INIT_160x120, resize_mode=1)
+    out["i2i-resize-fill"] = case("Euler", 607, 0.6, init=INIT_160x120, resize_mode=2)
+    out["i2i-resize-latent"] = case("Euler", 608, 0.6, init=INIT_160x120, resize_mode=3)
+    out["i2i-noise-multiplier"] = case("Euler a", 609, 0.75, initial_noise_multiplier=0.9)
+    return out
+
+
+def make_inpaint2_images():
+    """The inpaint2 group's extra inputs, from the committed init-128.png / mask-128.png (Pillow only,
+    deterministic): init-160x120.png (init-128 LANCZOS-resized to 160x120, RGB), mask-160x120.png
+    (mask-128 NEAREST-resized, L, still binary) and mask-rgba-128.png (RGBA: alpha = mask-128 through
+    ImageFilter.GaussianBlur(2), a soft edge with every level in between; R = G = 255 - alpha, B = 96)."""
+    from PIL import Image, ImageFilter, ImageOps
+    init = Image.open(os.path.join(REPO, INIT_IMAGE)).convert("RGB")
+    mask = Image.open(os.path.join(REPO, MASK)).convert("L")
+    init.resize((160, 120), resample=Image.Resampling.LANCZOS).save(os.path.join(REPO, INIT_160x120))
+    mask.resize((160, 120), resample=Image.Resampling.NEAREST).save(os.path.join(REPO, MASK_160x120))
+    alpha = mask.filter(ImageFilter.GaussianBlur(2))
+    inv = ImageOps.invert(alpha)
+    Image.merge("RGBA", (inv, inv, Image.new("L", alpha.size, 96), alpha)).save(os.path.join(REPO, MASK_RGBA))
+
+
+class A1111Img2ImgExtras:
+    """A1111 1.10 img2img behaviour the oracle has no option for, added around reference.run for one case
+    (args resize_mode, initial_noise_multiplier; processing.py StableDiffusionProcessingImg2Img.init / .sample):
+      resize_mode 1 / 2  images.resize_image(mode, flatten(init), W, H): done here with the oracle's
+                         inpaint.resize_image into TMP/_resized_init.png, the oracle's --init-image (W x H, so
+                         it does not resize again); params.json init_image names the original file
+      resize_mode 3      the init image is not resized; init_latent (posterior mean * scale factor) is
+                         torch.nn.functional.interpolate(z, size=(H // 8, W // 8), mode="bilinear"):
+                         reference.load_init_image and reference.encode_image are patched while the case runs
+      initial_noise_multiplier m != 1   x = rng.next(); x *= m (float32) before sample_img2img: the first draw
+                         of reference.TorchImageRNG is scaled (patched class); noise.npy is then rewritten with
+                         the raw draw (what the engine dumps as "noise"); the infotext (params.json and the
+                         image.png text chunk) gains "Noise multiplier: m" at the end (extra_generation_params)
+    Resize modes 1-3 are not combined with a mask here (the oracle resizes the mask with mode 0)."""
+
+    def __init__(self, R, opts, tmp):
+        self.R, self.opts, self.tmp = R, opts, tmp
+        self.mode = int(opts.get("resize_mode", 0))
+        self.mult = float(opts.get("initial_noise_multiplier", 1.0))
+        self.oracle = {k: v for k, v in opts.items() if k not in ORACLE_EXTRA_ARGS}
+        self.raw_noise = []
+        self.encoded_shape = None
+        if self.mode and opts.get("mask"):
+            sys.exit("resize modes 1-3 with a mask are not modelled")
+        if self.mult != 1.0 and (opts.get("randn_source", "CPU") != "CPU" or opts.get("inpainting_fill") == 2):
+            sys.exit("initial_noise_multiplier: CPU noise source and no latent-noise fill only")
+        if self.mode in (1, 2):
+            import inpaint as IP
+            from PIL import Image
+            img = R.flatten_image(Image.open(os.path.join(REPO, opts["init_image"])))
+            path = os.path.join(tmp, "_resized_init.png")
+            IP.resize_image(self.mode, img, opts["width"], opts["height"]).save(path)
+            self.oracle["init_image"] = path  # absolute: to_argv's os.path.join(REPO, path) keeps it
+        elif self.mode not in (0, 3):
+            sys.exit(f"unknown resize_mode {self.mode}")
+
+    @contextlib.contextmanager
+    def patched(self):
+        R = self.R
+        saved = (R.load_init_image, R.encode_image, R.TorchImageRNG)
+        if self.mode == 3:
+            import torch
+            from PIL import Image
+            h8, w8 = self.opts["height"] // 8, self.opts["width"] // 8
+            load, encode = saved[0], saved[1]
+
+            def load_unresized(path, width, height):
+                return R.flatten_image(Image.open(path))
+
+            def encode_and_interpolate(*args, **kwargs):
+                z = encode(*args, **kwargs)
+                self.encoded_shape = list(z.shape)
+                return torch.nn.functional.interpolate(z, size=(h8, w8), mode="bilinear")
+            R.load_init_image, R.encode_image = load_unresized, encode_and_interpolate
+        if self.mult != 1.0:
+            base, mult, raws = saved[2], self.mult, self.raw_noise
+
+            class ScaledFirstDraw(base):
+                def first(self):
+                    raw = base.first(self)
+                    raws.append(raw)
+                    return raw * mult  # float32, as A1111's x *= initial_noise_multiplier
+            R.TorchImageRNG = ScaledFirstDraw
+        try:
+            yield
+        finally:
+            R.load_init_image, R.encode_image, R.TorchImageRNG = saved
+
+    def after_float32_run(self):
+        """Before the files are copied: noise.npy = the raw first draw."""
+        import numpy as np
+        if self.mult != 1.0:
+            np.save(os.path.join(self.tmp, "noise.npy"), self.raw_noise[0].numpy().astype(np.float32))
+
+    def finish(self, params, dest):
+        """params.json (and image.png's text chunk) of the kept case."""
+        if self.mode:
+            params["init_image"] = os.path.basename(self.opts["init_image"])
+            params["resize_mode"] = self.mode
+            if self.mode == 3:
+                params["latent_upscale"] = {"encoded_shape": self.encoded_shape,
+                                            "latent_shape": [1, 4, self.opts["height"] // 8, self.opts["width"] // 8],
+                                            "mode": "bilinear", "align_corners": False, "antialias": False}
+        if self.mult != 1.0:
+            from PIL import Image, PngImagePlugin
+            params["initial_noise_multiplier"] = self.mult
+            params["infotext"] += f", Noise multiplier: {self.mult}"
+            path = os.path.join(dest, "image.png")
+            png = PngImagePlugin.PngInfo()
+            png.add_text("parameters", params["infotext"])
+            with Image.open(path) as im:
+                im.load()
+                im.save(path, pnginfo=png)
+
+
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
           "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases,
-          "samplers2": samplers2_cases}  # last: index.json keeps the older cases' order
+          "samplers2": samplers2_cases, "inpaint2": inpaint2_cases}  # appended: index.json keeps the older cases' order
 # files of KEEP not kept for a group's cases (size)
 DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "seeds": ("image_float.npy",),
         "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
         # control_hint.npy is control_map.png / 255 exactly: the PNG is kept instead
         "controlnet": ("image_float.npy", "control_hint.npy"),
         # firstpass_image_float.npy: the first pass's decoded float image (firstpass_image.png is kept)
-        "hires": ("image_float.npy", "firstpass_image_float.npy")}
+        "hires": ("image_float.npy", "firstpass_image_float.npy"), "inpaint2": ("image_float.npy",)}
 # further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
 # one per distinct conditioning, in the order of params.json["distinct_conds"]; control_residual_NN.npy:
 # the first active ControlNet call's 13 weighted residuals; firstpass_*.npy: the hires first pass's
@@ -535,16 +707,21 @@ def make_goldens(args):
     selected = GROUPS[args.group]() if args.group != "all" else every
     drop = {name: DROP.get(g, ()) for g, make in GROUPS.items() for name in make()}
     keep_prefix = {name: KEEP_PREFIX.get(g, ()) for g, make in GROUPS.items() for name in make()}
+    if any(name in inpaint2_cases() and (not args.only or name in args.only) for name in selected):
+        make_inpaint2_images()
     for name, opts in selected.items():
         if args.only and name not in args.only:
             continue
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:
-            argv = to_argv(opts, args.ckpt, args.tokenizer, tmp, args.threads)
+            extras = A1111Img2ImgExtras(R, opts, tmp)  # resize modes 1-3, noise multiplier (else a no-op)
+            argv = to_argv(extras.oracle, args.ckpt, args.tokenizer, tmp, args.threads)
             a = R.build_parser().parse_args(argv)
-            res = R.run(a, pipe)
-            with dpm_fast_f32_grid(R):  # the float64 twin only (see there)
-                floor = float64_floor_hires(R, a, pipe, res) if "firstpass" in res else R.float64_floor(a, pipe, res)
+            with extras.patched():
+                res = R.run(a, pipe)
+                extras.after_float32_run()
+                with dpm_fast_f32_grid(R):  # the float64 twin only (see there)
+                    floor = float64_floor_hires(R, a, pipe, res) if "firstpass" in res else R.float64_floor(a, pipe, res)
             pipe.pop("_as_torch.float64", None)
             dest = os.path.join(golden, name)
             if os.path.isdir(dest):
@@ -560,6 +737,7 @@ def make_goldens(args):
                     shutil.copyfile(os.path.join(tmp, fn), os.path.join(dest, fn))
         with open(os.path.join(dest, "params.json")) as f:
             params = json.load(f)
+        extras.finish(params, dest)
         params["golden_case"] = name
         params["golden_args"] = opts
         with open(os.path.join(dest, "params.json"), "w") as f:
@@ -606,7 +784,8 @@ def main():
                          "samplers: the other samplers and schedules; samplers2: PLMS, DDIM CFG++, LCM, Restart, DPM fast; "
                          "seeds: variation seed and seed resize; "
                          "prompts: prompt editing / alternation / AND; networks: LoRA / LyCORIS / embeddings; "
-                         "controlnet: one ControlNet unit; hires: the hires fix (default: all)")
+                         "controlnet: one ControlNet unit; hires: the hires fix; "
+                         "inpaint2: more inpainting / img2img variants, resize modes 1-3, noise multiplier (default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")

@@ -219,8 +219,8 @@ struct SDAPIRoutes {
         return .null
     }
 
-    /// img2img's init images given by URL (`alwayson_scripts.image_link`, `http(s)://` entries of
-    /// `init_images`) downloaded and put in place as base64, before the body is decoded.
+    /// img2img's init images and mask given by URL (`alwayson_scripts.image_link`, `http(s)://` entries of
+    /// `init_images`, `mask`) downloaded and put in place as base64, before the body is decoded.
     func fetchLinkedImages(_ body: [String: JSONValue]) async throws -> [String: JSONValue] {
         var body = body
         let fetcher = ImageFetcher(options: instance.options)
@@ -238,6 +238,9 @@ struct SDAPIRoutes {
                 }
             }
             body["init_images"] = .array(fetched)
+        }
+        if let mask = body["mask"]?.string, ImageFetcher.isURL(mask) {
+            body["mask"] = .string(try await fetcher.fetch(mask, field: "mask").base64EncodedString())
         }
         return body
     }

@@ -125,23 +125,46 @@ struct Txt2ImgRequest {
             r.denoisingStrength = f.double("denoising_strength", 0.75)
             f.check("denoising_strength", r.denoisingStrength, min: 0, max: 1)
             let inits = f.list("init_images")
-            let resizeMode = f.int("resize_mode", 0)
-            _ = f.optionalDouble("image_cfg_scale")
+            let resizeModeValue = f.int("resize_mode", 0)
+            _ = f.optionalDouble("image_cfg_scale")  // instruct-pix2pix models only; accepted as A1111 does
             _ = f.bool("include_init_images", false)
-            let noiseMultiplier = f.double("initial_noise_multiplier", 1)
+            r.initialNoiseMultiplier = f.optionalDouble("initial_noise_multiplier") ?? instance.options.initialNoiseMultiplier
+            f.check("initial_noise_multiplier", r.initialNoiseMultiplier, min: 0, max: 10)
+            // inpainting (A1111's API defaults, not its UI's: fill 0, only masked, padding 0)
+            let maskText = f.optionalString("mask")
+            var inpaint = InpaintOptions()
+            let blur = f.isSet("mask_blur") ? f.int("mask_blur", 4) : nil
+            inpaint.blurX = blur ?? f.int("mask_blur_x", 4)
+            inpaint.blurY = blur ?? f.int("mask_blur_y", 4)
+            if blur != nil { _ = f.int("mask_blur_x", 4); _ = f.int("mask_blur_y", 4) }
+            inpaint.round = f.bool("mask_round", true)
+            let fill = f.int("inpainting_fill", 0)
+            inpaint.onlyMasked = f.bool("inpaint_full_res", true)
+            inpaint.padding = f.int("inpaint_full_res_padding", 0)
+            inpaint.invert = f.int("inpainting_mask_invert", 0) != 0
+            let latentMask = f.optionalString("latent_mask")
+            for (name, v) in [("mask_blur_x", inpaint.blurX), ("mask_blur_y", inpaint.blurY)] { f.check(name, v, min: 0, max: 256) }
+            if blur != nil { f.check("mask_blur", inpaint.blurX, min: 0, max: 256) }
+            f.check("inpaint_full_res_padding", inpaint.padding, min: 0, max: 1024)
             guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
+            guard let mode = ImageResizeMode(rawValue: resizeModeValue) else {
+                throw ServiceError(422, field: "resize_mode", "resize_mode: \(resizeModeValue) is not one of 0 (just resize), 1 (crop and resize), 2 (resize and fill), 3 (just resize, latent upscale)")
+            }
+            guard let content = InpaintOptions.MaskedContent(rawValue: fill) else {
+                throw ServiceError(422, field: "inpainting_fill", "inpainting_fill: \(fill) is not one of 0 (fill), 1 (original), 2 (latent noise), 3 (latent nothing)")
+            }
+            inpaint.fill = content
             guard let first = inits.first?.string else { throw ServiceError(404, field: "init_images", "Init image not found") }
             let decoded = try decodeImage(first, field: "init_images")
             initImage = decoded
-            // resize mode 0 "Just resize" is the only one yet; it matters only when the sizes differ
-            if (decoded.width != r.width || decoded.height != r.height) && resizeMode != 0 {
-                throw ServiceError(422, field: "resize_mode", "resize_mode: \(resizeMode) (crop / fill / latent upscale) is not available in Atelier yet; use 0 (just resize)")
-            }
-            let image = decoded.fittedRGB(width: r.width, height: r.height)
-            if body["mask"].map({ $0 != .null }) ?? false { throw ServiceError(422, field: "mask", "mask: inpainting is not available in Atelier yet") }
-            if noiseMultiplier != 1 { throw ServiceError(422, field: "initial_noise_multiplier", "initial_noise_multiplier: values other than 1 are not available in Atelier yet") }
             if inits.count > 1 { throw ServiceError(422, field: "init_images", "init_images: several init images are not available in Atelier yet") }
-            r.initImage = InitImage(width: image.width, height: image.height, rgb: image.pixels)
+            if latentMask != nil { throw ServiceError(422, field: "latent_mask", "latent_mask: a separate latent mask is not available in Atelier yet; the mask is used for both") }
+            let mask = try maskText.flatMap { $0.isEmpty ? nil : try decodeImage($0, field: "mask") }
+            if let mask, mode == .latentUpscale, decoded.width != r.width || decoded.height != r.height {
+                // A1111 fails here too: its overlay stays at the init size while the picture is generated at the request's
+                throw ServiceError(422, field: "resize_mode", "resize_mode: 3 (latent upscale) cannot inpaint an init image of another size (\(decoded.width)x\(decoded.height) for \(r.width)x\(r.height)); resize it first or use resize_mode 0–2")
+            }
+            r.initImage = InitImage.prepared(decoded, mask: mask, width: r.width, height: r.height, resizeMode: mode, inpaint: inpaint)
         }
         guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
 

@@ -61,6 +61,8 @@ public final class OptionsStore: @unchecked Sendable {
     public var clipSkip: Int { self["CLIP_stop_at_last_layers"]?.int ?? 1 }
     public var ensd: Int { self["eta_noise_seed_delta"]?.int ?? 0 }
     public var randnSource: String { self["randn_source"]?.string ?? "GPU" }
+    /// img2img's default `initial_noise_multiplier`
+    public var initialNoiseMultiplier: Double { self["initial_noise_multiplier"]?.any as? Double ?? Double(self["initial_noise_multiplier"]?.int ?? 1) }
     public var previewEvery: Int { max(1, self["show_progress_every_n_steps"]?.int ?? 10) }
 
     /// Checks a partial update: unknown keys and values of the wrong JSON type are refused,

@@ -38,6 +38,17 @@ struct Generate: ParsableCommand {
     @Option(help: "Write intermediates as .npy files into this directory (reference oracle names).") var dump: String?
     @Option(help: "img2img: init image (PNG, JPEG or WebP; resized to -W x -H with Lanczos as A1111).") var initImage: String?
     @Option(help: "img2img: how much of the init image to repaint (0 < x ≤ 1).") var denoisingStrength: Double = 0.75
+    @Option(help: "img2img: how the init image is fitted: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale.") var resizeMode: Int = 0
+    @Option(help: "img2img: scale of the starting noise (A1111's initial_noise_multiplier).") var initialNoiseMultiplier: Double = 1
+    @Option(help: "Inpainting: mask image (white = repaint; RGBA with transparency: its alpha).") var mask: String?
+    @Option(help: "Inpainting: mask blur (Gaussian sigma in pixels, x and y).") var maskBlur: Int = 4
+    @Option(help: "Inpainting: mask blur along x (overrides --mask-blur).") var maskBlurX: Int?
+    @Option(help: "Inpainting: mask blur along y (overrides --mask-blur).") var maskBlurY: Int?
+    @Option(help: "Inpainting: masked content: 0 fill, 1 original, 2 latent noise, 3 latent nothing.") var inpaintingFill: Int = 1
+    @Flag(help: "Inpainting: only the masked area, at full resolution (A1111's \"Only masked\").") var inpaintFullRes = false
+    @Option(help: "Inpainting: pixels around the mask for --inpaint-full-res.") var inpaintFullResPadding: Int = 32
+    @Flag(help: "Inpainting: repaint what the mask leaves out.") var inpaintingMaskInvert = false
+    @Flag(help: "Inpainting: keep grey mask levels (A1111's mask_round off).") var noMaskRound = false
     @Option(help: "Where <lora:NAME:…> tags find NAME.safetensors (default: the model's dir/../Lora).") var loraDir: String?
     @Flag(help: "Hires fix: a second pass at a larger size (denoised by --denoising-strength).") var enableHr = false
     @Option(help: "Hires fix: upscale factor (when no --hr-resize-x/-y).") var hrScale: Double = 2
@@ -81,9 +92,30 @@ struct Generate: ParsableCommand {
         r.randnSource = source
         r.etaNoiseSeedDelta = etaNoiseSeedDelta
         if let initImage {
-            let img = try ImageDecoder.decode(Data(contentsOf: URL(fileURLWithPath: initImage))).fittedRGB(width: width, height: height)
-            r.initImage = InitImage(width: img.width, height: img.height, rgb: img.pixels)
+            guard let mode = ImageResizeMode(rawValue: resizeMode) else { throw ValidationError("--resize-mode: 0, 1, 2 or 3") }
+            guard let fill = InpaintOptions.MaskedContent(rawValue: inpaintingFill) else { throw ValidationError("--inpainting-fill: 0, 1, 2 or 3") }
+            for (name, v) in [("--mask-blur", maskBlur), ("--mask-blur-x", maskBlurX ?? 0), ("--mask-blur-y", maskBlurY ?? 0)] where !(0...256).contains(v) {
+                throw ValidationError("\(name): 0 to 256")
+            }
+            guard inpaintFullResPadding >= 0 else { throw ValidationError("--inpaint-full-res-padding: 0 or more") }
+            var o = InpaintOptions()
+            o.blurX = maskBlurX ?? maskBlur
+            o.blurY = maskBlurY ?? maskBlur
+            o.fill = fill
+            o.onlyMasked = inpaintFullRes
+            o.padding = inpaintFullResPadding
+            o.invert = inpaintingMaskInvert
+            o.round = !noMaskRound
+            let image = try ImageDecoder.decode(Data(contentsOf: URL(fileURLWithPath: initImage)))
+            let maskImage = try mask.map { try ImageDecoder.decode(Data(contentsOf: URL(fileURLWithPath: $0))) }
+            if maskImage != nil, mode == .latentUpscale, image.width != width || image.height != height {
+                throw ValidationError("--resize-mode 3 cannot inpaint an init image of another size; use 0, 1 or 2")
+            }
+            r.initImage = InitImage.prepared(image, mask: maskImage, width: width, height: height, resizeMode: mode, inpaint: o)
             r.denoisingStrength = denoisingStrength
+            r.initialNoiseMultiplier = initialNoiseMultiplier
+        } else if mask != nil {
+            throw ValidationError("--mask needs --init-image (inpainting is img2img)")
         }
         if enableHr {
             guard initImage == nil else { throw ValidationError("--enable-hr is for txt2img (no --init-image)") }
