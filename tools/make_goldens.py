@@ -57,6 +57,20 @@ Writes (paths relative to the repository root):
       schedule_steps, t_enc and the UNet calls per pass; its float32_vs_float64 also has
       firstpass_{first_denoised,latents}_*, firstpass_image_uint8_max_abs, init_latent_* and
       (pixel upscalers) init_image_uint8_max_abs (float64_floor_hires).
+      The inpaint2 group (inpaint2_cases(), `--group inpaint2`: 10 cases, 128 px, 10 steps, seeds 600-609)
+      drops image_float.npy. Inpainting: DDIM and PLMS (mask blended before the UNet), latent nothing,
+      only masked with padding 8 at 128x96 (box grown towards 4:3, pasted back at 128x128), an RGBA mask
+      with a soft alpha (Tests/Fixtures/images/mask-rgba-128.png), mask_blur_x 2 / mask_blur_y 6 with
+      no_mask_round, a 160x120 init image and mask (init-160x120.png, mask-160x120.png) at 128x128; these
+      three PNGs are made by make_inpaint2_images() from init-128.png / mask-128.png before the group runs.
+      img2img with resize_mode 1 / 2 / 3 (from init-160x120.png) and initial_noise_multiplier 0.9: the oracle
+      only does "just resize" and no noise multiplier, so A1111Img2ImgExtras adds them around reference.run
+      (modes 1/2: inpaint.resize_image into a W x H temp PNG given as --init-image; mode 3: load_init_image /
+      encode_image patched to encode at the image's own size and interpolate the latent bilinearly to
+      H/8 x W/8; noise multiplier: TorchImageRNG's first draw scaled in float32, noise.npy rewritten with the
+      raw draw, "Noise multiplier: 0.9" appended to params.json's infotext and image.png's text chunk).
+      Args resize_mode / initial_noise_multiplier are recorded but never passed to the oracle; init_image is
+      the original 160x120 file, params.json gets resize_mode (and latent_upscale for mode 3).
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's

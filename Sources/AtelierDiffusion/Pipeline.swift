@@ -56,6 +56,8 @@ public struct GenerationRequest: Sendable, Equatable {
     public var extraInfotext: [InfotextField] = []
     /// txt2img hires fix: a second pass at a larger size (`enable_hr`)
     public var hires: HiresFix?
+    /// a VAE file used instead of the checkpoint's own (A1111's SD VAE setting / `--vae-path`)
+    public var vae: VAEFile?
 
     public init() {}
 
@@ -333,7 +335,7 @@ public final class Pipeline: @unchecked Sendable {
                                      initLatent: initLatent, img2imgSteps: hiresPass.steps, onStep: report(hiresPass.request, offset: firstSteps))
                 outSize = (hiresPass.request.width, hiresPass.request.height)
             }
-            var decoded = decode(latents, dump: batchDump)
+            var decoded = decode(latents, vae: r.vae, dump: batchDump)
             if let inpaint = r.initImage?.inpaint, inpaint.overlay != nil {
                 // the generated picture back in the init image's frame, its kept pixels restored
                 if let batchDump { batchDump.write("image_decoded", shape: [outSize.height, outSize.width, 3], values: decoded[0].map(Float.init)) }
@@ -488,7 +490,7 @@ public final class Pipeline: @unchecked Sendable {
             dump?.write("init_latent", shape: [b] + shape, values: givenLatent)
             (scheduleSteps, tEnc) = img2imgSteps
         } else if let img = r.initImage {
-            var encoded = encodeInitLatent(img)
+            var encoded = encodeInitLatent(img, vae: r.vae)
             if img.latentUpscale {
                 // resize mode 3: the latent of the image at its own size, bilinearly to the request's
                 encoded = Ops.interpolate(encoded, height: shape[1], width: shape[2], mode: .bilinear)
@@ -610,24 +612,24 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// img2img's init latent: `uint8/255·2−1` → VAE encoder posterior mean → × scale factor.
-    func encodeInit(_ img: InitImage) -> [Float] { encodeInitLatent(img).scalars }
+    func encodeInit(_ img: InitImage, vae: VAEFile? = nil) -> [Float] { encodeInitLatent(img, vae: vae).scalars }
 
     /// The init latent `[1, 4, h/8, w/8]` (sizes as the VAE encoder's strided convolutions give them).
-    func encodeInitLatent(_ img: InitImage) -> Tensor {
+    func encodeInitLatent(_ img: InitImage, vae: VAEFile? = nil) -> Tensor {
         let (h, w) = (img.height, img.width)
         let x = Tensor(uninitialized: [1, 3, h, w])
         let p = x.unsafePointer
         for c in 0..<3 {
             for i in 0..<(h * w) { p[c * h * w + i] = Float(img.rgb[i * 3 + c]) / 255 * 2 - 1 }
         }
-        let mean = model.vaeEncoder.mean(x)
+        let mean = (vae?.encoder ?? model.vaeEncoder).mean(x)
         return Ops.scale(mean, model.vaeDecoder.config.scaleFactor)
     }
 
     /// VAE decode of `latents / scale_factor`, `clamp((x+1)/2, 0, 1)`, ×255 truncated to uint8.
-    func decode(_ latents: Tensor, dump: DumpSink?) -> [[UInt8]] {
+    func decode(_ latents: Tensor, vae: VAEFile? = nil, dump: DumpSink?) -> [[UInt8]] {
         let inv = Float(1.0 / Double(model.vaeDecoder.config.scaleFactor))
-        let img = model.vaeDecoder(Ops.scale(latents, inv))
+        let img = (vae?.decoder ?? model.vaeDecoder)(Ops.scale(latents, inv))
         let (b, h, w) = (img.shape[0], img.shape[2], img.shape[3])
         let p = img.unsafePointer
         var out: [[UInt8]] = []
@@ -659,6 +661,8 @@ public final class Pipeline: @unchecked Sendable {
             ("Size", "\(r.width)x\(r.height)"),
             ("Model hash", model.shortHash),
             ("Model", model.name),
+            ("VAE hash", r.vae?.shortHash),
+            ("VAE", r.vae?.name),
             ("Variation seed", r.subseedStrength != 0 ? String(subseed) : nil),
             ("Variation seed strength", r.subseedStrength != 0 ? Infotext.pythonFloat(r.subseedStrength) : nil),
             ("Seed resize from", r.seedResizeFromW > 0 && r.seedResizeFromH > 0 ? "\(r.seedResizeFromW)x\(r.seedResizeFromH)" : nil),

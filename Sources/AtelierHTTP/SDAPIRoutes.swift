@@ -94,7 +94,10 @@ struct SDAPIRoutes {
                 throw ServiceError(422, field: "upscaler_1", "extras (resize and upscale) are not available in Atelier yet")
             }
         }
-        for (path, value) in [("sd-vae", JSONValue.array([])), ("hypernetworks", .array([])), ("face-restorers", .array([])),
+        v1.get("sd-vae") { _, _ -> Response in
+            jsonResponse(.array(instance.vaes.list().map { .object(["model_name": .string($0.name), "filename": .string($0.path)]) }))
+        }
+        for (path, value) in [("hypernetworks", JSONValue.array([])), ("face-restorers", .array([])),
                               ("realesrgan-models", .array([])), ("prompt-styles", .array([])),
                               ("script-info", .array([])), ("extensions", .array([])),
                               ("scripts", .object(["txt2img": .array([.string("controlnet")]), "img2img": .array([.string("controlnet")])])),
@@ -210,6 +213,9 @@ struct SDAPIRoutes {
     func setOptions(_ body: [String: JSONValue]) throws -> JSONValue {
         try instance.options.validate(body)
         var update = body
+        if let vae = body["sd_vae"]?.string, !["automatic", "none"].contains(vae.lowercased()) {
+            _ = try instance.vaes.resolve(setting: vae, checkpointPath: "", field: "sd_vae")
+        }
         if let ckpt = body["sd_model_checkpoint"] {
             guard let name = ckpt.string else { throw ServiceError(422, field: "sd_model_checkpoint", "sd_model_checkpoint: a checkpoint name") }
             let info = try instance.checkpoint(named: name, field: "sd_model_checkpoint")
@@ -282,7 +288,8 @@ struct SDAPIRoutes {
             "subseed_strength": .double(r.subseedStrength), "width": .int(r.width), "height": .int(r.height), "sampler_name": .string(r.sampler.rawValue),
             "cfg_scale": .double(r.cfgScale), "steps": .int(r.steps), "batch_size": .int(r.batchSize), "restore_faces": .bool(false),
             "face_restoration_model": .null, "sd_model_name": .string(result.checkpoint.modelName),
-            "sd_model_hash": result.checkpoint.shortHash.map(JSONValue.string) ?? .null, "sd_vae_name": .null, "sd_vae_hash": .null,
+            "sd_model_hash": result.checkpoint.shortHash.map(JSONValue.string) ?? .null, "sd_vae_name": result.vae.map { .string($0.name) } ?? .null,
+            "sd_vae_hash": result.vae.map { .string($0.shortHash) } ?? .null,
             "seed_resize_from_w": .int(r.seedResizeFromW), "seed_resize_from_h": .int(r.seedResizeFromH),
             "denoising_strength": r.initImage != nil ? .double(r.denoisingStrength) : .null,
             "extra_generation_params": r.initImage != nil ? .object(["Denoising strength": .double(r.denoisingStrength)]) : .object([:]),

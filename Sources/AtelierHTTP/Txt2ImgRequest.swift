@@ -238,6 +238,7 @@ struct Txt2ImgRequest {
         r.etaNoiseSeedDelta = Int64(opts.ensd)
         r.randnSource = NoiseSource(label: opts.randnSource) ?? .gpu
         var checkpoint: String?
+        var vae: String?
         for (k, v) in overrides {
             let field = "override_settings.\(k)"
             switch k {
@@ -253,6 +254,12 @@ struct Txt2ImgRequest {
             case "sd_model_checkpoint":
                 guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a checkpoint name") }
                 checkpoint = s
+            case "sd_vae":
+                guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a VAE name, Automatic or None") }
+                vae = s
+            case "initial_noise_multiplier":
+                guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
+                if img2img && (body["initial_noise_multiplier"] ?? .null) == .null { r.initialNoiseMultiplier = d }
             case "eta_ancestral":
                 if r.sampler == .eulerA && r.eta == nil { r.eta = v.double }
             case "eta_ddim":
@@ -277,8 +284,8 @@ struct Txt2ImgRequest {
                 checkpoint = s
                 eas = eas ?? EASKeys(saveDirStyle: .absolute)
             case "sd_vae":
-                guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a VAE name") }
-                if !["automatic", "none"].contains(s.lowercased()) { throw notYet(field, "a separate VAE file") }
+                guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a VAE name, Automatic or None") }
+                vae = s
                 eas = eas ?? EASKeys(saveDirStyle: .absolute)
             case "save_dir":
                 guard let s = v.string, !s.isEmpty else { throw ServiceError(422, field: field, "\(field): a directory") }
@@ -322,6 +329,13 @@ struct Txt2ImgRequest {
                              saveDir: saveDir.map { $0 + (img2img ? "/img2img-images" : "/txt2img-images") })
         if let forceTaskID, !forceTaskID.isEmpty { job.taskID = forceTaskID }
         job.controlUnits = controlUnits
+        if let vae {
+            // an unknown name is refused now, before the job queues (the checkpoint's sidecar is resolved when it runs)
+            if !["automatic", "none", ""].contains(vae.lowercased().trimmingCharacters(in: .whitespaces)) {
+                _ = try instance.vaes.resolve(setting: vae, checkpointPath: "", field: "override_settings.sd_vae")
+            }
+            job.vae = vae
+        }
         job.controlMapDir = saveDir.map { $0 + "/controlnet_mask" }
         return Txt2ImgRequest(job: job, sendImages: sendImages && saveDir == nil, echo: echo, eas: eas)
     }
@@ -330,7 +344,7 @@ struct Txt2ImgRequest {
     static let generationOptions: Set<String> = [
         "emphasis", "sigma_min", "sigma_max", "rho", "always_discard_next_to_last_sigma", "sgm_noise_multiplier",
         "s_churn", "s_tmin", "s_tmax", "s_noise", "s_min_uncond", "pad_cond_uncond", "use_old_emphasis_implementation",
-        "comma_padding_backtrack", "token_merging_ratio", "sd_vae", "tiling", "initial_noise_multiplier", "sd_unet",
+        "comma_padding_backtrack", "token_merging_ratio", "tiling", "sd_unet",
     ]
 
     /// `save_dir` → a path relative to the data dir (a1111-api.md §14.2 path rules).

@@ -26,6 +26,8 @@ public struct DataDirectory: Sendable {
     public var controlNetDir: URL
     /// further ControlNet dirs (`--controlnet-dir`), searched after `controlNetDir`
     public var extraControlNetDirs: [URL] = []
+    /// `--vae-path`: one VAE file for every job, whatever the SD VAE setting (operator flag)
+    public var vaePath: URL?
 
     public init(root: URL, checkpointDir: URL? = nil, loraDir: URL? = nil, vaeDir: URL? = nil,
                 embeddingsDir: URL? = nil, hypernetworkDir: URL? = nil, controlNetDirs: [URL] = []) {

@@ -17,6 +17,8 @@ public struct Txt2ImgJob: Sendable {
     public var controlMapDir: String?
     /// enabled ControlNet units, bound to the model when the job runs
     public var controlUnits: [ControlUnitRequest] = []
+    /// the SD VAE setting for this job (`override_settings.sd_vae`); nil = the current option
+    public var vae: String?
 
     public init(request: GenerationRequest, checkpoint: String? = nil, saveImages: Bool = false,
                 taskID: String = "task(\(Instance.randomTaskID()))", saveDir: String? = nil) {
@@ -39,6 +41,8 @@ public struct JobResult: Sendable {
     public var controlMaps: [Data] = []
     public var controlMapPaths: [String] = []
     public let checkpoint: CheckpointInfo
+    /// the VAE file used instead of the checkpoint's own, if any
+    public var vae: (name: String, shortHash: String)?
     public let jobTimestamp: String
     public let seconds: Double
 }
@@ -87,6 +91,8 @@ public final class Instance: @unchecked Sendable {
     public let embeddings: EmbeddingLibrary
     /// ControlNet models of `models/ControlNet` and `--controlnet-dir`
     public let controlNets: ControlNetLibrary
+    /// VAE files of `models/VAE` (`--vae-dir`) and beside the checkpoints; `--vae-path` forces one
+    public let vaes: VAELibrary
     private let jobs = DispatchQueue(label: "atelier.jobs", qos: .userInitiated)
     private let control = JobControl()
     private let lock = NSLock()
@@ -102,6 +108,7 @@ public final class Instance: @unchecked Sendable {
         networks = NetworkResolver(directories: [data.loraDir])
         embeddings = EmbeddingLibrary(directories: [data.embeddingsDir])
         controlNets = ControlNetLibrary(directories: [data.controlNetDir] + data.extraControlNetDirs)
+        vaes = VAELibrary(directories: [data.vaeDir], checkpointDirectory: data.checkpointDir, forced: data.vaePath)
     }
 
     public static func randomTaskID() -> String {
@@ -224,6 +231,11 @@ public final class Instance: @unchecked Sendable {
         }
         let pipe = try pipeline(for: info)
         var request = job.request
+        let vaeField = job.vae == nil ? "sd_vae" : "override_settings.sd_vae"
+        if let vaeInfo = try vaes.resolve(setting: job.vae ?? options["sd_vae"]?.string ?? "Automatic",
+                                          checkpointPath: data.checkpointDir.appendingPathComponent(info.name).path, field: vaeField) {
+            request.vae = try vaes.load(vaeInfo, config: pipe.model.vaeDecoder.config, field: vaeField)
+        }
         var controlMaps: [Data] = []
         for unit in job.controlUnits {
             let (bound, map) = try bind(unit, request: request, model: pipe.model)
@@ -263,6 +275,7 @@ public final class Instance: @unchecked Sendable {
         var result = JobResult(pngs: pngs, infotexts: images.map(\.infotext), seeds: images.map(\.seed), subseeds: images.map(\.subseed),
                                savedPaths: saved, checkpoint: info, jobTimestamp: stamp, seconds: Date().timeIntervalSince(start))
         result.controlMaps = controlMaps
+        result.vae = request.vae.map { ($0.name, $0.shortHash) }
         result.controlMapPaths = mapPaths
         return result
     }

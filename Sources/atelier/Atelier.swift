@@ -49,6 +49,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Inpainting: pixels around the mask for --inpaint-full-res.") var inpaintFullResPadding: Int = 32
     @Flag(help: "Inpainting: repaint what the mask leaves out.") var inpaintingMaskInvert = false
     @Flag(help: "Inpainting: keep grey mask levels (A1111's mask_round off).") var noMaskRound = false
+    @Option(help: "A VAE file (.safetensors, .pt, .ckpt) used instead of the checkpoint's own.") var vae: String?
     @Option(help: "Where <lora:NAME:…> tags find NAME.safetensors (default: the model's dir/../Lora).") var loraDir: String?
     @Flag(help: "Hires fix: a second pass at a larger size (denoised by --denoising-strength).") var enableHr = false
     @Option(help: "Hires fix: upscale factor (when no --hr-resize-x/-y).") var hrScale: Double = 2
@@ -141,6 +142,11 @@ struct Generate: ParsableCommand {
             throw ValidationError("cannot load the model: \(e)")
         }
         FileHandle.standardError.write("loaded \(loaded.name) [\(loaded.shortHash)] in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s\n")
+        if let vae {
+            do { r.vae = try VAEFile(path: vae, config: loaded.vaeDecoder.config) } catch let e as ModelFileError {
+                throw ValidationError("--vae: \(e)")
+            }
+        }
         let pipeline = Pipeline(model: loaded)
         var sink: DirectoryDump?
         if let dump { sink = try DirectoryDump(path: dump) }

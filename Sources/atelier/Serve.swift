@@ -19,6 +19,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Checkpoint dir (default DATA/models/Stable-diffusion).") var ckptDir: String?
     @Option(help: "LoRA dir.") var loraDir: String?
     @Option(help: "VAE dir.") var vaeDir: String?
+    @Option(help: "A VAE file used for every job instead of the checkpoints' own (A1111's --vae-path).") var vaePath: String?
     @Option(help: "Embeddings dir.") var embeddingsDir: String?
     @Option(help: "Hypernetwork dir.") var hypernetworkDir: String?
     @Option(help: "GFPGAN dir (no effect here).") var gfpganDir: String?
@@ -75,9 +76,20 @@ struct Serve: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
         let root = URL(fileURLWithPath: dataDir)
         func dir(_ s: String?) -> URL? { s.map { URL(fileURLWithPath: $0) } }
-        let data = DataDirectory(root: root, checkpointDir: dir(ckptDir), loraDir: dir(loraDir), vaeDir: dir(vaeDir),
+        var data = DataDirectory(root: root, checkpointDir: dir(ckptDir), loraDir: dir(loraDir), vaeDir: dir(vaeDir),
                                  embeddingsDir: dir(embeddingsDir), hypernetworkDir: dir(hypernetworkDir),
                                  controlNetDirs: controlnetDir.map { [URL(fileURLWithPath: $0)] } ?? [])
+        if let vaePath {
+            // checked now (operator flags are trusted but validated): a readable VAE file
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: vaePath, isDirectory: &isDir), !isDir.boolValue else {
+                throw ValidationError("--vae-path \(vaePath): no such file")
+            }
+            guard VAELibrary.extensions.contains(URL(fileURLWithPath: vaePath).pathExtension.lowercased()) else {
+                throw ValidationError("--vae-path \(vaePath): not a .safetensors, .pt or .ckpt file")
+            }
+            data.vaePath = URL(fileURLWithPath: vaePath)
+        }
         if let controlnetDir {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: controlnetDir, isDirectory: &isDir), isDir.boolValue else {

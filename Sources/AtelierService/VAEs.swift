@@ -1,0 +1,82 @@
+import AtelierModels
+import Foundation
+
+/// One VAE file as A1111 lists it: named by its file name (extension included).
+public struct VAEInfo: Sendable, Equatable {
+    public let name: String
+    public let path: String
+}
+
+/// The VAE files of `models/VAE` (and `--vae-dir`) searched recursively, plus `*.vae.*` files
+/// beside the checkpoints (A1111's `refresh_vae_list`); rescanned on every look-up, so new files
+/// are found without a restart. The two most recently used are kept loaded.
+public final class VAELibrary: @unchecked Sendable {
+    public let directories: [URL]
+    public let checkpointDirectory: URL
+    /// `--vae-path`: the operator's VAE for every job (A1111's command-line override)
+    public let forced: URL?
+    private let lock = NSLock()
+    private var cache: [(key: String, vae: VAEFile)] = []
+    public static let extensions: Set<String> = ["safetensors", "pt", "ckpt"]
+
+    public init(directories: [URL], checkpointDirectory: URL, forced: URL? = nil) {
+        self.directories = directories
+        self.checkpointDirectory = checkpointDirectory
+        self.forced = forced
+    }
+
+    /// Every VAE file, by name (natural order, as A1111 sorts them).
+    public func list() -> [VAEInfo] {
+        var out: [VAEInfo] = []
+        func walk(_ dir: URL, nearCheckpoints: Bool) {
+            guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { return }
+            for case let url as URL in e where Self.extensions.contains(url.pathExtension.lowercased()) {
+                let stem = url.deletingPathExtension().lastPathComponent
+                if nearCheckpoints && !stem.lowercased().hasSuffix(".vae") { continue }
+                out.append(VAEInfo(name: url.lastPathComponent, path: url.path))
+            }
+        }
+        for d in directories { walk(d, nearCheckpoints: false) }
+        walk(checkpointDirectory, nearCheckpoints: true)
+        return out.sorted { $0.name.localizedStandardCompare($1.name) == .orderedAscending }
+    }
+
+    /// A1111's `resolve_vae` for a checkpoint and the SD VAE setting: `--vae-path`; then, with
+    /// "Automatic", a `<checkpoint>.vae.{pt,ckpt,safetensors}` beside it; then the named file;
+    /// "Automatic" and "None" otherwise mean the checkpoint's own VAE (nil). An unknown name is an
+    /// error naming `field` (A1111 falls back to the built-in VAE with a console message only).
+    public func resolve(setting: String, checkpointPath: String, field: String) throws -> VAEInfo? {
+        if let forced { return VAEInfo(name: forced.lastPathComponent, path: forced.path) }
+        let s = setting.trimmingCharacters(in: .whitespaces)
+        if s.isEmpty || s.lowercased() == "automatic" {
+            let stem = (checkpointPath as NSString).deletingPathExtension
+            for ext in [".vae.pt", ".vae.ckpt", ".vae.safetensors"] where FileManager.default.fileExists(atPath: stem + ext) {
+                return VAEInfo(name: ((stem + ext) as NSString).lastPathComponent, path: stem + ext)
+            }
+            return nil
+        }
+        if s.lowercased() == "none" { return nil }
+        guard let hit = list().first(where: { $0.name == s }) else {
+            let names = list().map(\.name)
+            throw ServiceError(422, field: field, "\(field): VAE '\(s)' not found; use Automatic, None\(names.isEmpty ? "" : " or one of " + names.joined(separator: ", ")) (files in \(directories.first?.path ?? "models/VAE"))")
+        }
+        return hit
+    }
+
+    /// The loaded VAE for a checkpoint whose VAE has `config` (cached per file, size, date, layout).
+    public func load(_ info: VAEInfo, config: VAEConfig, field: String) throws -> VAEFile {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: info.path)
+        let key = "\(info.path)|\(attributes?[.size] ?? 0)|\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)|\(config.ch)|\(config.chMult)"
+        if let hit = lock.withLock({ cache.first { $0.key == key }?.vae }) { return hit }
+        let vae: VAEFile
+        do { vae = try VAEFile(path: info.path, config: config) } catch let e as ModelFileError {
+            throw ServiceError(422, field: field, "\(field): cannot use VAE \(info.name): \(e.description)")
+        }
+        lock.withLock {
+            cache.removeAll { $0.key == key }
+            cache.insert((key, vae), at: 0)
+            if cache.count > 2 { cache.removeLast() }
+        }
+        return vae
+    }
+}
