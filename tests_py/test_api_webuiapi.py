@@ -238,7 +238,12 @@ def golden_img2img(server, case):
         extra = {"mask_blur_x": a.get("mask_blur_x", a.get("mask_blur", 4)), "mask_blur_y": a.get("mask_blur_y", a.get("mask_blur", 4))}
     if a.get("no_mask_round"):
         extra["mask_round"] = False
-    r = client(server).img2img(
+    api = client(server)
+    if extra:
+        # fields webuiapi's img2img has no parameter for (mask_blur_x / _y, mask_round) go into its payload
+        send = api.post_and_get_api_result
+        api.post_and_get_api_result = lambda url, payload, use_async: send(url, {**payload, **extra}, use_async)
+    r = api.img2img(
         images=[init], mask_image=mask, prompt=a["prompt"], negative_prompt=a.get("negative", ""), seed=a["seed"],
         steps=a["steps"], cfg_scale=a["cfg"], width=a["width"], height=a["height"], sampler_name=a["sampler"],
         scheduler=a.get("scheduler", "Automatic"), denoising_strength=a["denoising_strength"],
@@ -250,26 +255,39 @@ def golden_img2img(server, case):
         initial_noise_multiplier=a.get("initial_noise_multiplier", 1),
         # the oracle's eta: 1 for the ancestral samplers, 0 for DDIM / PLMS (webuiapi always sends one)
         eta=a["eta"] if a.get("eta") is not None else (0 if a["sampler"] in ("DDIM", "DDIM CFG++", "PLMS") else 1),
-        override_settings={"randn_source": "CPU"}, alwayson_scripts={}, **extra)
+        override_settings={"randn_source": "CPU"}, alwayson_scripts={})
     return r, params, init, Image.open(os.path.join(golden, "image.png")).convert("RGB")
 
 
-@pytest.mark.parametrize("case", ["inpaint-original", "inpaint-fill-onlymasked", "inpaint-latent-noise", "inpaint-invert-blur0"])
+@pytest.mark.parametrize("case", ["inpaint-original", "inpaint-fill-onlymasked", "inpaint-latent-noise", "inpaint-invert-blur0",
+                                  "inpaint-ddim-original", "inpaint-onlymasked-pad8-euler_a", "inpaint-rgba-mask-dpmpp_2m",
+                                  "inpaint-blur2x6-noround-euler", "inpaint-init-160x120"])
 def test_inpainting_through_webuiapi_reproduces_the_oracle_and_keeps_unmasked_pixels(server, case):
     r, params, init, ref = golden_img2img(server, case)
     assert r.image.size == ref.size
     got = np.asarray(r.image.convert("RGB"), dtype=np.float64)
     mse = float(np.mean((got - np.asarray(ref, dtype=np.float64)) ** 2))
     assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
-    # pixels the overlay keeps (alpha 255) are the init image's, byte for byte
+    # pixels the overlay keeps (alpha 255) are the (fitted) init image's, byte for byte
     overlay = np.asarray(Image.open(os.path.join(ROOT, "Tests", "Fixtures", "golden", case, "inpaint_overlay.png")).convert("RGBA"))
     kept = overlay[..., 3] == 255
-    assert kept.any() and (got[kept] == np.asarray(init.convert("RGB"), dtype=np.float64)[kept]).all()
+    assert kept.any() and (got[kept] == overlay[..., :3].astype(np.float64)[kept]).all()
     # A1111's infotext fields for the mask, as the oracle wrote them
     mine, theirs = r.info["infotexts"][0], params["infotext"]
     for field in ("Mask blur", "Mask mode", "Inpaint area", "Masked area padding", "Masked content"):
         ref_field = next((part for part in theirs.split(", ") if part.startswith(field + ":")), None)
         assert (ref_field in mine) if ref_field else (field + ":" not in mine), field
+
+
+@pytest.mark.parametrize("case", ["i2i-resize-crop", "i2i-resize-fill", "i2i-resize-latent", "i2i-noise-multiplier"])
+def test_img2img_resize_modes_and_noise_multiplier_reproduce_the_oracle(server, case):
+    r, params, init, ref = golden_img2img(server, case)
+    assert init.size == ((160, 120) if case.startswith("i2i-resize") else (128, 128)) and r.image.size == ref.size
+    got = np.asarray(r.image.convert("RGB"), dtype=np.float64)
+    mse = float(np.mean((got - np.asarray(ref, dtype=np.float64)) ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    info = r.info["infotexts"][0]
+    assert ("Noise multiplier: 0.9" in info) == (case == "i2i-noise-multiplier")
 
 
 def test_sigterm_ends_the_running_job_at_its_next_step_and_exits(make_server):
