@@ -11,12 +11,19 @@ public struct InpaintSetup: Sendable, Equatable {
     public let overlay: Image8?
     /// only masked: where the generated picture goes in the init image (x, y, w, h)
     public let pasteTo: [Int]?
+    /// the processing mask at the generation's size (L), which inpainting checkpoints also read
+    public let imageMask: Image8?
+    /// A1111's `mask_round`, which also rounds an inpainting checkpoint's conditioning mask
+    public let round: Bool
 
-    public init(nmask: [Float], fill: InpaintOptions.MaskedContent, overlay: Image8?, pasteTo: [Int]?) {
+    public init(nmask: [Float], fill: InpaintOptions.MaskedContent, overlay: Image8?, pasteTo: [Int]?,
+                imageMask: Image8? = nil, round: Bool = true) {
         self.nmask = nmask
         self.fill = fill
         self.overlay = overlay
         self.pasteTo = pasteTo
+        self.imageMask = imageMask
+        self.round = round
     }
 
     /// The final composite (A1111's `apply_overlay`): the generated RGB image put back in the
@@ -44,7 +51,8 @@ public extension InitImage {
         let prep = InpaintPreparation(initImage: image, mask: mask, width: width, height: height, options: options, resizeMode: resizeMode)
         let setup = prep.latentMask(width: width / 8, height: height / 8, round: options.round).map { nmask in
             InpaintSetup(nmask: nmask, fill: options.fill, overlay: prep.overlay,
-                         pasteTo: prep.pasteTo.map { [$0.x, $0.y, $0.width, $0.height] })
+                         pasteTo: prep.pasteTo.map { [$0.x, $0.y, $0.width, $0.height] },
+                         imageMask: prep.imageMask?.pillowL(), round: options.round)
         }
         return InitImage(width: prep.image.width, height: prep.image.height, rgb: prep.image.pixels,
                          latentUpscale: resizeMode == .latentUpscale && prep.cropRegion == nil, inpaint: setup,
@@ -81,5 +89,41 @@ extension Pipeline {
             out[i] = v[i] * m + initLatent[i] * (1 - m)
         }
         return out
+    }
+}
+
+extension Pipeline {
+    /// An inpainting checkpoint's extra UNet input (A1111's `inpainting_image_conditioning`),
+    /// `[5, h/8, w/8]` per image: the conditioning mask (nearest to latent size) and the latent of
+    /// the masked init image `lerp(src, src·(1 − mask), weight)` with `src = pixels/255·2 − 1`.
+    /// Without a mask (txt2img, plain img2img, the hires pass) the mask is all ones, so the image
+    /// is blank. A1111 encodes with a posterior *sample* drawn from the global RNG; Atelier uses
+    /// the posterior mean, as for the init latent, which makes the picture depend on the seed only.
+    func inpaintingConditioning(_ r: GenerationRequest, shape: [Int], sourceRGB: [UInt8]?) -> [Float] {
+        let (h8, w8) = (shape[1], shape[2])
+        let (H, W) = (h8 * 8, w8 * 8)
+        var mask = [Float](repeating: 1, count: H * W)
+        if let m = r.initImage?.inpaint?.imageMask, m.width == W, m.height == H {
+            let round = r.initImage?.inpaint?.round ?? true
+            mask = m.pixels.map { v in
+                let f = Float(v) / 255
+                return round ? f.rounded(.toNearestOrEven) : f
+            }
+        }
+        // the masked picture in [-1, 1] (zeros where the mask is 1: all of it without a mask)
+        let weight = Float(r.inpaintingMaskWeight)
+        let picture = Tensor(uninitialized: [1, 3, H, W])
+        let p = picture.unsafePointer
+        for c in 0..<3 {
+            for i in 0..<(H * W) {
+                let src: Float = sourceRGB.map { Float($0[i * 3 + c]) / 255 * 2 - 1 } ?? 0
+                let end = src * (1 - mask[i])
+                // torch.lerp's two-sided formula
+                p[c * H * W + i] = weight < 0.5 ? src + weight * (end - src) : end - (end - src) * (1 - weight)
+            }
+        }
+        let encoded = Ops.scale((r.vae?.encoder ?? model.vaeEncoder).mean(picture), model.vaeDecoder.config.scaleFactor).scalars
+        let small = Ops.interpolate(Tensor(shape: [1, 1, H, W], data: mask), height: h8, width: w8, mode: .nearest).scalars
+        return small + encoded
     }
 }

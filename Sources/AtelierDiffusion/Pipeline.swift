@@ -39,6 +39,8 @@ public struct GenerationRequest: Sendable, Equatable {
     public var denoisingStrength: Double = 0.75
     /// img2img: A1111's `initial_noise_multiplier` (the sampler's starting noise × this)
     public var initialNoiseMultiplier: Double = 1
+    /// inpainting checkpoints: how much of the masked image they see (A1111's `inpainting_mask_weight`)
+    public var inpaintingMaskWeight: Double = 1
     /// variation seed (−1 random) and how far to move towards its noise (0 = off)
     public var subseed: Int64 = -1
     public var subseedStrength: Double = 0
@@ -381,6 +383,16 @@ public final class Pipeline: @unchecked Sendable {
         let inpaint = givenLatent == nil ? r.initImage?.inpaint : nil
         let plane = shape[1] * shape[2]
         var blendLatent: [Float] = []
+        /// inpainting checkpoints: the mask and masked-image latent the UNet reads beside x, per image
+        var imageCond: [Float]?
+        if model.isInpainting {
+            let source = givenLatent == nil ? r.initImage : nil
+            if let source, source.width != r.width || source.height != r.height {
+                throw RequestError(field: "resize_mode", "an inpainting checkpoint needs the init image at the request's size (A1111 fails here too); use resize_mode 0–2")
+            }
+            imageCond = inpaintingConditioning(r, shape: shape, sourceRGB: source?.rgb)
+            dump?.write("image_cond", shape: [1, 5, shape[1], shape[2]], values: imageCond!)
+        }
 
         var samplerNoise: [[Float]] = []
         let drawNoise: () -> [Float] = {
@@ -421,12 +433,16 @@ public final class Pipeline: @unchecked Sendable {
             /// is dumped as the oracle does (`first_unet_*`)
             func call(_ x: [Float], _ rows: Int, condRows: Int, _ context: [Tensor]) -> [Float] {
                 let xt = Tensor(shape: [rows] + shape, data: x), ts = Array(repeating: t, count: rows), ctx = Tensor.stack(context)
+                // an inpainting checkpoint reads [x, mask, masked-image latent] (the same for every row)
+                let unetIn = imageCond.map { ic in
+                    Ops.concatChannels(xt, Tensor(shape: [rows, 5, shape[1], shape[2]], data: Array(repeating: ic, count: rows).flatMap { $0 }))
+                } ?? xt
                 let hadResiduals = controlSession?.firstResiduals != nil
                 let control = controlSession?.residuals(xt, timesteps: ts, context: ctx, condRows: condRows)
                 if !hadResiduals, let dump, let first = controlSession?.firstResiduals {
                     for (i, r) in first.enumerated() { dump.write(String(format: "control_residual_%02d", i), shape: r.shape, values: r.scalars) }
                 }
-                let eps = model.unet(xt, timesteps: ts, context: ctx, control: control).scalars
+                let eps = model.unet(unetIn, timesteps: ts, context: ctx, control: control).scalars
                 // the oracle's record: the first call, and the second too when the first had one row
                 if first, dumpedRows < 2, let dump {
                     firstCall.x += x
@@ -667,6 +683,7 @@ public final class Pipeline: @unchecked Sendable {
             ("Variation seed strength", r.subseedStrength != 0 ? Infotext.pythonFloat(r.subseedStrength) : nil),
             ("Seed resize from", r.seedResizeFromW > 0 && r.seedResizeFromH > 0 ? "\(r.seedResizeFromW)x\(r.seedResizeFromH)" : nil),
             ("Denoising strength", r.initImage != nil || r.hires != nil ? Infotext.pythonFloat(r.denoisingStrength) : nil),
+            ("Conditional mask weight", model.isInpainting ? Infotext.pythonFloat(r.inpaintingMaskWeight) : nil),
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
             ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),

@@ -237,6 +237,7 @@ struct Txt2ImgRequest {
         r.clipSkip = opts.clipSkip
         r.etaNoiseSeedDelta = Int64(opts.ensd)
         r.randnSource = NoiseSource(label: opts.randnSource) ?? .gpu
+        r.inpaintingMaskWeight = opts["inpainting_mask_weight"]?.double ?? 1
         var checkpoint: String?
         var vae: String?
         for (k, v) in overrides {
@@ -257,6 +258,9 @@ struct Txt2ImgRequest {
             case "sd_vae":
                 guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a VAE name, Automatic or None") }
                 vae = s
+            case "inpainting_mask_weight":
+                guard let d = v.double, (0...1).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…1") }
+                r.inpaintingMaskWeight = d
             case "initial_noise_multiplier":
                 guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
                 if img2img && (body["initial_noise_multiplier"] ?? .null) == .null { r.initialNoiseMultiplier = d }

@@ -87,6 +87,9 @@ public final class StableDiffusionModel: @unchecked Sendable {
     public let alphasCumprod: [Float]
     public let sha256: String
     public var shortHash: String { String(sha256.prefix(10)) }
+    /// an inpainting checkpoint (A1111's "hybrid" conditioning): the UNet also reads a mask and
+    /// the masked image's latent, 5 channels concatenated to its 4
+    public var isInpainting: Bool { unet.config.inChannels == 9 }
     /// the UNet's and text encoder's weights by canonical key, shared with the layers
     public let parameters: [String: Tensor]
     /// extra networks patched into `parameters` now, and the original weights they replaced
@@ -107,7 +110,7 @@ public final class StableDiffusionModel: @unchecked Sendable {
         }
         let store = WeightStore(file: file)
         let arch = Architecture.detect(store)
-        guard arch == .sd1 else {
+        guard arch == .sd1 || arch == .sd1Inpainting else {
             if let dir = arch.belongsIn {
                 throw ModelFileError(file: fileName, "this is \(arch.label), not a checkpoint; put it in \(dir)")
             }
@@ -198,6 +201,9 @@ struct ModelConfigs {
         }
         if let p = store.shape(tp + "embeddings.position_embedding.weight"), p.count == 2 { text.positions = p[0] }
         if let f = store.shape(tp + "encoder.layers.0.mlp.fc1.weight"), f.count == 2 { text.intermediate = f[0] }
+        // the UNet's input width from its first conv (9 for inpainting checkpoints, which A1111
+        // recognises by this shape and rarely come with a yaml)
+        if let w = store.shape(UNet.prefix + "input_blocks.0.0.weight"), w.count == 4 { unet.inChannels = w[1] }
         text.layers = Set(store.canonicalNames.compactMap { k -> Int? in
             guard k.hasPrefix(tp + "encoder.layers.") else { return nil }
             return Int(k.dropFirst((tp + "encoder.layers.").count).prefix { $0 != "." })
