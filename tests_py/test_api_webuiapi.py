@@ -414,3 +414,38 @@ def test_more_samplers_are_listed_and_reproduce_the_oracle_picture(server, case)
     mse = float(np.mean(diff ** 2))
     assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
     assert f"Sampler: {a['sampler']}" in r.info["infotexts"][0]
+
+
+def test_vae_file_is_listed_chosen_per_request_and_named_in_the_infotext(make_server):
+    s = make_server()
+    golden = os.path.join(ROOT, "Tests", "Fixtures", "golden", "vae-file-euler")
+    with open(os.path.join(golden, "params.json")) as f:
+        a = json.load(f)["golden_args"]
+    api = client(s)
+    assert requests.get(s.url + "/sdapi/v1/sd-vae").json() == []
+    # dropped in while the server runs: found without a restart
+    import shutil
+    shutil.copy(os.path.join(ROOT, a["vae"]), os.path.join(s.data, "models", "VAE", "tiny-vae-ft.safetensors"))
+    listed = requests.get(s.url + "/sdapi/v1/sd-vae").json()
+    assert [v["model_name"] for v in listed] == ["tiny-vae-ft.safetensors"]
+
+    def run(**kw):
+        return api.txt2img(prompt=a["prompt"], negative_prompt=a["negative"], seed=a["seed"], steps=a["steps"], cfg_scale=a["cfg"],
+                           width=a["width"], height=a["height"], sampler_name=a["sampler"], alwayson_scripts={}, **kw)
+    r = run(override_settings={"randn_source": "CPU", "sd_vae": "tiny-vae-ft.safetensors"})
+    ref = Image.open(os.path.join(golden, "image.png")).convert("RGB")
+    diff = np.asarray(r.image.convert("RGB"), dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    mse = float(np.mean(diff ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    assert "Model: tiny-sd15, VAE hash: 45f0710e87, VAE: tiny-vae-ft.safetensors" in r.info["infotexts"][0]
+    assert r.info["sd_vae_name"] == "tiny-vae-ft.safetensors" and r.info["sd_vae_hash"] == "45f0710e87"
+    # the checkpoint's own VAE gives another picture and no VAE fields
+    own = run(override_settings={"randn_source": "CPU", "sd_vae": "None"})
+    assert own.image.tobytes() != r.image.tobytes() and "VAE" not in own.info["infotexts"][0]
+    # the setting, then a name that does not exist (a 422 naming the field, not a silent fallback)
+    assert requests.post(s.url + "/sdapi/v1/options", json={"sd_vae": "tiny-vae-ft.safetensors"}).status_code == 200
+    assert "VAE: tiny-vae-ft.safetensors" in run(override_settings={"randn_source": "CPU"}).info["infotexts"][0]
+    bad = post(s, "txt2img", {"prompt": "x", "steps": 2, "width": 64, "height": 64, "override_settings": {"sd_vae": "nope.pt"}})
+    assert bad.status_code == 422 and "override_settings.sd_vae" in bad.json()["detail"]
+    bad = requests.post(s.url + "/sdapi/v1/options", json={"sd_vae": "nope.pt"})
+    assert bad.status_code == 422 and "sd_vae" in bad.json()["detail"]

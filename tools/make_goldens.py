@@ -5,7 +5,7 @@ Run by hand with the reference venv (see tools/README.md); the Swift tests never
 and never read the oracle:
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -71,6 +71,15 @@ Writes (paths relative to the repository root):
       raw draw, "Noise multiplier: 0.9" appended to params.json's infotext and image.png's text chunk).
       Args resize_mode / initial_noise_multiplier are recorded but never passed to the oracle; init_image is
       the original 160x120 file, params.json gets resize_mode (and latent_upscale for mode 3).
+      The vae group (vae_cases(), `--group vae`: 3 cases, 128 px, 10 steps, seeds 700-702) drops image_float.npy:
+      a separate VAE file (A1111's "SD VAE", Tests/Fixtures/vae/tiny-vae-ft.{safetensors,pt}, made by
+      tools/make_vae_fixtures.py) with txt2img Euler, img2img Euler a (the file's encoder) and the .pt with
+      DPM++ 2M. The oracle has no VAE option: VaeFileCheckpoints runs it on a temporary merged checkpoint (the
+      tiny checkpoint with its first_stage_model.* replaced by the file's, A1111's load_vae_dict filtering) and
+      then restores the ORIGINAL checkpoint's sha256 in params.json / the infotext's "Model hash" and inserts
+      "VAE hash: <file sha256[:10]>, VAE: <file name>" after "Model: ..." (params.json and image.png). Args vae
+      (relative to the repository root; never passed to the oracle) and vae_sha256; params.json also gets vae,
+      vae_sha256, vae_name, vae_hash and vae_merged_checkpoint_sha256.
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -144,8 +153,12 @@ PATH_ARGS = ("init_image", "mask", "lora_dir", "embeddings_dir", "controlnet", "
 INIT_160x120 = "Tests/Fixtures/images/init-160x120.png"
 MASK_160x120 = "Tests/Fixtures/images/mask-160x120.png"
 MASK_RGBA = "Tests/Fixtures/images/mask-rgba-128.png"
-# golden args the oracle has no flag for: A1111 behaviour this script adds around it (a1111_img2img_extras)
-ORACLE_EXTRA_ARGS = ("resize_mode", "initial_noise_multiplier")
+# separate VAE files (A1111 models/VAE/*; committed, made by tools/make_vae_fixtures.py)
+VAE_FT = "Tests/Fixtures/vae/tiny-vae-ft.safetensors"
+VAE_FT_PT = "Tests/Fixtures/vae/tiny-vae-ft.pt"
+# golden args the oracle has no flag for: A1111 behaviour this script adds around it (A1111Img2ImgExtras,
+# VaeFileCheckpoints)
+ORACLE_EXTRA_ARGS = ("resize_mode", "initial_noise_multiplier", "vae")
 
 
 def cases():
@@ -468,6 +481,144 @@ def inpaint2_cases():
     return out
 
 
+def vae_cases():
+    """A separate VAE file (A1111's "SD VAE" setting, models/VAE/*) with the committed tiny checkpoint, 128 px,
+    10 steps, the usual prompt, seeds 700-702; image_float.npy is not kept (DROP). The VAE files are
+    Tests/Fixtures/vae/tiny-vae-ft.{safetensors,pt} (tools/make_vae_fixtures.py: the VAE of the oracle's tiny
+    checkpoint made with seed 1; the .pt holds the same tensors plus loss.* / model_ema.* entries A1111 drops).
+    The oracle has no VAE option, so VaeFileCheckpoints runs it on a temporary merged checkpoint (see there);
+    args vae (relative to the repository root) is kept out of the oracle's argv, args / params get vae_sha256:
+      vae-file-euler         txt2img, Euler, the .safetensors VAE (decoder only)
+      vae-file-i2i-euler_a   img2img from init-128.png, strength 0.6, Euler a: the file's encoder too
+      vae-file-pt-dpmpp_2m   txt2img, DPM++ 2M, the .pt VAE (its merged checkpoint is byte-identical to the
+                             .safetensors one: the same pictures as with that file; only the infotext's
+                             VAE hash / VAE differ)"""
+    def case(sampler, seed, vae, **extra):
+        return dict(BASE, steps=10, sampler=sampler, scheduler="Automatic", seed=seed, vae=vae, **extra)
+    out = {}
+    out["vae-file-euler"] = case("Euler", 700, VAE_FT)
+    out["vae-file-i2i-euler_a"] = case("Euler a", 701, VAE_FT, init_image=INIT_IMAGE, denoising_strength=0.6)
+    out["vae-file-pt-dpmpp_2m"] = case("DPM++ 2M", 702, VAE_FT_PT)
+    return out
+
+
+class VaeFileCheckpoints:
+    """A1111 1.10 with a separate VAE file (modules/sd_vae.py): sd_models.read_state_dict(file) (safetensors, or
+    torch.load + get_state_dict_from_checkpoint, which unwraps "state_dict"), load_vae_dict drops keys whose first
+    4 characters are "loss" and model_ema.decay / model_ema.num_updates, then _load_vae_dict does
+    model.first_stage_model.load_state_dict(dict) (strict). The oracle has no VAE option, so for each VAE file
+    this writes TMP/<n>/tiny-sd15.safetensors = the tiny checkpoint with its first_stage_model.* tensors replaced
+    by the file's (same key set and shapes required, as strict loading does; every other tensor, the safetensors
+    metadata and the .yaml / .json sidecars copied unchanged; the merged file is read back and compared tensor by
+    tensor) and runs the oracle's own loader and pipeline on it (one pipeline per distinct merged file). The name
+    tiny-sd15 keeps "Model: tiny-sd15". finish() then puts back what A1111 reports for the ORIGINAL checkpoint plus
+    the VAE file: params.json checkpoint_sha256 = the original's (the oracle wrote the merged file's, which is
+    checked first), the infotext's "Model hash" likewise, and "VAE hash: <sha256[:10] of the VAE file>, VAE: <its
+    file name>" inserted right after "Model: ..." (processing.create_infotext; opts add_vae_hash_to_info /
+    add_vae_name_to_info default True), in params.json and image.png's text chunk; params.json gains vae (path
+    relative to the repository root), vae_sha256, vae_name, vae_hash and vae_merged_checkpoint_sha256."""
+
+    def __init__(self, R, ckpt, tokenizer):
+        self.R, self.ckpt, self.tokenizer = R, ckpt, tokenizer
+        self.tmp = None
+        self.by_vae = {}    # vae path -> entry
+        self.pipes = {}     # merged sha256 -> pipeline
+
+    @staticmethod
+    def a1111_vae_dict(path):
+        import torch
+        from safetensors.torch import load_file
+        if path.endswith(".safetensors"):
+            sd = load_file(path)
+        else:  # torch.load(weights_only=True) stands in for modules/safe.py's RestrictedUnpickler
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = sd.pop("state_dict", sd)
+            sd.pop("state_dict", None)
+        return {k: v for k, v in sd.items() if k[0:4] != "loss" and k not in ("model_ema.decay", "model_ema.num_updates")}
+
+    def get(self, vae):
+        if vae in self.by_vae:
+            return self.by_vae[vae]
+        import torch
+        from safetensors import safe_open
+        from safetensors.torch import load_file, save_file
+        if self.tmp is None:
+            self.tmp = tempfile.TemporaryDirectory()
+        path = os.path.join(REPO, vae)
+        prefix = "first_stage_model."
+        vd = self.a1111_vae_dict(path)
+        base = load_file(self.ckpt)
+        with safe_open(self.ckpt, "pt") as f:
+            metadata = f.metadata()
+        want = {k[len(prefix):]: v for k, v in base.items() if k.startswith(prefix)}
+        if set(vd) != set(want):
+            sys.exit(f"{vae}: keys differ from the checkpoint's first_stage_model: "
+                     f"missing {sorted(set(want) - set(vd))[:3]}, unexpected {sorted(set(vd) - set(want))[:3]}")
+        for k, v in vd.items():
+            if v.shape != want[k].shape:
+                sys.exit(f"{vae}: size mismatch for {k}: {tuple(v.shape)} vs {tuple(want[k].shape)}")
+        # load_state_dict copies into the model's parameters (their dtype): the checkpoint tensor's dtype
+        merged = dict(base)
+        merged.update({prefix + k: v.to(want[k].dtype) for k, v in vd.items()})
+        d = os.path.join(self.tmp.name, str(len(self.by_vae)))
+        os.makedirs(d)
+        stem = os.path.splitext(os.path.basename(self.ckpt))[0]
+        out = os.path.join(d, stem + ".safetensors")
+        save_file(merged, out, metadata=metadata)
+        for ext in (".yaml", ".json"):  # the config sidecars the oracle (and A1111) read next to a checkpoint
+            shutil.copyfile(os.path.splitext(self.ckpt)[0] + ext, os.path.join(d, stem + ext))
+        back = load_file(out)
+        if set(back) != set(base):
+            sys.exit(f"{out}: key set differs from the checkpoint's")
+        for k, v in back.items():
+            ref = merged[k]
+            if v.dtype != ref.dtype or v.shape != ref.shape or not torch.equal(v, ref):
+                sys.exit(f"{out}: {k} does not read back")
+        n_changed = sum(1 for k in want if not torch.equal(base[prefix + k], back[prefix + k]))
+        merged_sha = sha256(out)
+        if merged_sha not in self.pipes:
+            self.pipes[merged_sha] = self.R.load_pipeline(out, self.tokenizer)
+        entry = dict(vae=vae, path=out, vae_sha256=sha256(path), merged_sha256=merged_sha, pipe=self.pipes[merged_sha],
+                     vae_tensors=len(vd), vae_tensors_changed=n_changed)
+        print(f"  {vae}: {len(vd)} VAE tensors ({n_changed} differ from the checkpoint's) -> merged checkpoint "
+              f"{merged_sha[:16]}", flush=True)
+        self.by_vae[vae] = entry
+        return entry
+
+    def finish(self, entry, params, dest):
+        from PIL import Image, PngImagePlugin
+        if params["checkpoint_sha256"] != entry["merged_sha256"]:
+            sys.exit(f"the oracle did not run on the merged checkpoint: {params['checkpoint_sha256']}")
+        name = os.path.basename(entry["vae"])
+        stem = os.path.splitext(params["checkpoint"])[0]
+        lines = params["infotext"].split("\n")
+        fields = lines[-1].split(", ")
+        old_hash = f"Model hash: {entry['merged_sha256'][:10]}"
+        i = fields.index(f"Model: {stem}")
+        if fields[i - 1] != old_hash:
+            sys.exit(f"unexpected infotext: {params['infotext']!r}")
+        fields[i - 1] = f"Model hash: {CKPT_SHA256[:10]}"
+        fields[i + 1:i + 1] = [f"VAE hash: {entry['vae_sha256'][:10]}", f"VAE: {name}"]
+        lines[-1] = ", ".join(fields)
+        params["infotext"] = "\n".join(lines)
+        params["checkpoint_sha256"] = CKPT_SHA256
+        params.update(vae=entry["vae"], vae_sha256=entry["vae_sha256"], vae_name=name, vae_hash=entry["vae_sha256"][:10],
+                      vae_merged_checkpoint_sha256=entry["merged_sha256"])
+        path = os.path.join(dest, "image.png")
+        png = PngImagePlugin.PngInfo()
+        png.add_text("parameters", params["infotext"])
+        with Image.open(path) as im:
+            im.load()
+            im.save(path, pnginfo=png)
+
+    def close(self):
+        self.pipes.clear()
+        self.by_vae.clear()
+        if self.tmp is not None:
+            self.tmp.cleanup()
+            self.tmp = None
+
+
 def make_inpaint2_images():
     """The inpaint2 group's extra inputs, from the committed init-128.png / mask-128.png (Pillow only,
     deterministic): init-160x120.png (init-128 LANCZOS-resized to 160x120, RGB), mask-160x120.png
@@ -580,14 +731,16 @@ class A1111Img2ImgExtras:
 
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
           "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases,
-          "samplers2": samplers2_cases, "inpaint2": inpaint2_cases}  # appended: index.json keeps the older cases' order
+          "samplers2": samplers2_cases, "inpaint2": inpaint2_cases,
+          "vae": vae_cases}  # appended: index.json keeps the older cases' order
 # files of KEEP not kept for a group's cases (size)
 DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "seeds": ("image_float.npy",),
         "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
         # control_hint.npy is control_map.png / 255 exactly: the PNG is kept instead
         "controlnet": ("image_float.npy", "control_hint.npy"),
         # firstpass_image_float.npy: the first pass's decoded float image (firstpass_image.png is kept)
-        "hires": ("image_float.npy", "firstpass_image_float.npy"), "inpaint2": ("image_float.npy",)}
+        "hires": ("image_float.npy", "firstpass_image_float.npy"), "inpaint2": ("image_float.npy",),
+        "vae": ("image_float.npy",)}
 # further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
 # one per distinct conditioning, in the order of params.json["distinct_conds"]; control_residual_NN.npy:
 # the first active ControlNet call's 13 weighted residuals; firstpass_*.npy: the hires first pass's
@@ -723,20 +876,24 @@ def make_goldens(args):
     keep_prefix = {name: KEEP_PREFIX.get(g, ()) for g, make in GROUPS.items() for name in make()}
     if any(name in inpaint2_cases() and (not args.only or name in args.only) for name in selected):
         make_inpaint2_images()
+    vae_files = VaeFileCheckpoints(R, args.ckpt, args.tokenizer)  # separate VAE files (args vae)
     for name, opts in selected.items():
         if args.only and name not in args.only:
             continue
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             extras = A1111Img2ImgExtras(R, opts, tmp)  # resize modes 1-3, noise multiplier (else a no-op)
-            argv = to_argv(extras.oracle, args.ckpt, args.tokenizer, tmp, args.threads)
+            vae = vae_files.get(opts["vae"]) if opts.get("vae") else None  # a merged checkpoint (VaeFileCheckpoints)
+            case_ckpt, case_pipe = (vae["path"], vae["pipe"]) if vae else (args.ckpt, pipe)
+            argv = to_argv(extras.oracle, case_ckpt, args.tokenizer, tmp, args.threads)
             a = R.build_parser().parse_args(argv)
             with extras.patched():
-                res = R.run(a, pipe)
+                res = R.run(a, case_pipe)
                 extras.after_float32_run()
                 with dpm_fast_f32_grid(R):  # the float64 twin only (see there)
-                    floor = float64_floor_hires(R, a, pipe, res) if "firstpass" in res else R.float64_floor(a, pipe, res)
-            pipe.pop("_as_torch.float64", None)
+                    floor = float64_floor_hires(R, a, case_pipe, res) if "firstpass" in res else \
+                        R.float64_floor(a, case_pipe, res)
+            case_pipe.pop("_as_torch.float64", None)
             dest = os.path.join(golden, name)
             if os.path.isdir(dest):
                 shutil.rmtree(dest)
@@ -752,6 +909,9 @@ def make_goldens(args):
         with open(os.path.join(dest, "params.json")) as f:
             params = json.load(f)
         extras.finish(params, dest)
+        if vae:
+            vae_files.finish(vae, params, dest)
+            opts = dict(opts, vae_sha256=vae["vae_sha256"])
         params["golden_case"] = name
         params["golden_args"] = opts
         with open(os.path.join(dest, "params.json"), "w") as f:
@@ -768,6 +928,7 @@ def make_goldens(args):
             index[name]["hires"] = {k: v for k, v in params["hires"].items() if k != "firstpass_prompt_schedules"}
         print(f"{name:24} {params['sampler']:9} {params['scheduler']:11} {params['unet_calls']:3} UNet calls "
               f"{time.time() - t0:5.1f}s  f32-vs-f64 latents rel L2 {floor['latents_rel_l2']:.2e}", flush=True)
+    vae_files.close()
     index = {k: index[k] for k in every if k in index}
     meta = {"checkpoint": "Tests/Fixtures/models/tiny-sd15.safetensors", "checkpoint_sha256": CKPT_SHA256,
             "threads": args.threads, "made_by": "tools/make_goldens.py (oracle reference.py --f64)"}
@@ -799,7 +960,8 @@ def main():
                          "seeds: variation seed and seed resize; "
                          "prompts: prompt editing / alternation / AND; networks: LoRA / LyCORIS / embeddings; "
                          "controlnet: one ControlNet unit; hires: the hires fix; "
-                         "inpaint2: more inpainting / img2img variants, resize modes 1-3, noise multiplier (default: all)")
+                         "inpaint2: more inpainting / img2img variants, resize modes 1-3, noise multiplier; "
+                         "vae: a separate VAE file (default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")
