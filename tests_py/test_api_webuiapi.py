@@ -255,7 +255,8 @@ def golden_img2img(server, case):
         initial_noise_multiplier=a.get("initial_noise_multiplier", 1),
         # the oracle's eta: 1 for the ancestral samplers, 0 for DDIM / PLMS (webuiapi always sends one)
         eta=a["eta"] if a.get("eta") is not None else (0 if a["sampler"] in ("DDIM", "DDIM CFG++", "PLMS") else 1),
-        override_settings={"randn_source": "CPU"}, alwayson_scripts={})
+        override_settings={"randn_source": "CPU", **({"sd_model_checkpoint": os.path.basename(a["ckpt"])} if a.get("ckpt") else {})},
+        alwayson_scripts={})
     return r, params, init, Image.open(os.path.join(golden, "image.png")).convert("RGB")
 
 
@@ -449,3 +450,17 @@ def test_vae_file_is_listed_chosen_per_request_and_named_in_the_infotext(make_se
     assert bad.status_code == 422 and "override_settings.sd_vae" in bad.json()["detail"]
     bad = requests.post(s.url + "/sdapi/v1/options", json={"sd_vae": "nope.pt"})
     assert bad.status_code == 422 and "sd_vae" in bad.json()["detail"]
+
+
+@pytest.mark.parametrize("case", ["inpmodel-inpaint-euler", "inpmodel-img2img-euler"])
+def test_inpainting_checkpoint_reproduces_the_oracle_and_says_so_in_the_infotext(make_server, case):
+    import shutil
+    s = make_server()
+    for ext in (".safetensors", ".yaml", ".json"):
+        shutil.copy(os.path.join(ROOT, "Tests", "Fixtures", "models", "tiny-sd15-inpainting" + ext),
+                    os.path.join(s.data, "models", "Stable-diffusion", "tiny-sd15-inpainting" + ext))
+    r, params, init, ref = golden_img2img(s, case)
+    got = np.asarray(r.image.convert("RGB"), dtype=np.float64)
+    mse = float(np.mean((got - np.asarray(ref, dtype=np.float64)) ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    assert "Conditional mask weight: 1.0" in r.info["infotexts"][0] and "Model: tiny-sd15-inpainting" in r.info["infotexts"][0]

@@ -83,6 +83,7 @@ import Testing
         }
         if let vae = a["vae"] {
             r.vae = try VAEFile(path: repoRoot.appendingPathComponent(vae).path, config: Fixtures.model.vaeDecoder.config)
+            #expect(r.vae?.sha256 == a["vae_sha256"], "the VAE file the golden was made with")
         }
         if ["1", "true", "True"].contains(a["enable_hr"] ?? "") {
             var hr = HiresFix()
@@ -98,6 +99,18 @@ import Testing
             r.controlUnits = [try controlUnit(a, width: r.width, height: r.height).unit]
         }
         return r
+    }
+
+    nonisolated(unsafe) static var pipelines: [String: Pipeline] = [:]
+    static let pipelinesLock = NSLock()
+    /// One pipeline per further checkpoint, loaded once.
+    static func pipeline(for path: String) throws -> Pipeline {
+        try pipelinesLock.withLock {
+            if let p = pipelines[path] { return p }
+            let p = Pipeline(model: try StableDiffusionModel(path: path))
+            pipelines[path] = p
+            return p
+        }
     }
 
     static func inpaintOptions(_ a: [String: String]) throws -> InpaintOptions {
@@ -134,11 +147,13 @@ import Testing
     func engineReproducesTheReferenceIntermediatesAndImage(_ c: Case) throws {
         let dir = Fixtures.golden.appendingPathComponent(c.name)
         let params = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("params.json"))) as! [String: Any]
-        #expect(params["checkpoint_sha256"] as? String == Fixtures.checkpointSHA256)
+        // cases for another checkpoint (args `ckpt`: inpainting, SD 2.x) name it; it must be the committed file
+        let ckptPath = c.args["ckpt"].map { Self.repoRoot.appendingPathComponent($0).path }
+        #expect(params["checkpoint_sha256"] as? String == (try ckptPath.map(StableDiffusionModel.fileSHA256) ?? Fixtures.checkpointSHA256))
         let floor = (params["float32_vs_float64"] as? [String: Any])?["latents_rel_l2"] as? Double ?? 0
         let initFloor = (params["float32_vs_float64"] as? [String: Any])?["init_latent_rel_l2"] as? Double ?? 0
         let sink = MemoryDump()
-        let pipeline = c.args["lora_dir"] != nil ? Fixtures.networkPipeline : Fixtures.pipeline
+        let pipeline = try ckptPath.map(Self.pipeline(for:)) ?? (c.args["lora_dir"] != nil ? Fixtures.networkPipeline : Fixtures.pipeline)
         let request = try Self.request(c.args)
         let lookup = request.embeddings.isEmpty ? nil : EmbeddingLookup(request.embeddings, tokenizer: .shared)
         let images = try pipeline.txt2img(request, dump: sink)
@@ -191,6 +206,8 @@ import Testing
             // inpainting: the latent mask is exact (Pillow bicubic on the byte-exact mask), the
             // encoded init image as init_latent, the sampler's output before the final blend as latents
             ("latent_nmask", 0), ("init_latent_encoded", 1e-5), ("latents_unblended", max(1e-4, 10 * floor)),
+            // inpainting checkpoints: the mask and masked-image latent beside x
+            ("image_cond", 1e-5),
         ]
         // hires: the first pass under firstpass_* with the same tolerances
         let hiresCase = c.args["enable_hr"] != nil
