@@ -929,7 +929,9 @@ def make_goldens(args):
         print(f"{name:24} {params['sampler']:9} {params['scheduler']:11} {params['unet_calls']:3} UNet calls "
               f"{time.time() - t0:5.1f}s  f32-vs-f64 latents rel L2 {floor['latents_rel_l2']:.2e}", flush=True)
     vae_files.close()
-    index = {k: index[k] for k in every if k in index}
+    # this script's cases in its order, then the cases other scripts own (make_inpainting_goldens.py,
+    # make_sd2_goldens.py: they carry their own checkpoint in args `ckpt`), kept as they are
+    index = {**{k: index[k] for k in every if k in index}, **{k: v for k, v in index.items() if k not in every}}
     meta = {"checkpoint": "Tests/Fixtures/models/tiny-sd15.safetensors", "checkpoint_sha256": CKPT_SHA256,
             "threads": args.threads, "made_by": "tools/make_goldens.py (oracle reference.py --f64)"}
     with open(index_path, "w") as f:
