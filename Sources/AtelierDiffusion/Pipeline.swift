@@ -495,6 +495,14 @@ public final class Pipeline: @unchecked Sendable {
             try onStep(i + 1, x)
         }
 
+        /// DDIM / PLMS on a v-model (A1111's CompVisTimestepsVDenoiser): ε = √ᾱ_t·v + √(1−ᾱ_t)·x
+        func epsFromModel(_ out: (parts: [[Float]], uncond: [Float]), x: [Float], t: Int) -> (parts: [[Float]], uncond: [Float]) {
+            guard model.prediction == .v else { return out }
+            let a = schedule.alphasCumprod[t]
+            let sa = a.squareRoot(), s1 = (1 - a).squareRoot()
+            func eps(_ v: [Float]) -> [Float] { (0..<v.count).map { i in sa * v[i] + s1 * x[i] } }
+            return (out.parts.map(eps), eps(out.uncond))
+        }
         var x: [Float] = []
         // img2img: the VAE-encoded init image (posterior mean × scale factor), one copy per image
         var initLatent: [Float]?
@@ -542,13 +550,13 @@ public final class Pipeline: @unchecked Sendable {
             if r.sampler == .plms {
                 x = try DDIMSampler.plms(eps: { x, t in
                     let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
-                    let (c, u) = unetAll(x, t: Float(t))
+                    let (c, u) = epsFromModel(unetAll(x, t: Float(t)), x: x, t: t)
                     return cfg(c, u)
                 }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, onStep: stepCallback)
             } else {
                 x = try DDIMSampler.sample(eps: { x, t in
                     let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
-                    let (c, u) = unetAll(x, t: Float(t))
+                    let (c, u) = epsFromModel(unetAll(x, t: Float(t)), x: x, t: t)
                     return (cfg(c, u), u)
                 }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, cfgpp: r.sampler == .ddimCFGpp,
                    noise: drawNoise, onStep: stepCallback)
@@ -567,9 +575,16 @@ public final class Pipeline: @unchecked Sendable {
             }
             dump?.write("sigmas", shape: [sigmas.count], values: sigmas)
             if dump != nil { steps.append(x) }
+            let vPrediction = model.prediction == .v
             let denoise: Denoise = { x, sigma in
                 let cIn = 1 / (sigma * sigma + 1).squareRoot()
                 let (ec, eu) = unetAll(x.map { $0 * cIn }, t: self.schedule.sigmaToT(sigma))
+                if vPrediction {
+                    // k-diffusion's CompVisVDenoiser (σ_data 1): v·c_out + x·c_skip
+                    let cSkip = 1 / (sigma * sigma + 1), cOut = -sigma / (sigma * sigma + 1).squareRoot()
+                    func denoised(_ v: [Float]) -> [Float] { (0..<v.count).map { i in v[i] * cOut + x[i] * cSkip } }
+                    return cfg(ec.map(denoised), denoised(eu))
+                }
                 let cOut = -sigma
                 var du = eu
                 for i in x.indices { du[i] = x[i] + eu[i] * cOut }
@@ -597,7 +612,9 @@ public final class Pipeline: @unchecked Sendable {
             case .lms: x = try KSamplers.lms(denoise, x, sigmas: sigmas, onStep: stepCallback)
             case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
             case .restart: x = try KSamplers.restart(denoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
-            case .lcm: x = try KSamplers.lcm(lcmDenoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
+            case .lcm:
+                guard model.prediction == .epsilon else { throw RequestError(field: "sampler_name", "LCM needs an ε-prediction model; this checkpoint predicts v") }
+                x = try KSamplers.lcm(lcmDenoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
             case .dpmFast:
                 // A1111 hands DPM fast the model's σ range (txt2img) or the img2img tail's ends
                 let (smin, smax, n) = initLatent != nil ? (sigmas[sigmas.count - 2], sigmas[0], sigmas.count - 1)

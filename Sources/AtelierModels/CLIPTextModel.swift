@@ -1,7 +1,7 @@
 import AtelierTensor
 import Foundation
 
-/// Sizes of a CLIP text tower (ViT-L/14 for SD 1.x).
+/// Sizes of a CLIP text tower (ViT-L/14 for SD 1.x, OpenCLIP ViT-H/14 for SD 2.x).
 public struct CLIPTextConfig: Sendable, Equatable {
     public var vocabSize = 49408
     public var positions = 77
@@ -10,7 +10,14 @@ public struct CLIPTextConfig: Sendable, Equatable {
     public var layers = 12
     public var heads = 12
     public var layerNormEps: Float = 1e-5
+    /// SD 2.x's OpenCLIP tower (`cond_stage_model.model.*`): fused q/k/v, exact GELU, its
+    /// penultimate layer always (A1111 ignores the CLIP-skip setting there) and token 0 after
+    /// the first end-of-text token instead of more end tokens
+    public var openCLIP = false
     public init() {}
+
+    /// The id chunks are padded with after their end-of-text token (A1111's `id_pad`).
+    public var padToken: Int? { openCLIP ? 0 : nil }
 }
 
 struct CLIPEncoderLayer {
@@ -18,7 +25,10 @@ struct CLIPEncoderLayer {
     let ln2: LayerNorm, fc1: Linear, fc2: Linear
     let heads: Int
 
+    let gelu: Bool
+
     init(_ s: WeightStore, _ p: String, _ c: CLIPTextConfig) throws {
+        gelu = false
         ln1 = try LayerNorm(s, p + ".layer_norm1", channels: c.hidden, eps: c.layerNormEps)
         q = try Linear(s, p + ".self_attn.q_proj", in: c.hidden, out: c.hidden)
         k = try Linear(s, p + ".self_attn.k_proj", in: c.hidden, out: c.hidden)
@@ -30,11 +40,33 @@ struct CLIPEncoderLayer {
         heads = c.heads
     }
 
+    /// An OpenCLIP `ResidualAttentionBlock` (`transformer.resblocks.N`): `in_proj_weight` holds
+    /// q, k and v stacked; the MLP is `c_fc` → GELU → `c_proj`.
+    init(openCLIP s: WeightStore, _ p: String, _ c: CLIPTextConfig) throws {
+        gelu = true
+        let w = c.hidden
+        ln1 = try LayerNorm(s, p + ".ln_1", channels: w, eps: c.layerNormEps)
+        let inW = try s.take(p + ".attn.in_proj_weight", shape: [3 * w, w]), inB = try s.take(p + ".attn.in_proj_bias", shape: [3 * w])
+        func slice(_ t: Tensor, _ i: Int, _ shape: [Int]) -> Tensor {
+            let n = shape.reduce(1, *)
+            return Tensor(shape: shape, data: Array(UnsafeBufferPointer(start: t.unsafePointer + i * n, count: n)))
+        }
+        q = Linear(weight: slice(inW, 0, [w, w]), bias: slice(inB, 0, [w]))
+        k = Linear(weight: slice(inW, 1, [w, w]), bias: slice(inB, 1, [w]))
+        v = Linear(weight: slice(inW, 2, [w, w]), bias: slice(inB, 2, [w]))
+        out = try Linear(s, p + ".attn.out_proj", in: w, out: w)
+        ln2 = try LayerNorm(s, p + ".ln_2", channels: w, eps: c.layerNormEps)
+        fc1 = try Linear(s, p + ".mlp.c_fc", in: w, out: c.intermediate)
+        fc2 = try Linear(s, p + ".mlp.c_proj", in: c.intermediate, out: w)
+        heads = c.heads
+    }
+
     func callAsFunction(_ x: Tensor) -> Tensor {
         let h = ln1(x)
         let a = out(Ops.attention(q: q(h), k: k(h), v: v(h), heads: heads, causal: true))
         let x = Ops.add(x, a)
-        return Ops.add(x, fc2(Ops.quickGELU(fc1(ln2(x)))))
+        let m = fc1(ln2(x))
+        return Ops.add(x, fc2(gelu ? Ops.gelu(m) : Ops.quickGELU(m)))
     }
 }
 
@@ -48,9 +80,23 @@ public struct CLIPTextModel {
     let finalNorm: LayerNorm
 
     public static let prefix = "cond_stage_model.transformer.text_model."
+    /// `<|endoftext|>` of the CLIP BPE vocabulary
+    public static let endOfText = 49407
+    /// SD 2.x's OpenCLIP text tower
+    public static let openCLIPPrefix = "cond_stage_model.model."
 
     public init(_ s: WeightStore, config c: CLIPTextConfig) throws {
         config = c
+        if c.openCLIP {
+            let p = Self.openCLIPPrefix
+            tokenEmbedding = try s.take(p + "token_embedding.weight", shape: [c.vocabSize, c.hidden])
+            positionEmbedding = try s.take(p + "positional_embedding", shape: [c.positions, c.hidden])
+            layers = try (0..<c.layers).map { try CLIPEncoderLayer(openCLIP: s, p + "transformer.resblocks.\($0)", c) }
+            finalNorm = try LayerNorm(s, p + "ln_final", channels: c.hidden, eps: c.layerNormEps)
+            // the contrastive head is not part of the conditioning (ldm's FrozenOpenCLIPEmbedder)
+            for k in ["text_projection", "logit_scale", "attn_mask"] where s.has(p + k) { s.markUsed(p + k) }
+            return
+        }
         let p = Self.prefix
         tokenEmbedding = try s.take(p + "embeddings.token_embedding.weight", shape: [c.vocabSize, c.hidden])
         positionEmbedding = try s.take(p + "embeddings.position_embedding.weight", shape: [c.positions, c.hidden])
@@ -63,6 +109,11 @@ public struct CLIPTextModel {
     /// final LayerNorm; n > 1 stops n−1 layers early and applies the final LayerNorm (A1111).
     /// `replacing` overwrites token-embedding rows (textual inversion) before positions are added.
     public func encode(_ ids: [Int], clipSkip: Int = 1, replacing: [(offset: Int, vectors: Tensor)] = []) -> Tensor {
+        var ids = ids
+        // SD 2.x (A1111's process_tokens): everything after the first end-of-text token is the pad id
+        if let pad = config.padToken, let end = ids.firstIndex(of: Self.endOfText), end + 1 < ids.count {
+            for i in (end + 1)..<ids.count { ids[i] = pad }
+        }
         let n = ids.count, c = config.hidden
         var x = Tensor(uninitialized: [1, n, c])
         let d = x.unsafePointer
@@ -76,7 +127,9 @@ public struct CLIPTextModel {
         }
         let pe = positionEmbedding.unsafePointer
         for i in 0..<(n * c) { d[i] += pe[i] }
-        let stop = layers.count - max(0, clipSkip - 1)
+        // SD 2.x: ldm's "penultimate" layer whatever the setting
+        let skip = config.openCLIP ? 2 : clipSkip
+        let stop = layers.count - max(0, skip - 1)
         for layer in layers.prefix(max(stop, 0)) { x = layer(x) }
         return finalNorm(x)
     }

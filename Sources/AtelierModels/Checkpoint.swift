@@ -87,6 +87,10 @@ public final class StableDiffusionModel: @unchecked Sendable {
     public let alphasCumprod: [Float]
     public let sha256: String
     public var shortHash: String { String(sha256.prefix(10)) }
+    /// what the UNet predicts: ε (SD 1.x, SD 2.x 512-base) or v (SD 2.x 768-v), from the yaml's
+    /// `parameterization`, or for SD 2.x without one A1111's test forward
+    public let prediction: Prediction
+    public enum Prediction: String, Sendable { case epsilon = "eps", v }
     /// an inpainting checkpoint (A1111's "hybrid" conditioning): the UNet also reads a mask and
     /// the masked image's latent, 5 channels concatenated to its 4
     public var isInpainting: Bool { unet.config.inChannels == 9 }
@@ -110,11 +114,16 @@ public final class StableDiffusionModel: @unchecked Sendable {
         }
         let store = WeightStore(file: file)
         let arch = Architecture.detect(store)
-        guard arch == .sd1 || arch == .sd1Inpainting else {
+        let supported: Bool
+        switch arch {
+        case .sd1, .sd1Inpainting, .sd2: supported = true
+        default: supported = false
+        }
+        guard supported else {
             if let dir = arch.belongsIn {
                 throw ModelFileError(file: fileName, "this is \(arch.label), not a checkpoint; put it in \(dir)")
             }
-            throw ModelFileError(file: fileName, "recognised as \(arch.label), which is not supported yet (Atelier runs Stable Diffusion 1.x checkpoints)")
+            throw ModelFileError(file: fileName, "recognised as \(arch.label), which is not supported yet (Atelier runs Stable Diffusion 1.x and 2.x checkpoints)")
         }
         let configs = try ModelConfigs(for: path, store: store)
         textEncoder = try CLIPTextModel(store, config: configs.text)
@@ -132,6 +141,13 @@ public final class StableDiffusionModel: @unchecked Sendable {
             store.markUsed(k)
         }
         try store.checkAllUsed(prefixes: ["model.", "first_stage_model.", "cond_stage_model."])
+        if let p = configs.prediction {
+            prediction = p
+        } else if case .sd2 = arch {
+            prediction = Self.detectVPrediction(unet: unet)
+        } else {
+            prediction = .epsilon
+        }
         let stray = store.canonicalNames.filter { !$0.hasPrefix("model.") && !$0.hasPrefix("first_stage_model.")
             && !$0.hasPrefix("cond_stage_model.") && !$0.hasPrefix("model_ema.") && !Self.ignoredKeys.contains($0) }
         if let k = stray.sorted().first {
@@ -139,6 +155,16 @@ public final class StableDiffusionModel: @unchecked Sendable {
         }
         sha256 = try Self.fileSHA256(path)
         parameters = store.taken.filter { $0.key.hasPrefix("model.diffusion_model.") || $0.key.hasPrefix("cond_stage_model.") }
+    }
+
+    /// A1111's `is_using_v_parameterization_for_sd2`: the UNet at t = 999 on 0.5-filled latents and
+    /// context; a v-model's output minus the input averages below −1.
+    static func detectVPrediction(unet: UNet) -> Prediction {
+        let x = Tensor(shape: [1, 4, 8, 8], data: [Float](repeating: 0.5, count: 256))
+        let ctx = Tensor(shape: [1, 2, unet.config.contextDim], data: [Float](repeating: 0.5, count: 2 * unet.config.contextDim))
+        let out = unet(x, timesteps: [999], context: ctx).scalars
+        let mean = zip(out, x.scalars).reduce(0.0) { $0 + Double($1.0 - $1.1) } / Double(out.count)
+        return mean < -1 ? .v : .epsilon
     }
 
     static let ignoredKeys: Set<String> = [
@@ -180,11 +206,15 @@ struct ModelConfigs {
     var text = CLIPTextConfig()
     var linearStart = 0.00085
     var linearEnd = 0.012
+    /// the yaml's `parameterization` ("eps" / "v"), nil without one
+    var prediction: StableDiffusionModel.Prediction?
 
     init(for path: String, store: WeightStore) throws {
         let stem = (path as NSString).deletingPathExtension
         let fileName = (path as NSString).lastPathComponent
-        if let yamlText = try? String(contentsOfFile: stem + ".yaml", encoding: .utf8) {
+        let yamlText = try? String(contentsOfFile: stem + ".yaml", encoding: .utf8)
+        let hasYAML = yamlText != nil
+        if let yamlText {
             do {
                 guard let root = try Yams.load(yaml: yamlText) as? [String: Any] else { throw ModelFileError(file: fileName, "") }
                 try apply(yaml: root)
@@ -201,13 +231,38 @@ struct ModelConfigs {
         }
         if let p = store.shape(tp + "embeddings.position_embedding.weight"), p.count == 2 { text.positions = p[0] }
         if let f = store.shape(tp + "encoder.layers.0.mlp.fc1.weight"), f.count == 2 { text.intermediate = f[0] }
+        // SD 2.x's OpenCLIP text tower
+        let op = CLIPTextModel.openCLIPPrefix
+        if let e = store.shape(op + "token_embedding.weight"), e.count == 2 {
+            text.openCLIP = true
+            text.vocabSize = e[0]
+            text.hidden = e[1]
+            text.heads = max(1, e[1] / 64)
+            if let p = store.shape(op + "positional_embedding"), p.count == 2 { text.positions = p[0] }
+            if let f = store.shape(op + "transformer.resblocks.0.mlp.c_fc.weight"), f.count == 2 { text.intermediate = f[0] }
+            text.layers = Set(store.canonicalNames.compactMap { k -> Int? in
+                guard k.hasPrefix(op + "transformer.resblocks.") else { return nil }
+                return Int(k.dropFirst((op + "transformer.resblocks.").count).prefix { $0 != "." })
+            }).count
+            if let data = FileManager.default.contents(atPath: stem + ".json"),
+               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let cfg = json["config"] as? [String: Any], let te = cfg["text_encoder"] as? [String: Any] {
+                if let heads = (te["num_attention_heads"] ?? te["heads"]) as? Int { text.heads = heads }
+            }
+            // SD 2.x's UNet: head width 64 (v2-inference.yaml) unless the yaml says otherwise
+            if !hasYAML { unet.numHeads = nil; unet.headChannels = 64 }
+        }
+        // the cross-attention width and projection kind from the weights themselves
+        let u = UNet.prefix
+        if let k = store.shape(u + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"), k.count == 2 { unet.contextDim = k[1] }
+        if let p = store.shape(u + "input_blocks.1.1.proj_in.weight") { unet.linearProjection = p.count == 2 }
         // the UNet's input width from its first conv (9 for inpainting checkpoints, which A1111
         // recognises by this shape and rarely come with a yaml)
         if let w = store.shape(UNet.prefix + "input_blocks.0.0.weight"), w.count == 4 { unet.inChannels = w[1] }
-        text.layers = Set(store.canonicalNames.compactMap { k -> Int? in
+        if !text.openCLIP { text.layers = Set(store.canonicalNames.compactMap { k -> Int? in
             guard k.hasPrefix(tp + "encoder.layers.") else { return nil }
             return Int(k.dropFirst((tp + "encoder.layers.").count).prefix { $0 != "." })
-        }).count
+        }).count }
         if let data = FileManager.default.contents(atPath: stem + ".json"),
            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
            let cfg = json["config"] as? [String: Any],
@@ -222,6 +277,10 @@ struct ModelConfigs {
         if let v = params?["linear_start"] as? Double { linearStart = v }
         if let v = params?["linear_end"] as? Double { linearEnd = v }
         if let v = params?["scale_factor"] as? Double { vae.scaleFactor = Float(v) }
+        if let v = params?["parameterization"] as? String {
+            guard let p = StableDiffusionModel.Prediction(rawValue: v) else { throw ModelFileError(file: "yaml", "parameterization '\(v)' is not eps or v") }
+            prediction = p
+        }
         if let u = dict(dict(params, "unet_config"), "params") {
             if let v = u["in_channels"] as? Int { unet.inChannels = v }
             if let v = u["out_channels"] as? Int { unet.outChannels = v }

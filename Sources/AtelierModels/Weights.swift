@@ -185,3 +185,11 @@ public struct LayerNorm {
 
     public func callAsFunction(_ x: Tensor) -> Tensor { Ops.layerNorm(x, weight: weight, bias: bias, eps: eps) }
 }
+
+extension Linear {
+    /// A linear map from tensors already in hand (OpenCLIP's fused q/k/v, split).
+    init(weight: Tensor, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+}
