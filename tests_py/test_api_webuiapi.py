@@ -464,3 +464,4 @@ def test_inpainting_checkpoint_reproduces_the_oracle_and_says_so_in_the_infotext
     mse = float(np.mean((got - np.asarray(ref, dtype=np.float64)) ** 2))
     assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
     assert "Conditional mask weight: 1.0" in r.info["infotexts"][0] and "Model: tiny-sd15-inpainting" in r.info["infotexts"][0]
+    assert r.info["is_using_inpainting_conditioning"] is True

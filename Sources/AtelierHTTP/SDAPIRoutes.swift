@@ -295,7 +295,7 @@ struct SDAPIRoutes {
             "extra_generation_params": r.initImage != nil ? .object(["Denoising strength": .double(r.denoisingStrength)]) : .object([:]),
             "index_of_first_image": .int(0),
             "infotexts": .array(result.infotexts.map(JSONValue.string)), "styles": .array([]), "job_timestamp": .string(result.jobTimestamp),
-            "clip_skip": .int(r.clipSkip), "is_using_inpainting_conditioning": .bool(false), "version": .string("v1.10.1"),
+            "clip_skip": .int(r.clipSkip), "is_using_inpainting_conditioning": .bool(result.inpaintingConditioning), "version": .string("v1.10.1"),
         ])
         var parameters = req.echo
         if let eas = req.eas {

@@ -43,6 +43,8 @@ public struct JobResult: Sendable {
     public let checkpoint: CheckpointInfo
     /// the VAE file used instead of the checkpoint's own, if any
     public var vae: (name: String, shortHash: String)?
+    /// an inpainting checkpoint ran (A1111's `is_using_inpainting_conditioning`)
+    public var inpaintingConditioning = false
     public let jobTimestamp: String
     public let seconds: Double
 }
@@ -276,6 +278,7 @@ public final class Instance: @unchecked Sendable {
                                savedPaths: saved, checkpoint: info, jobTimestamp: stamp, seconds: Date().timeIntervalSince(start))
         result.controlMaps = controlMaps
         result.vae = request.vae.map { ($0.name, $0.shortHash) }
+        result.inpaintingConditioning = pipe.model.isInpainting
         result.controlMapPaths = mapPaths
         return result
     }
