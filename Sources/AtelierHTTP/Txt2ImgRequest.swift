@@ -230,7 +230,15 @@ struct Txt2ImgRequest {
         for tag in ExtraNetworkTags.parse(r.prompt).tags where tag.kind != "lora" && tag.kind != "lyco" {
             throw ServiceError(422, field: "prompt", "prompt: <\(tag.kind):\(tag.arguments.joined(separator: ":"))>: \(tag.kind == "hypernet" ? "hypernetworks are" : "this kind of extra network is") not available in Atelier yet")
         }
-        if let scriptName, !scriptName.isEmpty { throw ServiceError(422, field: "script_name", "Script '\(scriptName)' not found") }
+        if let scriptName, !scriptName.isEmpty {
+            // A1111's built-in scripts are named as such; anything else is unknown, as in A1111
+            let builtIn = ["prompt matrix", "prompts from file or textbox", "x/y/z plot", "img2img alternative test", "loopback",
+                           "outpainting mk2", "poor man's outpainting", "sd upscale"]
+            if builtIn.contains(scriptName.lowercased()) {
+                throw ServiceError(422, field: "script_name", "script_name: A1111's script '\(scriptName)' is not available in Atelier yet")
+            }
+            throw ServiceError(422, field: "script_name", "Script '\(scriptName)' not found")
+        }
 
         // Options for this job: the instance's, overridden per request.
         let opts = instance.options

@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""Goldens for SD 2.x checkpoints (512-base eps and 768-v v-prediction) as AUTOMATIC1111 1.10 generates with them,
+from the PyTorch oracle (REF/reference.py) with the SD 2 parts this script swaps in.
+
+    REF_VENV/bin/python tools/make_sd2_goldens.py --ref REF --tokenizer MODELS_DIR/clip-tokenizer \
+        [--only CASE ...] [--threads 2] [--kdiff KDIFF_DIR/unpacked] [--no-crosscheck]
+
+Checkpoints: Tests/Fixtures/models/tiny-sd2.safetensors (eps) and tiny-sd2-v.safetensors (v), made by
+tools/make_sd2_checkpoint.py (the script refuses other sha256s). Writes Tests/Fixtures/golden/<case>/ with the files
+and params.json conventions of tools/make_goldens.py (its KEEP list; image_float.npy dropped) and adds / replaces
+its cases in Tests/Fixtures/golden/index.json under an exclusive fcntl.flock on that file, leaving every other entry
+(and "meta") as it is. Args: the make_goldens.py keys plus "ckpt" (the checkpoint, relative to the repository root);
+index.json entries also carry "checkpoint", "checkpoint_sha256" and "parameterization".
+
+What differs from SD 1 in A1111 1.10, and what SD2Semantics swaps into reference.run (everything else -- prompt
+parsing and 75-token chunking with comma backtracking, CPU noise, schedules, samplers, CFG, img2img encode
+(posterior mean), VAE decode, infotext -- is the oracle's, unchanged):
+
+  tokenizer   modules/sd_hijack_open_clip.py FrozenOpenCLIPEmbedderWithCustomWords.tokenize: open_clip's
+              SimpleTokenizer (open_clip.tokenizer._tokenizer.encode) per emphasis fragment; id_start 49406,
+              id_end 49407, comma ',</w>' 267. Here: that tokenizer from the open-clip-torch wheel, checked against
+              the transformers CLIPTokenizer in --tokenizer on every fragment of every case (same ids).
+  chunks      sd_hijack_clip.py TextConditionalModel.tokenize_line (unchanged from SD 1: the oracle's prompt_chunks):
+              [BOS] + 75 tokens + [EOS], padded with id_end; tokens.json "chunks" / "multipliers" are these.
+  padding     TextConditionalModel.process_tokens: `if self.id_end != self.id_pad` (SD 2: id_pad = 0): for each
+              chunk, index = tokens.index(id_end) (the FIRST end token), tokens[index+1:] = 0 ("!"). Only the ids
+              fed to the text tower change; emphasis uses the original multipliers. tokens.json gets
+              "encoder_input_ids" per side: the ids the tower saw.
+  text tower  encode_with_transformers -> ldm FrozenOpenCLIPEmbedder.encode_with_transformer (stablediffusion
+              ldm/modules/encoders/modules.py): token_embedding + positional_embedding, resblocks with the causal
+              attn_mask up to but not including the last (layer "penultimate", layer_idx 1, from the yaml), ln_final.
+              No text_projection. The CLIP-skip setting is ignored (sd_hijack_open_clip.encode_with_transformers
+              only has a comment "set self.wrapped.layer_idx here according to opts.CLIP_stop_at_last_layers").
+  emphasis    sd_emphasis.EmphasisOriginal (default "Original"): z *= multipliers; z *= mean_before / mean_after,
+              per chunk, means over the whole [1, 77, C] chunk including the 0-padded positions.
+  denoiser    v: sd_samplers_kdiffusion.KDiffusionSampler uses k_diffusion.external.CompVisVDenoiser when
+              sd_model.parameterization == "v": sigma_data 1, c_skip = 1/(s^2+1), c_out = -s/sqrt(s^2+1),
+              c_in = 1/sqrt(s^2+1), denoised = unet(x*c_in, t(s)) * c_out + x * c_skip, t(s) the same log-sigma
+              interpolation as CompVisDenoiser. DDIM / PLMS (sd_samplers_timesteps.CompVisTimestepsVDenoiser):
+              eps = sqrt_alphas_cumprod[t] * v + sqrt_one_minus_alphas_cumprod[t] * x with the checkpoint's float32
+              buffers, t the integer timestep; CFG then on eps as for SD 1. eps checkpoints: the oracle's
+              CompVisDenoiser / CompVisTimestepsDenoiser, unchanged. first_unet_eps.npy is the raw UNet output
+              (v for a v checkpoint).
+  UNet        diffusers UNet2DConditionModel with attention_head_dim = heads per level (channels // 16) and
+              use_linear_projection (make_sd2_checkpoint.py checks it against ldm's own UNetModel: rel L2 ~1e-6).
+Not modelled for SD 2: textual inversion / LoRA (the oracle's are SD 1-shaped), inpainting / depth / unCLIP SD 2
+variants, fp16 (with half precision A1111 also halves sqrt_alphas_cumprod; the oracle is float32 / --no-half).
+
+Sizes: 96 px is a multiple of 8 but not 64: the UNet's third downsampling gives 2 from 3, and like every oracle golden
+this follows diffusers (upsample straight to the skip's size), not A1111's sd_hijack_unet concatenation hijack
+(upsample x2, conv, then nearest-resize to the skip); see params.json "sd2"."size_note".
+
+Cross-checks (unless --no-crosscheck): cond / uncond recomputed through transformers' CLIPTextModel converted by
+diffusers' convert_open_clip_checkpoint (hidden_states[-2] + final_layer_norm) from the tokens.json ids; Euler
+(eps / v) through diffusers' StableDiffusionPipeline with EulerDiscreteScheduler(prediction_type epsilon /
+v_prediction) given our sigmas and conditioning; DDIM (v) through DDIMScheduler(prediction_type="v_prediction").step
+over A1111's timesteps; with --kdiff, every k-diffusion case through k-diffusion 0.1.1.post1's own CompVisDenoiser /
+CompVisVDenoiser and sample_* (REF/crosscheck.py's driver). Results go to params.json "sd2"."crosscheck".
+"""
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import types
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, "Tests", "Fixtures")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+CKPTS = {  # parameterization -> (repo-relative path, sha256 of tools/make_sd2_checkpoint.py's output, torch 2.15)
+    "eps": ("Tests/Fixtures/models/tiny-sd2.safetensors",
+            "ce601807694be44ce7894dc00ef5f1c9a5e1959575182bcb1a7782f2f94270ce"),
+    "v": ("Tests/Fixtures/models/tiny-sd2-v.safetensors",
+          "0f19c98ea28bae04d7812f9cf931365a17e033b89d2a9ee5903b870ac2063ec5"),
+}
+
+KEEP = ("params.json", "tokens.json", "cond.npy", "uncond.npy", "noise.npy", "sigmas.npy",
+        "timesteps.npy", "ddim_alphas.npy", "ddim_alphas_prev.npy",
+        "first_unet_in.npy", "first_unet_t.npy", "first_unet_eps.npy", "first_denoised.npy",
+        "steps.npy", "sampler_noise.npy", "latents.npy", "image.png",
+        "init_latent.npy", "init_image.png")  # image_float.npy dropped (size)
+
+# the usual prompt of make_goldens.py (its BASE): emphasis (1.2, 1/1.1) and an escape
+PROMPT = "a photo of a (cat:1.2), [blurry] masterpiece, \\(escaped\\)"
+NEGATIVE = "lowres, bad anatomy"
+INIT_IMAGE = "Tests/Fixtures/images/init-128.png"
+PATH_ARGS = ("init_image",)
+
+
+def cases():
+    """10 steps, cfg 7, 128 px (sd2-dpmpp_2m 96x128), seeds 900-906."""
+    eps, v = CKPTS["eps"][0], CKPTS["v"][0]
+    base = dict(prompt=PROMPT, negative=NEGATIVE, steps=10, cfg=7, width=128, height=128, scheduler="Automatic")
+    out = {}
+    out["sd2-euler"] = dict(base, sampler="Euler", seed=900, ckpt=eps)
+    out["sd2-dpmpp_2m"] = dict(base, sampler="DPM++ 2M", seed=901, width=96, height=128, ckpt=eps)
+    out["sd2v-euler"] = dict(base, sampler="Euler", seed=902, ckpt=v)
+    out["sd2v-euler_a"] = dict(base, sampler="Euler a", seed=903, ckpt=v)
+    out["sd2v-ddim"] = dict(base, sampler="DDIM", seed=904, ckpt=v)
+    out["sd2v-i2i-euler"] = dict(base, sampler="Euler", seed=905, ckpt=v, init_image=INIT_IMAGE, denoising_strength=0.6)
+    # A1111 ignores the CLIP-skip setting for SD 2 (the conditioning equals sd2-euler's bit for bit; the script checks
+    # it) but still writes "Clip skip: 2" into the infotext
+    out["sd2-clipskip2-euler_a"] = dict(base, sampler="Euler a", seed=906, clip_skip=2, ckpt=eps)
+    return out
+
+
+# ---------------------------------------------------------------------------- SD 2 pieces
+
+class OpenCLIPTokenizer:
+    """A1111's SD 2 tokenizer (sd_hijack_open_clip: open_clip.tokenizer._tokenizer) behind the small interface the
+    oracle's prompt_chunks uses (bos/eos ids, get_vocab, __call__ -> input_ids without special tokens)."""
+
+    def __init__(self, check_against=None):
+        import open_clip.tokenizer as T
+        self.t = T._tokenizer
+        self.bos_token_id = self.t.encoder["<start_of_text>"]
+        self.eos_token_id = self.t.encoder["<end_of_text>"]
+        self.check_against = check_against  # transformers CLIPTokenizer: every fragment must give the same ids
+        self.checked = 0
+
+    def get_vocab(self):
+        return self.t.encoder
+
+    def __call__(self, texts, truncation=False, add_special_tokens=False):
+        ids = [self.t.encode(x) for x in texts]
+        if self.check_against is not None:
+            other = self.check_against(list(texts), truncation=False, add_special_tokens=False)["input_ids"]
+            if other != ids:
+                raise SystemExit(f"open_clip and transformers tokenizers differ on {texts!r}: {ids} vs {other}")
+            self.checked += len(texts)
+        return {"input_ids": ids}
+
+
+def encoder_input_ids(ids, eos, pad):
+    """TextConditionalModel.process_tokens for id_end != id_pad: everything after the first id_end becomes id_pad."""
+    ids = list(ids)
+    if eos != pad:
+        index = ids.index(eos)
+        ids[index + 1:] = [pad] * (len(ids) - index - 1)
+    return ids
+
+
+def load_pipeline(R, SD2, ckpt, tok):
+    """The oracle's pipe dict for an SD 2 file; te is the OpenCLIP tower (make_sd2_checkpoint.OpenCLIPTextTower)."""
+    cfg, te, unet, vae, extras = SD2.load_checkpoint(ckpt)
+    return dict(cfg=cfg, te=te, unet=unet, vae=vae, tok=tok, alphas_cumprod=extras["alphas_cumprod"].float(),
+                ac_source="checkpoint", sqrt_alphas_cumprod=extras["sqrt_alphas_cumprod"].float(),
+                sqrt_one_minus_alphas_cumprod=extras["sqrt_one_minus_alphas_cumprod"].float())
+
+
+class SD2Semantics:
+    """While patched(): reference.encode_prompt = the SD 2 conditioning (OpenCLIP penultimate + ln_final, pad id 0
+    after the first EOS, Original emphasis, clip skip ignored); for a v checkpoint reference.KDenoiser =
+    CompVisVDenoiser and reference.TimestepDenoiser = CompVisTimestepsVDenoiser (see the module docstring)."""
+
+    def __init__(self, R, pipe):
+        self.R, self.pipe = R, pipe
+        self.v = pipe["cfg"]["parameterization"] == "v"
+        t = pipe["cfg"]["text_encoder"]
+        self.eos, self.pad = t["eos_id"], t["pad_id"]
+
+    def encode_prompt(self, te, tokenizer, text, clip_skip=1, embeddings=None):
+        import torch
+        R = self.R
+        if embeddings is not None:
+            raise SystemExit("textual inversion is not modelled for SD 2 here")
+        chunks = R.prompt_chunks(tokenizer, text)
+        zs = []
+        with torch.no_grad():
+            for ids, mults in chunks:
+                tokens = torch.asarray([encoder_input_ids(ids, self.eos, self.pad)])
+                z = te(tokens)  # ldm encode_with_transformer, layer "penultimate"; clip_skip not used (A1111)
+                m = torch.tensor([mults], dtype=z.dtype)
+                before = z.mean()
+                z = z * m.reshape(m.shape + (1,)).expand(z.shape)
+                after = z.mean()
+                z = z * (before / after)
+                if not torch.isfinite(z).all():
+                    raise ValueError(f"non-finite conditioning for chunk {ids[:8]}...")
+                zs.append(z)
+        return torch.hstack(zs), chunks
+
+    @contextlib.contextmanager
+    def patched(self):
+        R = self.R
+        saved = (R.encode_prompt, R.KDenoiser, R.TimestepDenoiser, R.LCMDenoiser)
+        R.encode_prompt = self.encode_prompt
+        if self.v:
+            import torch
+            sqrt_ac, sqrt_1m = self.pipe["sqrt_alphas_cumprod"], self.pipe["sqrt_one_minus_alphas_cumprod"]
+
+            class CompVisVDenoiser:
+                """k-diffusion DiscreteVDDPMDenoiser.forward (sigma_data 1) around the oracle's EpsUNet."""
+
+                def __init__(self, eps_unet, sched):
+                    self.eps_unet, self.sched = eps_unet, sched
+
+                def __call__(self, x, sigma, cond):
+                    sigma_data = 1.0
+                    c_skip = sigma_data ** 2 / (sigma ** 2 + sigma_data ** 2)
+                    c_out = -sigma * sigma_data / (sigma ** 2 + sigma_data ** 2) ** 0.5
+                    c_in = 1 / (sigma ** 2 + sigma_data ** 2) ** 0.5
+                    c_skip, c_out, c_in = (c[:, None, None, None] for c in (c_skip, c_out, c_in))
+                    return self.eps_unet(x * c_in, self.sched.sigma_to_t(sigma), cond) * c_out + x * c_skip
+
+            class CompVisTimestepsVDenoiser:
+                """A1111 sd_samplers_timesteps.CompVisTimestepsVDenoiser: x, t -> eps from the UNet's v."""
+
+                def __init__(self, eps_unet):
+                    self.eps_unet = eps_unet
+
+                def __call__(self, x, t, cond):
+                    v = self.eps_unet(x, t, cond)
+                    ti = t.to(torch.int)
+                    return sqrt_ac[ti, None, None, None] * v + sqrt_1m[ti, None, None, None] * x
+
+            def no_lcm(*a, **k):
+                raise SystemExit("LCM with a v-prediction checkpoint is not modelled")
+
+            R.KDenoiser, R.TimestepDenoiser, R.LCMDenoiser = CompVisVDenoiser, CompVisTimestepsVDenoiser, no_lcm
+        try:
+            yield
+        finally:
+            R.encode_prompt, R.KDenoiser, R.TimestepDenoiser, R.LCMDenoiser = saved
+
+
+# ---------------------------------------------------------------------------- cross-checks
+
+def rel(a, b):
+    import numpy as np
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)), float(np.abs(a - b).max())
+
+
+def crosscheck(R, SD2, pipe, a, res, ckpt, kd=None):
+    """Independent recomputations of parts of the case; returns {name: {rel_l2, max_abs, ok}}."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+    from diffusers.loaders import single_file_utils as sfu
+    from transformers import CLIPTextModel
+    cfg = pipe["cfg"]
+    v = cfg["parameterization"] == "v"
+    out = {}
+
+    def put(name, r, tol):
+        out[name] = {"rel_l2": r[0], "max_abs": r[1], "ok": bool(r[0] <= tol)}
+
+    # conditioning through transformers' CLIPTextModel (diffusers' OpenCLIP conversion)
+    sd = load_file(ckpt)
+    hf = CLIPTextModel(SD2.clip_text_config(cfg)).eval()
+    conv = sfu.convert_open_clip_checkpoint(hf, sd, prefix=SD2.TEXT_PREFIX)
+    hf.load_state_dict({k[len("text_model."):] if k.startswith("text_model.") else k: t.float()
+                        for k, t in conv.items()}, strict=False)
+    fln = hf.final_layer_norm if hasattr(hf, "final_layer_norm") else hf.text_model.final_layer_norm
+    t = cfg["text_encoder"]
+    with torch.no_grad():
+        for side in ("cond", "uncond"):
+            zs = []
+            for ids, mults in res["meta"][side + "_chunks"]:
+                x = torch.tensor([encoder_input_ids(ids, t["eos_id"], t["pad_id"])])
+                z = fln(hf(input_ids=x, output_hidden_states=True).hidden_states[-2])
+                m = torch.tensor([mults])
+                before = z.mean()
+                z = z * m[..., None]
+                z = z * (before / z.mean())
+                zs.append(z)
+            put(f"{side}_via_transformers_CLIPTextModel", rel(torch.hstack(zs), res[side]), 1e-6)
+    if a.clip_skip > 1:  # A1111 ignores CLIP skip for SD 2: the layer comes from the yaml ("penultimate")
+        with torch.no_grad():
+            ids = torch.tensor([encoder_input_ids(res["meta"]["cond_chunks"][0][0], t["eos_id"], t["pad_id"])])
+            z_pen = pipe["te"](ids, layer_idx=1)
+            z_skip = pipe["te"](ids, layer_idx=a.clip_skip)  # what honouring the setting would give
+        out["clip_skip_would_change_conditioning"] = {"rel_l2": rel(z_skip, z_pen)[0], "max_abs": rel(z_skip, z_pen)[1],
+                                                      "ok": bool(rel(z_skip, z_pen)[0] > 1e-2)}
+    label = res["meta"]["sampler"]
+    img2img = a.init_image is not None
+    pred = "v_prediction" if v else "epsilon"
+    kw = dict(num_train_timesteps=1000, beta_start=cfg["linear_start"], beta_end=cfg["linear_end"],
+              beta_schedule="scaled_linear", prediction_type=pred)
+    with torch.no_grad():
+        if label == "Euler" and not img2img:
+            from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+            from transformers import CLIPTokenizer
+            sched = EulerDiscreteScheduler(**kw, timestep_spacing="linspace")
+            sched.alphas_cumprod = pipe["alphas_cumprod"].clone()
+            p = StableDiffusionPipeline(vae=pipe["vae"], text_encoder=hf, tokenizer=pipe["hf_tok"], unet=pipe["unet"],
+                                        scheduler=sched, safety_checker=None, feature_extractor=None,
+                                        requires_safety_checker=False)
+            p.set_progress_bar_config(disable=True)
+            lat = p(prompt_embeds=res["cond"], negative_prompt_embeds=res["uncond"], guidance_scale=a.cfg,
+                    sigmas=res["sigmas"].tolist(), latents=res["noise"].clone(), height=a.height, width=a.width,
+                    output_type="latent").images
+            put(f"latents_via_diffusers_StableDiffusionPipeline_Euler_{pred}", rel(lat, res["latents"]), 1e-4)
+        if label == "DDIM" and not img2img:
+            from diffusers import DDIMScheduler
+            sched = DDIMScheduler(**kw, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                                  timestep_spacing="leading")
+            sched.alphas_cumprod = pipe["alphas_cumprod"].clone()
+            sched.set_timesteps(a.steps)
+            if not torch.equal(sched.timesteps.flip(0)[:len(res["timesteps"])], res["timesteps"].to(sched.timesteps.dtype)):
+                out["ddim_timesteps_match"] = {"ok": False}
+            unet, cond, uncond = pipe["unet"], res["cond"], res["uncond"]
+            x = res["noise"].clone()
+            for ts in sched.timesteps[:-1]:  # A1111 stops one step early (len(timesteps) - 1 calls)
+                e = unet(torch.cat([x, x]), ts, encoder_hidden_states=torch.cat([cond, uncond])).sample
+                x = sched.step(e[1:] + (e[:1] - e[1:]) * a.cfg, ts, x, eta=0.0).prev_sample
+            put(f"latents_via_diffusers_DDIMScheduler_{pred}", rel(x, res["latents"]), 1e-4)
+        if kd is not None and label in ("Euler", "Euler a", "DPM++ 2M"):
+            import crosscheck as CC
+            ext = types.SimpleNamespace(CompVisDenoiser=kd["external"].CompVisVDenoiser if v else kd["external"].CompVisDenoiser)
+            x_kd, sig = CC.kdiff_run({"sampling": kd["sampling"], "external": ext}, pipe, a, res)
+            put("latents_via_k_diffusion_" + ("CompVisVDenoiser" if v else "CompVisDenoiser"), rel(x_kd, res["latents"]), 1e-5)
+            out["k_diffusion_sigmas_identical"] = {"ok": bool(np.array_equal(np.asarray(sig), np.asarray(res["sigmas"])))}
+    return out
+
+
+# ---------------------------------------------------------------------------- driver
+
+def to_argv(opts, ckpt, tokenizer, out, threads):
+    argv = ["--ckpt", ckpt, "--tokenizer", tokenizer, "--out", out, "--threads", str(threads)]
+    for k, v in opts.items():
+        if k == "ckpt":
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            argv += [flag] if v else []
+        elif k in PATH_ARGS:
+            argv += [flag, os.path.join(REPO, v)]
+        else:
+            argv += [flag, str(v)]
+    return argv
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def update_index(index_path, entries):
+    """Add / replace `entries` in index.json["cases"] under an exclusive flock on the file; every other case keeps
+    its entry and its place, new cases go at the end, "meta" is not touched."""
+    fd = os.open(index_path, os.O_RDWR | os.O_CREAT, 0o644)
+    with os.fdopen(fd, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            text = f.read()
+            doc = json.loads(text) if text.strip() else {"meta": {}, "cases": {}}
+            cases_ = doc.setdefault("cases", {})
+            for name, entry in entries.items():
+                cases_[name] = entry
+            f.seek(0)
+            f.truncate()
+            json.dump(doc, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def make(args):
+    sys.path.insert(0, os.path.abspath(args.ref))
+    import numpy as np
+    import torch
+    import reference as R
+    import make_sd2_checkpoint as SD2
+    from transformers import CLIPTokenizer
+
+    torch.set_num_threads(args.threads)
+    hf_tok = CLIPTokenizer.from_pretrained(args.tokenizer)
+    tok = OpenCLIPTokenizer(check_against=hf_tok)
+    kd = None
+    if args.kdiff:
+        import crosscheck as CC
+        kd = CC.load_kdiffusion(args.kdiff)
+    pipes, sidecars = {}, {}
+    for kind, (rel_path, want) in CKPTS.items():
+        path = os.path.join(REPO, rel_path)
+        got = sha256(path)
+        if got != want:
+            sys.exit(f"{rel_path}: sha256 {got} != expected {want} (rebuild it with tools/make_sd2_checkpoint.py)")
+        with open(os.path.splitext(path)[0] + ".json") as f:
+            sidecars[kind] = json.load(f)
+    every = cases()
+    if args.only:
+        unknown = sorted(set(args.only) - set(every))
+        if unknown:
+            sys.exit(f"unknown case(s): {' '.join(unknown)}")
+    golden = os.path.join(FIXTURES, "golden")
+    os.makedirs(golden, exist_ok=True)
+    entries, failures = {}, []
+    for name, opts in every.items():
+        if args.only and name not in args.only:
+            continue
+        t0 = time.time()
+        kind = "v" if opts["ckpt"] == CKPTS["v"][0] else "eps"
+        ckpt = os.path.join(REPO, opts["ckpt"])
+        if kind not in pipes:
+            pipes[kind] = load_pipeline(R, SD2, ckpt, tok)
+            pipes[kind]["hf_tok"] = hf_tok
+        pipe = pipes[kind]
+        with tempfile.TemporaryDirectory() as tmp:
+            a = R.build_parser().parse_args(to_argv(opts, ckpt, args.tokenizer, tmp, args.threads))
+            sem = SD2Semantics(R, pipe)
+            with sem.patched():
+                res = R.run(a, pipe)
+                floor = R.float64_floor(a, pipe, res)
+                checks = {} if args.no_crosscheck else crosscheck(R, SD2, pipe, a, res, ckpt, kd)
+            pipe.pop("_as_torch.float64", None)
+            dest = os.path.join(golden, name)
+            if os.path.isdir(dest):
+                shutil.rmtree(dest)
+            os.makedirs(dest)
+            for fn in KEEP:
+                if os.path.exists(os.path.join(tmp, fn)):
+                    shutil.copyfile(os.path.join(tmp, fn), os.path.join(dest, fn))
+        bad = [k for k, c in checks.items() if not c["ok"]]
+        if bad:
+            failures.append((name, bad))
+        with open(os.path.join(dest, "tokens.json")) as f:
+            toks = json.load(f)
+        t = pipe["cfg"]["text_encoder"]
+        for side in ("cond", "uncond"):
+            toks[side]["encoder_input_ids"] = [encoder_input_ids(c, t["eos_id"], t["pad_id"]) for c in toks[side]["chunks"]]
+        with open(os.path.join(dest, "tokens.json"), "w") as f:
+            json.dump(toks, f)
+        with open(os.path.join(dest, "params.json")) as f:
+            params = json.load(f)
+        sc = sidecars[kind]
+        params["sd2"] = {
+            "parameterization": pipe["cfg"]["parameterization"],
+            "denoiser": ("k_diffusion.external.CompVisVDenoiser (sigma_data 1)" if kind == "v" else
+                         "k_diffusion.external.CompVisDenoiser") if res["meta"]["sampler"] not in ("DDIM", "PLMS") else
+                        ("sd_samplers_timesteps.CompVisTimestepsVDenoiser: eps = sqrt_alphas_cumprod[t] * v + "
+                         "sqrt_one_minus_alphas_cumprod[t] * x (checkpoint buffers)" if kind == "v" else
+                         "sd_samplers_timesteps.CompVisTimestepsDenoiser"),
+            "first_unet_eps": "raw UNet output: " + ("v" if kind == "v" else "eps"),
+            "text": "OpenCLIP (open_clip SimpleTokenizer ids), layer penultimate (resblocks 0..layers-2) + ln_final, "
+                    "no text_projection; ids after the first EOS set to 0 (tokens.json encoder_input_ids); Original "
+                    "emphasis per chunk; CLIP skip ignored",
+            "unet_heads_per_level": SD2.unet_heads(pipe["cfg"]["unet"]),
+            "use_linear_in_transformer": True,
+            "yaml": os.path.basename(os.path.splitext(ckpt)[0]) + ".yaml (" +
+                    ("v2-inference-v.yaml shape" if kind == "v" else "v2-inference.yaml shape") + ")",
+            "v_test_statistic": sc["v_test_statistic"],
+            "v_test_would_return": sc["v_test"]["would_return"],
+            "v_test_note": "A1111's is_using_v_parameterization_for_sd2 hardcodes the full SD 2 UNet and is only called "
+                           "for 1024-wide text towers: for these tiny files the .yaml next to the checkpoint decides",
+            "crosscheck": checks,
+        }
+        if opts["width"] % 64 or opts["height"] % 64:
+            params["sd2"]["size_note"] = ("width/height not a multiple of 64: UNet skip sizes mismatch after the 3rd "
+                                          "downsampling; the oracle (diffusers) upsamples straight to the skip's size, "
+                                          "A1111's sd_hijack_unet upsamples x2, convolves, then nearest-resizes to the skip")
+        params["golden_case"] = name
+        params["golden_args"] = opts
+        with open(os.path.join(dest, "params.json"), "w") as f:
+            json.dump(params, f, indent=2)
+        entry = {"args": opts, "checkpoint": opts["ckpt"], "checkpoint_sha256": CKPTS[kind][1],
+                 "parameterization": pipe["cfg"]["parameterization"],
+                 "sampler": params["sampler"], "scheduler": params["scheduler"], "unet_calls": params["unet_calls"],
+                 "cond_chunks": len(toks["cond"]["chunks"]), "uncond_chunks": len(toks["uncond"]["chunks"]),
+                 "files": sorted(os.listdir(dest)), "float32_vs_float64": floor}
+        if params.get("t_enc") is not None:
+            entry["t_enc"] = params["t_enc"]
+        entries[name] = entry
+        cc = ", ".join(f"{k} {c['rel_l2']:.1e}" for k, c in checks.items() if "rel_l2" in c)
+        print(f"{name:16} {params['sampler']:9} {params['unet_calls']:3} UNet calls {time.time() - t0:5.1f}s  "
+              f"f32-vs-f64 latents rel L2 {floor['latents_rel_l2']:.2e}  {cc}", flush=True)
+    print(f"tokenizer: open_clip and transformers agreed on {tok.checked} fragments")
+    a_dir, b_dir = os.path.join(golden, "sd2-euler"), os.path.join(golden, "sd2-clipskip2-euler_a")
+    if os.path.isdir(a_dir) and os.path.isdir(b_dir):  # CLIP skip 2 must not change the SD 2 conditioning
+        for fn in ("cond.npy", "uncond.npy"):
+            if not np.array_equal(np.load(os.path.join(a_dir, fn)), np.load(os.path.join(b_dir, fn))):
+                failures.append(("sd2-clipskip2-euler_a", [fn + " differs from sd2-euler's"]))
+        print("clip skip 2: conditioning identical to sd2-euler's" if not failures else "clip skip check failed")
+    if failures:
+        sys.exit(f"cross-checks failed: {failures} (index.json not updated)")
+    update_index(os.path.join(golden, "index.json"), entries)
+    print(f"index.json: {len(entries)} case(s) added / replaced")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ref", required=True, help="the oracle directory (shared/ref: reference.py, ...)")
+    ap.add_argument("--tokenizer", required=True, help="clip-tokenizer dir made by REF/vocab.py (cross-check of the "
+                                                       "open_clip tokenizer; the oracle's --tokenizer)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="*", default=None, help="case names (default: all)")
+    ap.add_argument("--kdiff", default=None, help="directory holding the k_diffusion package (unpacked "
+                                                  "k-diffusion==0.1.1.post1 wheel) for the k-diffusion cross-check")
+    ap.add_argument("--no-crosscheck", action="store_true")
+    make(ap.parse_args())
+
+
+if __name__ == "__main__":
+    main()
