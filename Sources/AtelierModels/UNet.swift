@@ -128,8 +128,8 @@ enum UNetLayer {
     case down(Conv2d)
     case up(Conv2d)
 
-    /// Runs `layers` in order; `.up` resizes to `size` (default twice the input).
-    static func run(_ layers: [UNetLayer], _ x: Tensor, siluEmb: Tensor, context: Tensor, upTo size: (Int, Int)? = nil) -> Tensor {
+    /// Runs `layers` in order; `.up` doubles the size (nearest) before its conv.
+    static func run(_ layers: [UNetLayer], _ x: Tensor, siluEmb: Tensor, context: Tensor) -> Tensor {
         var h = x
         for layer in layers {
             switch layer {
@@ -137,8 +137,7 @@ enum UNetLayer {
             case .attn(let a): h = a(h, context: context)
             case .down(let c): h = c(h)
             case .up(let c):
-                let (th, tw) = size ?? (h.shape[2] * 2, h.shape[3] * 2)
-                h = c(Ops.upsampleNearest(h, height: th, width: tw))
+                h = c(Ops.upsampleNearest(h, height: h.shape[2] * 2, width: h.shape[3] * 2))
             }
         }
         return h
@@ -270,9 +269,13 @@ public struct UNet {
         }
         for block in outputBlocks {
             let skip = skips.removeLast()
-            // upsample to the next skip's size (diffusers' rule for sizes not divisible by 64)
-            let next = skips.last.map { ($0.shape[2], $0.shape[3]) }
-            h = UNetLayer.run(block, Ops.concatChannels(h, skip), siluEmb: siluEmb, context: context, upTo: next)
+            // A1111's rule for sizes not divisible by 64 (sd_hijack_unet's `cat`): the ×2 upsampled
+            // features are resized, nearest, to the skip's size where they differ (diffusers instead
+            // upsamples straight to the skip's size, which gives other numbers)
+            if h.shape[2] != skip.shape[2] || h.shape[3] != skip.shape[3] {
+                h = Ops.interpolate(h, height: skip.shape[2], width: skip.shape[3], mode: .nearest)
+            }
+            h = UNetLayer.run(block, Ops.concatChannels(h, skip), siluEmb: siluEmb, context: context)
         }
         return convOut(outNorm(h, silu: true))
     }
