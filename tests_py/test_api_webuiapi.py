@@ -465,3 +465,56 @@ def test_inpainting_checkpoint_reproduces_the_oracle_and_says_so_in_the_infotext
     assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
     assert "Conditional mask weight: 1.0" in r.info["infotexts"][0] and "Model: tiny-sd15-inpainting" in r.info["infotexts"][0]
     assert r.info["is_using_inpainting_conditioning"] is True
+
+
+def a1111_upscale(img, scale, resample):
+    """A1111's Upscaler.upscale with a Pillow resample (UpscalerLanczos / UpscalerNearest), in Pillow itself."""
+    dest_w, dest_h = int((img.width * scale) // 8 * 8), int((img.height * scale) // 8 * 8)
+    for i in range(3):
+        if img.width >= dest_w and img.height >= dest_h and (i > 0 or scale != 1):
+            break
+        shape = img.size
+        img = img.resize((int(img.width * scale), int(img.height * scale)), resample=resample)
+        if shape == img.size:
+            break
+    if img.size != (dest_w, dest_h):
+        img = img.resize((dest_w, dest_h), resample=Image.LANCZOS)
+    return img
+
+
+def test_extras_upscale_as_a1111_with_pillow_and_keeps_the_infotext(server):
+    api = client(server)
+    src = api.txt2img(prompt="a boat", seed=40, width=128, height=96, steps=3).image
+    r = api.extra_single_image(image=src, upscaler_1="Lanczos", upscaling_resize=2)
+    assert r.image.size == (256, 192)
+    assert np.array_equal(np.asarray(r.image.convert("RGB")), np.asarray(a1111_upscale(src.convert("RGB"), 2, Image.LANCZOS)))
+    assert r.json["html_info"] == "<p>Postprocess upscale by: 2, Postprocess upscaler: Lanczos</p>"
+    png = Image.open(io.BytesIO(base64.b64decode(r.json["image"])))
+    assert png.info["postprocessing"] == "Postprocess upscale by: 2, Postprocess upscaler: Lanczos"
+    assert "Seed: 40" in png.info["parameters"]            # the picture's own infotext travels with it
+    # to a size, cropped, with a second upscaler blended in
+    r = api.extra_single_image(image=src, resize_mode=1, upscaling_resize_w=200, upscaling_resize_h=120, upscaling_crop=True,
+                               upscaler_1="Nearest", upscaler_2="Lanczos", extras_upscaler_2_visibility=0.25)
+    scale = max(200 / 128, 120 / 96)
+    a, b = a1111_upscale(src.convert("RGB"), scale, Image.NEAREST), a1111_upscale(src.convert("RGB"), scale, Image.LANCZOS)
+    def crop(img):
+        out = Image.new("RGB", (200, 120))
+        out.paste(img, box=(200 // 2 - img.width // 2, 120 // 2 - img.height // 2))
+        return out
+    ref = Image.blend(crop(a), crop(b), 0.25)
+    assert r.image.size == (200, 120) and np.array_equal(np.asarray(r.image.convert("RGB")), np.asarray(ref))
+    assert r.json["html_info"] == ("<p>Postprocess upscale to: 200x120, Postprocess crop to: 200x120, "
+                                   "Postprocess upscaler: Nearest, Postprocess upscaler 2: Lanczos</p>")
+    # a batch, and no upscaler at all (the picture comes back as it is)
+    r = api.extra_batch_images(images=[src, src], upscaler_1="Lanczos", upscaling_resize=1.5)
+    assert [im.size for im in r.images] == [(192, 144), (192, 144)]
+    r = api.extra_single_image(image=src, upscaler_1="None")
+    assert r.image.size == (128, 96) and r.json["html_info"] == "<p></p>"
+    # bad input names the field
+    b64 = webuiapi.b64_img(src)
+    for body, field in (({"image": b64, "upscaler_1": "R-ESRGAN 4x+"}, "upscaler_1"),
+                        ({"image": b64, "upscaler_1": "Lanczos", "gfpgan_visibility": 0.5}, "gfpgan_visibility"),
+                        ({"image": b64, "upscaler_1": "Lanczos", "upscaling_resize": 9}, "upscaling_resize"),
+                        ({"image": "not an image", "upscaler_1": "Lanczos"}, "image")):
+        bad = post(server, "extra-single-image", body)
+        assert bad.status_code == 422 and field in json.dumps(bad.json()), (field, bad.text)

@@ -543,11 +543,16 @@ def test_extras_shows_the_api_answer(server, page):
     assert "image" in page.text("extras_error").lower()
     page.el("extras_image_drop_file").send_keys(path)
     page.wait(lambda d: page.visible("extras_image_image"), 10)
+    # Lanczos ×2: the picture comes back twice as large with A1111's postprocessing infotext
+    page.js("const s = document.getElementById('extras_upscaler_1'); s.value = 'Lanczos'; s.dispatchEvent(new Event('change'));")
+    page.js("const r = document.getElementById('extras_upscaling_resize'); r.value = 2; r.dispatchEvent(new Event('input'));")
     page.click("extras_generate")
     page.wait(lambda d: page.visible("extras_error") or page.visible("extras_result_image"), 60, "extras answer")
-    if page.visible("extras_error"):
-        # the engine has no extras yet: the page shows the API's 422, which names the feature
-        assert "not available in Atelier yet" in page.text("extras_error")
+    assert not page.visible("extras_error"), page.text("extras_error")
+    out = Image.open(io.BytesIO(png_bytes(page.js("return document.getElementById('extras_result_image').src"))))
+    before = Image.open(path)
+    assert out.size == (before.width * 2, before.height * 2)
+    assert page.text("html_info_extras") == "Postprocess upscale by: 2, Postprocess upscaler: Lanczos"
     page.shot("answer")
 
 

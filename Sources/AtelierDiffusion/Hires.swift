@@ -130,18 +130,7 @@ extension Pipeline {
     static func upscalePixels(_ img: Image8, width w: Int, height h: Int, lanczos: Bool) -> Image8 {
         var img = img
         let scale = max(Double(w) / Double(img.width), Double(h) / Double(img.height))
-        if scale > 1 {
-            let wide: Double = Double(img.width) * scale, tall: Double = Double(img.height) * scale
-            let destW = Int((wide / 8).rounded(.down)) * 8, destH = Int((tall / 8).rounded(.down)) * 8
-            for i in 0..<3 {
-                if img.width >= destW && img.height >= destH && (i > 0 || scale != 1) { break }
-                let before = (img.width, img.height)
-                let nw = Int(Double(img.width) * scale), nh = Int(Double(img.height) * scale)
-                img = lanczos ? img.resizedLanczos(width: nw, height: nh) : img.resizedNearestPIL(width: nw, height: nh)
-                if before == (img.width, img.height) { break }
-            }
-            if img.width != destW || img.height != destH { img = img.resizedLanczos(width: destW, height: destH) }
-        }
+        if scale > 1 { img = img.a1111Upscaled(by: scale, with: lanczos ? .lanczos : .nearest) }
         if img.width != w || img.height != h { img = img.resizedLanczos(width: w, height: h) }
         return img
     }
@@ -150,23 +139,5 @@ extension Pipeline {
     public static func totalSamplingSteps(_ r: GenerationRequest) -> Int {
         guard let hr = r.hires else { return samplingSteps(r) }
         return samplingSteps(r) + (hr.secondPassSteps > 0 ? hr.secondPassSteps : r.steps)
-    }
-}
-
-extension Image8 {
-    /// Pillow's `resize(..., NEAREST)`: the source pixel under each target pixel's centre,
-    /// `floor((x + 0.5) · in / out)`.
-    func resizedNearestPIL(width w: Int, height h: Int) -> Image8 {
-        let cn = channels
-        let sx = Double(width) / Double(w), sy = Double(height) / Double(h)
-        var out = [UInt8](repeating: 0, count: w * h * cn)
-        for y in 0..<h {
-            let yy = min(Int((Double(y) + 0.5) * sy), height - 1)
-            for x in 0..<w {
-                let xx = min(Int((Double(x) + 0.5) * sx), width - 1)
-                for c in 0..<cn { out[(y * w + x) * cn + c] = pixels[(yy * width + xx) * cn + c] }
-            }
-        }
-        return Image8(width: w, height: h, channels: cn, pixels: out)
     }
 }

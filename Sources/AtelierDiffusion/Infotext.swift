@@ -26,7 +26,7 @@ public enum Infotext {
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    static func quote(_ v: String) -> String {
+    public static func quote(_ v: String) -> String {
         guard v.contains(",") || v.contains(":") || v.contains("\n") else { return v }
         var out = "\""
         for u in v.unicodeScalars {

@@ -89,10 +89,13 @@ struct SDAPIRoutes {
             }
             return jsonResponse(.object(["loaded": .object(l), "skipped": .object(sk)]))
         }
-        for path in ["extra-single-image", "extra-batch-images"] {
-            v1.post(RouterPath(stringLiteral: path)) { _, _ -> Response in
-                throw ServiceError(422, field: "upscaler_1", "extras (resize and upscale) are not available in Atelier yet")
-            }
+        v1.post("extra-single-image") { request, _ -> Response in
+            var request = request
+            return jsonResponse(try ExtrasRequest.single(try await Self.jsonObject(&request, limit: maxBody)))
+        }
+        v1.post("extra-batch-images") { request, _ -> Response in
+            var request = request
+            return jsonResponse(try ExtrasRequest.batch(try await Self.jsonObject(&request, limit: maxBody)))
         }
         v1.get("sd-vae") { _, _ -> Response in
             jsonResponse(.array(instance.vaes.list().map { .object(["model_name": .string($0.name), "filename": .string($0.path)]) }))
