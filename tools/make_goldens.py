@@ -851,6 +851,8 @@ def dpm_fast_f32_grid(R):
 def make_goldens(args):
     sys.path.insert(0, os.path.abspath(args.ref))
     import reference as R  # the oracle, imported from --ref
+    import a1111_unet  # A1111's UNet rule for sizes not multiples of 64 (tools/a1111_unet.py), before any UNet runs
+    a1111_unet.apply()
 
     got = sha256(args.ckpt)
     if got != CKPT_SHA256:

@@ -276,6 +276,9 @@ def make(args):
     import numpy as np
     import torch
     import reference as R
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import a1111_unet  # A1111's UNet rule for sizes not multiples of 64 (tools/a1111_unet.py), before any UNet runs
+    a1111_unet.apply()
 
     ckpt = os.path.join(REPO, CKPT_REL)
     got = sha256(ckpt)

@@ -46,9 +46,10 @@ parsing and 75-token chunking with comma backtracking, CPU noise, schedules, sam
 Not modelled for SD 2: textual inversion / LoRA (the oracle's are SD 1-shaped), inpainting / depth / unCLIP SD 2
 variants, fp16 (with half precision A1111 also halves sqrt_alphas_cumprod; the oracle is float32 / --no-half).
 
-Sizes: 96 px is a multiple of 8 but not 64: the UNet's third downsampling gives 2 from 3, and like every oracle golden
-this follows diffusers (upsample straight to the skip's size), not A1111's sd_hijack_unet concatenation hijack
-(upsample x2, conv, then nearest-resize to the skip); see params.json "sd2"."size_note".
+Sizes: 96 px is a multiple of 8 but not 64: the UNet's third downsampling gives 2 from 3. Like every golden script,
+this one patches A1111's rule into the oracle's diffusers UNet (tools/a1111_unet.py: upsample x2, conv, then
+nearest-resize to the skip at the concatenation, modules/sd_hijack_unet.py), not diffusers' own (upsample straight to
+the skip's size); see params.json "sd2"."size_note".
 
 Cross-checks (unless --no-crosscheck): cond / uncond recomputed through transformers' CLIPTextModel converted by
 diffusers' convert_open_clip_checkpoint (hidden_states[-2] + final_layer_norm) from the tokens.json ids; Euler
@@ -373,6 +374,8 @@ def make(args):
     import torch
     import reference as R
     import make_sd2_checkpoint as SD2
+    import a1111_unet  # A1111's UNet rule for sizes not multiples of 64 (tools/a1111_unet.py), before any UNet runs
+    a1111_unet.apply()
     from transformers import CLIPTokenizer
 
     torch.set_num_threads(args.threads)
@@ -459,8 +462,9 @@ def make(args):
         }
         if opts["width"] % 64 or opts["height"] % 64:
             params["sd2"]["size_note"] = ("width/height not a multiple of 64: UNet skip sizes mismatch after the 3rd "
-                                          "downsampling; the oracle (diffusers) upsamples straight to the skip's size, "
-                                          "A1111's sd_hijack_unet upsamples x2, convolves, then nearest-resizes to the skip")
+                                          "downsampling; as A1111's sd_hijack_unet, the UNet upsamples x2, convolves, "
+                                          "then nearest-resizes to the skip (tools/a1111_unet.py patches this into the "
+                                          "oracle's diffusers UNet, which would upsample straight to the skip's size)")
         params["golden_case"] = name
         params["golden_args"] = opts
         with open(os.path.join(dest, "params.json"), "w") as f:
