@@ -2,7 +2,8 @@
 """Regenerate Atelier's committed golden fixtures from the PyTorch oracle of A1111 1.10.
 
 Run by hand with the reference venv (see tools/README.md); the Swift tests never run it
-and never read the oracle:
+and never read the oracle. The oracle's diffusers UNet gets A1111's rule for sizes that are
+not multiples of 64 (tools/a1111_unet.py, applied before any UNet runs):
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
         --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae] \

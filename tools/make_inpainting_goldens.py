@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Goldens for an SD 1.x *inpainting checkpoint* (9-channel UNet, conditioning_key "hybrid") as
 AUTOMATIC1111 1.10 runs it, from the PyTorch oracle (REF/reference.py) plus the image
-conditioning this script adds around it.
+conditioning this script adds around it. The oracle's diffusers UNet gets A1111's rule for sizes that
+are not multiples of 64 (tools/a1111_unet.py; no case here needs it: all are 128x128).
 
     REF_VENV/bin/python tools/make_inpainting_goldens.py --ref REF --tokenizer MODELS_DIR/clip-tokenizer \
         [--only CASE ...] [--threads 2]

@@ -656,14 +656,9 @@ def check_ldm(src, yaml_path, cfg, sd, unet):
 
     walk(real, mine, "")
     print(f"  yaml vs {real_name}: {'same keys and values apart from the sizes' if not failures else 'DIFFERENT'}")
-    try:
-        import omegaconf.listconfig  # noqa: F401  (openaimodel only uses it for an isinstance check)
-    except ImportError:
-        import types
-        stub = types.ModuleType("omegaconf.listconfig")
-        stub.ListConfig = type("ListConfig", (list,), {})
-        sys.modules.setdefault("omegaconf", types.ModuleType("omegaconf"))
-        sys.modules["omegaconf.listconfig"] = stub
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import a1111_unet
+    a1111_unet.stub_omegaconf()
     from ldm.modules.diffusionmodules.openaimodel import UNetModel
     params = dict(mine["model"]["params"]["unet_config"]["params"])
     params.update(use_fp16=False, use_checkpoint=False)  # A1111 repair_config with --no-half / float32
