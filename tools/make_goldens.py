@@ -6,7 +6,7 @@ and never read the oracle. The oracle's diffusers UNet gets A1111's rule for siz
 not multiples of 64 (tools/a1111_unet.py, applied before any UNet runs):
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae|img2img2] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -81,6 +81,9 @@ Writes (paths relative to the repository root):
       "VAE hash: <file sha256[:10]>, VAE: <file name>" after "Model: ..." (params.json and image.png). Args vae
       (relative to the repository root; never passed to the oracle) and vae_sha256; params.json also gets vae,
       vae_sha256, vae_name, vae_hash and vae_merged_checkpoint_sha256.
+      The img2img2 group (img2img2_cases(), `--group img2img2`: 7 cases, 128 px, 10 steps, seeds 1000-1006)
+      drops image_float.npy: img2img from init-128.png on Heun, DPM2, DPM2 a, LMS, DPM++ 2S a, LCM and
+      DDIM CFG++ (strength 0.6-0.75, eta at A1111's defaults, not in the args).
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -250,6 +253,24 @@ def samplers2_cases():
     out["dpm_fast-eta0"] = dict(BASE, steps=9, sampler="DPM fast", scheduler="Automatic", seed=82, eta=0.0)
     # img2img: smin = sigmas[-2], smax = sigmas[0] of the truncated schedule, n = len(sigmas) - 1 (t_enc + 1)
     out["i2i-dpm_fast"] = dict(i2i, steps=10, sampler="DPM fast", seed=83, denoising_strength=0.6)
+    return out
+
+
+def img2img2_cases():
+    """img2img (init-128.png, "just resize", posterior mean) on the samplers the img2img / samplers2 groups
+    leave out: Heun, DPM2, DPM2 a, LMS, DPM++ 2S a, LCM (cfg 1.5 as the samplers2 LCM cases), DDIM CFG++.
+    128 px, the usual prompt, 10 steps, scheduler Automatic (Karras for DPM2 / DPM2 a / DPM++ 2S a), strength
+    0.6-0.75, seeds 1000-1006; eta left at A1111's defaults (not in the args: ancestral 1, DDIM CFG++ 0).
+    image_float.npy is not kept (DROP)."""
+    out = {}
+    i2i = dict(BASE, steps=10, scheduler="Automatic", init_image=INIT_IMAGE)
+    out["i2i-heun"] = dict(i2i, sampler="Heun", seed=1000, denoising_strength=0.6)
+    out["i2i-dpm2"] = dict(i2i, sampler="DPM2", seed=1001, denoising_strength=0.65)
+    out["i2i-dpm2_a"] = dict(i2i, sampler="DPM2 a", seed=1002, denoising_strength=0.75)
+    out["i2i-lms"] = dict(i2i, sampler="LMS", seed=1003, denoising_strength=0.7)
+    out["i2i-dpmpp_2s_a"] = dict(i2i, sampler="DPM++ 2S a", seed=1004, denoising_strength=0.75)
+    out["i2i-lcm"] = dict(i2i, cfg=1.5, sampler="LCM", seed=1005, denoising_strength=0.6)
+    out["i2i-ddim_cfgpp"] = dict(i2i, sampler="DDIM CFG++", seed=1006, denoising_strength=0.7)
     return out
 
 
@@ -733,7 +754,7 @@ class A1111Img2ImgExtras:
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
           "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases,
           "samplers2": samplers2_cases, "inpaint2": inpaint2_cases,
-          "vae": vae_cases}  # appended: index.json keeps the older cases' order
+          "vae": vae_cases, "img2img2": img2img2_cases}  # appended: index.json keeps the older cases' order
 # files of KEEP not kept for a group's cases (size)
 DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "seeds": ("image_float.npy",),
         "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
@@ -741,7 +762,7 @@ DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "se
         "controlnet": ("image_float.npy", "control_hint.npy"),
         # firstpass_image_float.npy: the first pass's decoded float image (firstpass_image.png is kept)
         "hires": ("image_float.npy", "firstpass_image_float.npy"), "inpaint2": ("image_float.npy",),
-        "vae": ("image_float.npy",)}
+        "vae": ("image_float.npy",), "img2img2": ("image_float.npy",)}
 # further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
 # one per distinct conditioning, in the order of params.json["distinct_conds"]; control_residual_NN.npy:
 # the first active ControlNet call's 13 weighted residuals; firstpass_*.npy: the hires first pass's
@@ -966,7 +987,8 @@ def main():
                          "prompts: prompt editing / alternation / AND; networks: LoRA / LyCORIS / embeddings; "
                          "controlnet: one ControlNet unit; hires: the hires fix; "
                          "inpaint2: more inpainting / img2img variants, resize modes 1-3, noise multiplier; "
-                         "vae: a separate VAE file (default: all)")
+                         "vae: a separate VAE file; img2img2: img2img on Heun, DPM2, DPM2 a, LMS, DPM++ 2S a, "
+                         "LCM, DDIM CFG++ (default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")
