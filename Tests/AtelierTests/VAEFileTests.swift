@@ -17,8 +17,11 @@ import Testing
         let a = try VAEFile(path: Self.safetensors, config: Self.config)
         let b = try VAEFile(path: Self.dir.appendingPathComponent("tiny-vae-ft.pt").path, config: Self.config)
         let z = Tensor(shape: [1, 4, 8, 8], data: (0..<256).map { Float(sin(Double($0) * 0.37)) })
-        #expect(a.decoder(z).scalars == b.decoder(z).scalars)
-        #expect(a.decoder(z).scalars != Fixtures.model.vaeDecoder(z).scalars, "the file must replace the checkpoint's VAE")
+        // identical weights decode identically; the bound only absorbs BLAS's thread-dependent
+        // summation order when suites run in parallel (a different VAE is ~1 away)
+        let (da, db) = (a.decoder(z).scalars, b.decoder(z).scalars)
+        #expect(relativeL2(da, db.map(Double.init)) <= 1e-6)
+        #expect(relativeL2(Fixtures.model.vaeDecoder(z).scalars, da.map(Double.init)) > 0.1, "the file must replace the checkpoint's VAE")
         #expect(a.name == "tiny-vae-ft.safetensors" && a.shortHash == "45f0710e87")
     }
 
