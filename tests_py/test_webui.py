@@ -522,6 +522,26 @@ def test_sketch_strokes_are_painted_into_the_init_image(server, page):
     page.shot("sketch")
 
 
+def test_vae_selector_finds_a_dropped_file_and_the_next_picture_names_it(server, page):
+    page.open(server.url + "/")
+    options = page.js("return [...document.getElementById('sd_vae').options].map(o => o.value)")
+    assert options == ["Automatic", "None"]
+    shutil.copy(os.path.join(ROOT, "Tests", "Fixtures", "vae", "tiny-vae-ft.safetensors"),
+                os.path.join(server.data, "models", "VAE", "tiny-vae-ft.safetensors"))
+    page.click("refresh_sd_vae")
+    page.wait(lambda d: "tiny-vae-ft.safetensors" in page.js("return [...document.getElementById('sd_vae').options].map(o => o.value)"),
+              10, "the VAE in the selector")
+    page.js("const s = document.getElementById('sd_vae'); s.value = 'tiny-vae-ft.safetensors'; s.dispatchEvent(new Event('change'));")
+    page.wait(lambda d: requests.get(server.url + "/sdapi/v1/options").json()["sd_vae"] == "tiny-vae-ft.safetensors", 10, "sd_vae saved")
+    page.type("txt2img_prompt", "a teapot")
+    for k, v in (("steps", 3), ("width", 64), ("height", 64), ("seed", 31)):
+        page.type("txt2img_" + k, v)
+    page.click("txt2img_generate")
+    page.wait(lambda d: "Seed: 31" in page.text("html_info_txt2img"), 60, "txt2img image")
+    assert "VAE hash: 45f0710e87, VAE: tiny-vae-ft.safetensors" in page.text("html_info_txt2img")
+    page.shot("vae-chosen")
+
+
 def test_login_with_user_and_password(make_server, page):
     s = make_server("--api-auth", "alice:pa55")
     page.open(s.url + "/")
