@@ -105,12 +105,8 @@ public final class StableDiffusionModel: @unchecked Sendable {
         self.path = path
         let fileName = (path as NSString).lastPathComponent
         name = ((fileName as NSString).deletingPathExtension)
-        let ext = (fileName as NSString).pathExtension.lowercased()
-        let file: any TensorSource
-        switch ext {
-        case "safetensors": file = try SafeTensorsFile(path: path)
-        case "ckpt", "pt", "pth": file = try PickledTensors(path: path)
-        default: throw ModelFileError(file: fileName, "not a checkpoint (.safetensors or .ckpt)")
+        guard let file = try openTensorFile(path) else {
+            throw ModelFileError(file: fileName, "not a checkpoint (.safetensors or .ckpt)")
         }
         let store = WeightStore(file: file)
         let arch = Architecture.detect(store)

@@ -25,11 +25,8 @@ public final class ControlNetModel: @unchecked Sendable {
         self.path = path
         let fileName = (path as NSString).lastPathComponent
         name = (fileName as NSString).deletingPathExtension
-        let source: any TensorSource
-        switch (path as NSString).pathExtension.lowercased() {
-        case "safetensors": source = try SafeTensorsFile(path: path)
-        case "pth", "pt", "ckpt", "bin": source = try PickledTensors(path: path)
-        default: throw ModelFileError(file: fileName, "not a ControlNet file (.safetensors, .pth, .pt or .ckpt)")
+        guard let source = try openTensorFile(path, pickled: ["pth", "pt", "ckpt", "bin"]) else {
+            throw ModelFileError(file: fileName, "not a ControlNet file (.safetensors, .pth, .pt or .ckpt)")
         }
         let store = WeightStore(file: source)
         let p = Self.prefix

@@ -19,12 +19,8 @@ public final class VAEFile: @unchecked Sendable {
     public init(path: String, config: VAEConfig) throws {
         self.path = path
         name = (path as NSString).lastPathComponent
-        let ext = (name as NSString).pathExtension.lowercased()
-        let file: any TensorSource
-        switch ext {
-        case "safetensors": file = try SafeTensorsFile(path: path)
-        case "ckpt", "pt", "pth": file = try PickledTensors(path: path)
-        default: throw ModelFileError(file: name, "not a VAE file (.safetensors, .pt or .ckpt)")
+        guard let file = try openTensorFile(path) else {
+            throw ModelFileError(file: name, "not a VAE file (.safetensors, .pt or .ckpt)")
         }
         let store = WeightStore(file: file)
         let arch = Architecture.detect(store)

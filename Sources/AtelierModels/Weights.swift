@@ -193,3 +193,12 @@ extension Linear {
         self.bias = bias
     }
 }
+
+/// Opens a model file by its extension: `.safetensors` memory-mapped, the pickled torch
+/// extensions in `pickled` through the restricted unpickler; nil for any other extension (the
+/// caller names what it expected).
+func openTensorFile(_ path: String, pickled: Set<String> = ["ckpt", "pt", "pth"]) throws -> (any TensorSource)? {
+    let ext = (path as NSString).pathExtension.lowercased()
+    if ext == "safetensors" { return try SafeTensorsFile(path: path) }
+    return pickled.contains(ext) ? try PickledTensors(path: path) : nil
+}

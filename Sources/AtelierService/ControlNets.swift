@@ -19,8 +19,7 @@ public struct ControlNetInfo: Sendable, Equatable {
 /// kept loaded (the extension's `control_net_model_cache_size` default).
 public final class ControlNetLibrary: @unchecked Sendable {
     public let directories: [URL]
-    private let lock = NSLock()
-    private var cache: [(key: String, model: ControlNetModel)] = []
+    private let cache = LoadedModelCache<ControlNetModel>(capacity: ControlNetLibrary.cacheSize)
     static let extensions: Set<String> = ["safetensors", "pth", "pt", "ckpt"]
     static let cacheSize = 2
 
@@ -65,19 +64,11 @@ public final class ControlNetLibrary: @unchecked Sendable {
 
     /// The loaded model for `info`, built for a base UNet of `config` (cached per file and layout).
     public func model(_ info: ControlNetInfo, for config: UNetConfig, field: String) throws -> ControlNetModel {
-        let attributes = try? FileManager.default.attributesOfItem(atPath: info.path)
-        let key = "\(info.path)|\(attributes?[.size] ?? 0)|\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)|\(config.modelChannels)|\(config.contextDim)"
-        if let hit = lock.withLock({ cache.first { $0.key == key }?.model }) { return hit }
-        let model: ControlNetModel
-        do { model = try ControlNetModel(path: info.path, config: config) } catch let e as ModelFileError {
-            throw ServiceError(422, field: field, "\(field): cannot load ControlNet \(info.title) for the loaded checkpoint: \(e.problem)")
+        try cache.model(path: info.path, layout: "\(config.modelChannels)|\(config.contextDim)") {
+            do { return try ControlNetModel(path: info.path, config: config) } catch let e as ModelFileError {
+                throw ServiceError(422, field: field, "\(field): cannot load ControlNet \(info.title) for the loaded checkpoint: \(e.problem)")
+            }
         }
-        lock.withLock {
-            cache.removeAll { $0.key == key }
-            cache.insert((key, model), at: 0)
-            if cache.count > Self.cacheSize { cache.removeLast() }
-        }
-        return model
     }
 }
 

@@ -15,8 +15,7 @@ public final class VAELibrary: @unchecked Sendable {
     public let checkpointDirectory: URL
     /// `--vae-path`: the operator's VAE for every job (A1111's command-line override)
     public let forced: URL?
-    private let lock = NSLock()
-    private var cache: [(key: String, vae: VAEFile)] = []
+    private let cache = LoadedModelCache<VAEFile>(capacity: 2)
     public static let extensions: Set<String> = ["safetensors", "pt", "ckpt"]
 
     public init(directories: [URL], checkpointDirectory: URL, forced: URL? = nil) {
@@ -65,18 +64,10 @@ public final class VAELibrary: @unchecked Sendable {
 
     /// The loaded VAE for a checkpoint whose VAE has `config` (cached per file, size, date, layout).
     public func load(_ info: VAEInfo, config: VAEConfig, field: String) throws -> VAEFile {
-        let attributes = try? FileManager.default.attributesOfItem(atPath: info.path)
-        let key = "\(info.path)|\(attributes?[.size] ?? 0)|\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)|\(config.ch)|\(config.chMult)"
-        if let hit = lock.withLock({ cache.first { $0.key == key }?.vae }) { return hit }
-        let vae: VAEFile
-        do { vae = try VAEFile(path: info.path, config: config) } catch let e as ModelFileError {
-            throw ServiceError(422, field: field, "\(field): cannot use VAE \(info.name): \(e.description)")
+        try cache.model(path: info.path, layout: "\(config.ch)|\(config.chMult)") {
+            do { return try VAEFile(path: info.path, config: config) } catch let e as ModelFileError {
+                throw ServiceError(422, field: field, "\(field): cannot use VAE \(info.name): \(e.description)")
+            }
         }
-        lock.withLock {
-            cache.removeAll { $0.key == key }
-            cache.insert((key, vae), at: 0)
-            if cache.count > 2 { cache.removeLast() }
-        }
-        return vae
     }
 }
