@@ -96,7 +96,6 @@ torch 2.15; sha256 a7caa29f...):
 """
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -106,6 +105,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from golden_common import sha256, to_argv, set_png_parameters  # noqa: E402 (tools/ is the script's own folder)
 FIXTURES = os.path.join(REPO, "Tests", "Fixtures")
 CKPT = os.path.join(FIXTURES, "models", "tiny-sd15.safetensors")
 CKPT_SHA256 = "a7caa29fe88432bbcf4de833985faded804ab9f60baf7121ce011b8540e8ff0a"
@@ -608,7 +608,6 @@ class VaeFileCheckpoints:
         return entry
 
     def finish(self, entry, params, dest):
-        from PIL import Image, PngImagePlugin
         if params["checkpoint_sha256"] != entry["merged_sha256"]:
             sys.exit(f"the oracle did not run on the merged checkpoint: {params['checkpoint_sha256']}")
         name = os.path.basename(entry["vae"])
@@ -626,12 +625,7 @@ class VaeFileCheckpoints:
         params["checkpoint_sha256"] = CKPT_SHA256
         params.update(vae=entry["vae"], vae_sha256=entry["vae_sha256"], vae_name=name, vae_hash=entry["vae_sha256"][:10],
                       vae_merged_checkpoint_sha256=entry["merged_sha256"])
-        path = os.path.join(dest, "image.png")
-        png = PngImagePlugin.PngInfo()
-        png.add_text("parameters", params["infotext"])
-        with Image.open(path) as im:
-            im.load()
-            im.save(path, pnginfo=png)
+        set_png_parameters(os.path.join(dest, "image.png"), params["infotext"])
 
     def close(self):
         self.pipes.clear()
@@ -740,15 +734,9 @@ class A1111Img2ImgExtras:
                                             "latent_shape": [1, 4, self.opts["height"] // 8, self.opts["width"] // 8],
                                             "mode": "bilinear", "align_corners": False, "antialias": False}
         if self.mult != 1.0:
-            from PIL import Image, PngImagePlugin
             params["initial_noise_multiplier"] = self.mult
             params["infotext"] += f", Noise multiplier: {self.mult}"
-            path = os.path.join(dest, "image.png")
-            png = PngImagePlugin.PngInfo()
-            png.add_text("parameters", params["infotext"])
-            with Image.open(path) as im:
-                im.load()
-                im.save(path, pnginfo=png)
+            set_png_parameters(os.path.join(dest, "image.png"), params["infotext"])
 
 
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
@@ -789,25 +777,6 @@ NOISE = (
 )
 
 
-def to_argv(opts, ckpt, tokenizer, out, threads):
-    argv = ["--ckpt", ckpt, "--tokenizer", tokenizer, "--out", out, "--threads", str(threads)]
-    for k, v in opts.items():
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):  # store_true options: the bare flag, or nothing
-            argv += [flag] if v else []
-        elif k in PATH_ARGS:
-            argv += [flag, os.path.join(REPO, v)]
-        else:
-            argv += [flag, str(v)]
-    return argv
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def float64_floor_hires(R, a, pipe, out):
@@ -909,7 +878,7 @@ def make_goldens(args):
             extras = A1111Img2ImgExtras(R, opts, tmp)  # resize modes 1-3, noise multiplier (else a no-op)
             vae = vae_files.get(opts["vae"]) if opts.get("vae") else None  # a merged checkpoint (VaeFileCheckpoints)
             case_ckpt, case_pipe = (vae["path"], vae["pipe"]) if vae else (args.ckpt, pipe)
-            argv = to_argv(extras.oracle, case_ckpt, args.tokenizer, tmp, args.threads)
+            argv = to_argv(extras.oracle, case_ckpt, args.tokenizer, tmp, args.threads, PATH_ARGS)
             a = R.build_parser().parse_args(argv)
             with extras.patched():
                 res = R.run(a, case_pipe)

@@ -66,8 +66,6 @@ which must be > 1e-3 or the script fails).
 """
 import argparse
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -76,6 +74,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from golden_common import sha256, to_argv, update_index  # noqa: E402 (tools/ is the script's own folder)
 FIXTURES = os.path.join(REPO, "Tests", "Fixtures")
 CKPT_REL = "Tests/Fixtures/models/tiny-sd15-inpainting.safetensors"
 CKPT_SHA256 = "0044400555ab8a9f4368eb1e1edc0d7c94fe95e78c2ad4f682cfb8453228828b"
@@ -228,50 +227,6 @@ class InpaintingModelConditioning:
             R.prepare_inpaint, R.load_init_image, R.EpsUNet, R.infotext = saved
 
 
-def to_argv(opts, ckpt, tokenizer, out, threads):
-    argv = ["--ckpt", ckpt, "--tokenizer", tokenizer, "--out", out, "--threads", str(threads)]
-    for k, v in opts.items():
-        if k == "ckpt":
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            argv += [flag] if v else []
-        elif k in PATH_ARGS:
-            argv += [flag, os.path.join(REPO, v)]
-        else:
-            argv += [flag, str(v)]
-    return argv
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def update_index(index_path, entries):
-    """Add / replace `entries` in index.json["cases"] under an exclusive flock on the file; every other
-    case keeps its entry and its place, new cases go at the end, "meta" is not touched."""
-    fd = os.open(index_path, os.O_RDWR | os.O_CREAT, 0o644)
-    with os.fdopen(fd, "r+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            text = f.read()
-            doc = json.loads(text) if text.strip() else {"meta": {}, "cases": {}}
-            cases = doc.setdefault("cases", {})
-            for name, entry in entries.items():
-                cases[name] = entry
-            f.seek(0)
-            f.truncate()
-            json.dump(doc, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def make(args):
     sys.path.insert(0, os.path.abspath(args.ref))
     import numpy as np
@@ -301,7 +256,7 @@ def make(args):
             continue
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:
-            argv = to_argv(opts, ckpt, args.tokenizer, tmp, args.threads)
+            argv = to_argv(opts, ckpt, args.tokenizer, tmp, args.threads, PATH_ARGS)
             a = R.build_parser().parse_args(argv)
             ext = InpaintingModelConditioning(R, pipe, opts)
             with ext.patched():

@@ -60,10 +60,7 @@ Checks (unless --no-verify):
 """
 import argparse
 import copy
-import gc
-import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -73,6 +70,7 @@ import torch
 from torch import nn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from golden_common import sha256  # noqa: E402 (tools/ is the script's own folder)
 TEXT_PREFIX = "cond_stage_model.model."
 DEFAULT_SEED = {"eps": 2, "v": 3}
 
@@ -421,13 +419,6 @@ def v2_yaml_text(cfg):
 
 
 # ---------------------------------------------------------------------------- checks
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def compare(name, expected, got):

@@ -60,8 +60,6 @@ CompVisVDenoiser and sample_* (REF/crosscheck.py's driver). Results go to params
 """
 import argparse
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -71,6 +69,7 @@ import time
 import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from golden_common import sha256, to_argv, update_index  # noqa: E402 (tools/ is the script's own folder)
 FIXTURES = os.path.join(REPO, "Tests", "Fixtures")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -324,50 +323,6 @@ def crosscheck(R, SD2, pipe, a, res, ckpt, kd=None):
 
 # ---------------------------------------------------------------------------- driver
 
-def to_argv(opts, ckpt, tokenizer, out, threads):
-    argv = ["--ckpt", ckpt, "--tokenizer", tokenizer, "--out", out, "--threads", str(threads)]
-    for k, v in opts.items():
-        if k == "ckpt":
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            argv += [flag] if v else []
-        elif k in PATH_ARGS:
-            argv += [flag, os.path.join(REPO, v)]
-        else:
-            argv += [flag, str(v)]
-    return argv
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def update_index(index_path, entries):
-    """Add / replace `entries` in index.json["cases"] under an exclusive flock on the file; every other case keeps
-    its entry and its place, new cases go at the end, "meta" is not touched."""
-    fd = os.open(index_path, os.O_RDWR | os.O_CREAT, 0o644)
-    with os.fdopen(fd, "r+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            text = f.read()
-            doc = json.loads(text) if text.strip() else {"meta": {}, "cases": {}}
-            cases_ = doc.setdefault("cases", {})
-            for name, entry in entries.items():
-                cases_[name] = entry
-            f.seek(0)
-            f.truncate()
-            json.dump(doc, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def make(args):
     sys.path.insert(0, os.path.abspath(args.ref))
     import numpy as np
@@ -412,7 +367,7 @@ def make(args):
             pipes[kind]["hf_tok"] = hf_tok
         pipe = pipes[kind]
         with tempfile.TemporaryDirectory() as tmp:
-            a = R.build_parser().parse_args(to_argv(opts, ckpt, args.tokenizer, tmp, args.threads))
+            a = R.build_parser().parse_args(to_argv(opts, ckpt, args.tokenizer, tmp, args.threads, PATH_ARGS))
             sem = SD2Semantics(R, pipe)
             with sem.patched():
                 res = R.run(a, pipe)

@@ -40,7 +40,6 @@ Deterministic for torch 2.15 (--check re-makes into a temp dir and compares byte
 """
 import argparse
 import collections
-import hashlib
 import io
 import json
 import os
@@ -51,6 +50,7 @@ import tempfile
 import zipfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from golden_common import sha256  # noqa: E402 (tools/ is the script's own folder)
 CKPT = os.path.join(REPO, "Tests", "Fixtures", "models", "tiny-sd15.safetensors")
 CKPT_SHA256 = "a7caa29fe88432bbcf4de833985faded804ab9f60baf7121ce011b8540e8ff0a"
 INIT_IMAGE = os.path.join(REPO, "Tests", "Fixtures", "images", "init-128.png")
@@ -69,13 +69,6 @@ A1111_SAFE_GLOBALS = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v
                       "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct", "numpy.dtype",
                       "numpy.ndarray", "_codecs.encode"}
 
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pickle_globals(path):
