@@ -44,7 +44,7 @@ public extension InitImage {
     static func prepared(_ image: Image8, mask: Image8?, width: Int, height: Int,
                          resizeMode: ImageResizeMode = .justResize, inpaint options: InpaintOptions = InpaintOptions()) -> InitImage {
         guard let mask else {
-            let flat = Image8(width: image.width, height: image.height, channels: 3, pixels: image.flattenedRGB()).pillowRGB()
+            let flat = image.flattened()
             let fitted = resizeMode == .latentUpscale ? flat : flat.a1111Resized(resizeMode, width: width, height: height)
             return InitImage(width: fitted.width, height: fitted.height, rgb: fitted.pixels, latentUpscale: resizeMode == .latentUpscale)
         }

@@ -1,5 +1,11 @@
 /// Pixel operations on 8-bit images.
 public extension Image8 {
+    /// An img2img picture as A1111 takes it (`images.flatten`, then RGB): RGBA composited onto
+    /// white, grey expanded to RGB.
+    func flattened() -> Image8 {
+        channels == 4 ? Image8(width: width, height: height, channels: 3, pixels: flattenedRGB()) : pillowRGB()
+    }
+
     /// RGB bytes, compositing RGBA onto `background` as PIL's `paste(img, mask=img)` does
     /// (A1111's `images.flatten` with the img2img background colour, white by default).
     func flattenedRGB(background: (UInt8, UInt8, UInt8) = (255, 255, 255)) -> [UInt8] {

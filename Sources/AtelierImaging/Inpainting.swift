@@ -150,8 +150,7 @@ public struct InpaintPreparation: Sendable {
             overlayMask = Image8(width: width, height: height, channels: 1, pixels: resized.pixels.map { UInt8(min(Int($0) * 2, 255)) })
         }
 
-        var image = initImage.channels == 4 ? Image8(width: initImage.width, height: initImage.height, channels: 3, pixels: initImage.flattenedRGB())
-                                            : initImage.pillowRGB()
+        var image = initImage.flattened()
         // latent upscale encodes the image at its own size (the pipeline resizes the latent)
         if crop == nil && resizeMode != .latentUpscale { image = image.a1111Resized(resizeMode, width: width, height: height) }
         var overlay: Image8?

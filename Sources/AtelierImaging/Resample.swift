@@ -4,13 +4,6 @@ import Foundation
 /// separable Lanczos-3 with the support widened by the downscale factor, coefficients in
 /// double then fixed point with 22 fractional bits, horizontal pass first into an 8-bit image.
 public extension Image8 {
-    /// An init image as A1111's resize mode 0 prepares it: RGBA flattened onto white, then
-    /// Pillow's LANCZOS to `width × height` (no resampling when it already has that size).
-    func fittedRGB(width: Int, height: Int) -> Image8 {
-        Image8(width: self.width, height: self.height, channels: 3, pixels: flattenedRGB())
-            .resizedLanczos(width: width, height: height)
-    }
-
     func resizedLanczos(width outW: Int, height outH: Int) -> Image8 {
         pillowResized(width: outW, height: outH, filter: .lanczos)
     }
@@ -27,19 +20,22 @@ public extension Image8 {
         if outW == width && outH == height && b == (0, 0, Double(width), Double(height)) { return self }
         let needH = outW != width || b.x0 != 0 || b.x1 != Double(outW)
         let needV = outH != height || b.y0 != 0 || b.y1 != Double(outH)
-        let horizontal = Resample.coefficients(inSize: width, in0: b.x0, in1: b.x1, outSize: outW, filter: filter)
+        func horizontal() -> (weights: [Int64], bounds: [Int], ksize: Int) {
+            Resample.coefficients(inSize: width, in0: b.x0, in1: b.x1, outSize: outW, filter: filter)
+        }
         let vertical = Resample.coefficients(inSize: height, in0: b.y0, in1: b.y1, outSize: outH, filter: filter)
         let verticalFirst = needH && needV && outH < height && (height - outH) > 2 * (width - outW)
         var img = self
         if verticalFirst {
             // only the columns the horizontal pass reads
-            let first = horizontal.bounds[0], last = horizontal.bounds[(outW - 1) * 2] + horizontal.bounds[(outW - 1) * 2 + 1]
+            let h = horizontal()
+            let first = h.bounds[0], last = h.bounds[(outW - 1) * 2] + h.bounds[(outW - 1) * 2 + 1]
             img = img.resampledVertically(vertical, outH, columns: first..<last)
-            img = img.resampledHorizontally(horizontal, outW, rows: 0..<img.height, shift: first)
+            img = img.resampledHorizontally(h, outW, rows: 0..<img.height, shift: first)
         } else {
             if needH {
                 let rows = needV ? vertical.bounds[0]..<(vertical.bounds[(outH - 1) * 2] + vertical.bounds[(outH - 1) * 2 + 1]) : 0..<height
-                img = img.resampledHorizontally(horizontal, outW, rows: rows, shift: 0)
+                img = img.resampledHorizontally(horizontal(), outW, rows: rows, shift: 0)
                 if needV { img = img.resampledVertically(vertical, outH, columns: 0..<img.width, shift: rows.lowerBound) }
             } else if needV {
                 img = img.resampledVertically(vertical, outH, columns: 0..<width)

@@ -82,8 +82,7 @@ public struct ExtrasUpscale: Sendable {
     /// The processed picture (RGB) and A1111's infotext fields in order; without an upscaler
     /// the picture is returned as it is, with no fields.
     public func run(_ image: Image8) -> (Image8, [(String, String)]) {
-        let rgb = image.channels == 4 ? Image8(width: image.width, height: image.height, channels: 3,
-                                              pixels: image.pillowRGB().pixels) : image.pillowRGB()
+        let rgb = image.pillowRGB()  // A1111: convert("RGB"), alpha dropped
         guard let upscaler1 else { return (rgb, []) }
         var info: [(String, String)] = []
         func upscale(_ up: PixelUpscaler, record: Bool) -> Image8 {
