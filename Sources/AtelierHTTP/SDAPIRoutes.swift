@@ -216,9 +216,7 @@ struct SDAPIRoutes {
     func setOptions(_ body: [String: JSONValue]) throws -> JSONValue {
         try instance.options.validate(body)
         var update = body
-        if let vae = body["sd_vae"]?.string, !["automatic", "none"].contains(vae.lowercased()) {
-            _ = try instance.vaes.resolve(setting: vae, checkpointPath: "", field: "sd_vae")
-        }
+        if let vae = body["sd_vae"]?.string { try instance.vaes.validate(setting: vae, field: "sd_vae") }
         if let ckpt = body["sd_model_checkpoint"] {
             guard let name = ckpt.string else { throw ServiceError(422, field: "sd_model_checkpoint", "sd_model_checkpoint: a checkpoint name") }
             let info = try instance.checkpoint(named: name, field: "sd_model_checkpoint")

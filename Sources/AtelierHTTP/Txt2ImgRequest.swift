@@ -343,9 +343,7 @@ struct Txt2ImgRequest {
         job.controlUnits = controlUnits
         if let vae {
             // an unknown name is refused now, before the job queues (the checkpoint's sidecar is resolved when it runs)
-            if !["automatic", "none", ""].contains(vae.lowercased().trimmingCharacters(in: .whitespaces)) {
-                _ = try instance.vaes.resolve(setting: vae, checkpointPath: "", field: "override_settings.sd_vae")
-            }
+            try instance.vaes.validate(setting: vae, field: "override_settings.sd_vae")
             job.vae = vae
         }
         job.controlMapDir = saveDir.map { $0 + "/controlnet_mask" }

@@ -235,7 +235,7 @@ public final class Instance: @unchecked Sendable {
         var request = job.request
         let vaeField = job.vae == nil ? "sd_vae" : "override_settings.sd_vae"
         if let vaeInfo = try vaes.resolve(setting: job.vae ?? options["sd_vae"]?.string ?? "Automatic",
-                                          checkpointPath: data.checkpointDir.appendingPathComponent(info.name).path, field: vaeField) {
+                                          checkpointPath: info.filename, field: vaeField) {
             request.vae = try vaes.load(vaeInfo, config: pipe.model.vaeDecoder.config, field: vaeField)
         }
         var controlMaps: [Data] = []

@@ -55,9 +55,22 @@ public final class VAELibrary: @unchecked Sendable {
             return nil
         }
         if s.lowercased() == "none" { return nil }
-        guard let hit = list().first(where: { $0.name == s }) else {
-            let names = list().map(\.name)
-            throw ServiceError(422, field: field, "\(field): VAE '\(s)' not found; use Automatic, None\(names.isEmpty ? "" : " or one of " + names.joined(separator: ", ")) (files in \(directories.first?.path ?? "models/VAE"))")
+        return try named(s, field: field)
+    }
+
+    /// Checks an SD VAE setting before a job uses it: Automatic, None (or empty) or a listed file.
+    public func validate(setting: String, field: String) throws {
+        let s = setting.trimmingCharacters(in: .whitespaces)
+        if ["", "automatic", "none"].contains(s.lowercased()) { return }
+        _ = try named(s, field: field)
+    }
+
+    /// The VAE file called `name`; an unknown name is a 422 naming `field` and the choices.
+    func named(_ name: String, field: String) throws -> VAEInfo {
+        let all = list()
+        guard let hit = all.first(where: { $0.name == name }) else {
+            let names = all.map(\.name)
+            throw ServiceError(422, field: field, "\(field): VAE '\(name)' not found; use Automatic, None\(names.isEmpty ? "" : " or one of " + names.joined(separator: ", ")) (files in \(directories.first?.path ?? "models/VAE"))")
         }
         return hit
     }
