@@ -13,7 +13,7 @@ import Testing
     static let safetensors = dir.appendingPathComponent("tiny-vae-ft.safetensors").path
     static let config = Fixtures.model.vaeDecoder.config
 
-    @Test func pickledVAEWithLossAndEMAKeysDecodesExactlyAsItsSafetensorsTwin() throws {
+    @Test func pickledVAEWithLossAndEMAKeysHoldsItsSafetensorsTwinsWeightsBitForBit() throws {
         let a = try VAEFile(path: Self.safetensors, config: Self.config)
         let b = try VAEFile(path: Self.dir.appendingPathComponent("tiny-vae-ft.pt").path, config: Self.config)
         let z = Tensor(shape: [1, 4, 8, 8], data: (0..<256).map { Float(sin(Double($0) * 0.37)) })
