@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C libraries from Debian, as system-library targets.
@@ -74,17 +75,44 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: simd),
+        // Object storage: an S3-compatible store (SigV4 on async-http-client) behind the outputs and models.
+        .target(
+            name: "AtelierStorage",
+            dependencies: [
+                "AtelierService",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]),
+        // Deploy: service specs, the controller's registry, instance processes, the gateway.
+        .target(
+            name: "AtelierDeploy",
+            dependencies: [
+                "AtelierService", "AtelierHTTP", "AtelierQueue", "AtelierStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "atelier",
             dependencies: [
-                "AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierHTTP", "AtelierQueue",
+                "AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierHTTP", "AtelierQueue", "AtelierStorage", "AtelierDeploy",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: simd),
         .testTarget(
             name: "AtelierTests",
-            dependencies: ["AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierQueue"],
+            dependencies: ["AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierQueue", "AtelierStorage", "AtelierDeploy"],
             swiftSettings: simd),
     ],
     swiftLanguageModes: [.v5]

@@ -121,3 +121,37 @@ extension HTTPServerBuilder {
         .init { responder in QueueWebSocketChannel(responder: responder, configuration: configuration, handlerFor: handlerFor) }
     }
 }
+
+/// One service's queue endpoints (put, get, commit, watch, …) for a front that serves several
+/// services: the deploy gateway. Same wire behaviour as `atelier serve --edition api`.
+public struct QueueEndpoints: Sendable {
+    let routes: QueueRoutes
+
+    public init(service: QueueService, token: String?, backend: String) {
+        routes = QueueRoutes(service: service, token: token, backend: backend, servablePaths: SDAPIRoutes.queueablePaths)
+    }
+
+    /// Answers an HTTP queue request under `/api/predict/<service>…` (errors are thrown for the
+    /// router's error middleware, in the queue's `{"code", "field", "message"}` shape).
+    public func handle(_ request: Request) async throws -> Response { try await routes.handle(request) }
+}
+
+/// A Hummingbird application whose HTTP/1.1 channel also accepts queue watches (WebSocket
+/// upgrades under `/api/predict/<service>/sink?_watch_=true`), the service picked per request.
+public enum QueueAwareApplication {
+    public static func make(router: Router<BasicRequestContext>, host: String, port: Int, maxFrameSize: Int, logger: Logger,
+                            endpoints: @escaping @Sendable (_ path: String) -> QueueEndpoints?,
+                            onListening: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
+        let ws = WebSocketServerConfiguration(maxFrameSize: maxFrameSize, autoPing: .enabled(timePeriod: .seconds(60)))
+        let server: HTTPServerBuilder = .http1QueueWatch(configuration: ws) { head in
+            guard let e = endpoints(head.path ?? "") else {
+                return .failure(QueueError(404, field: "path", "no queue at \(head.path ?? "")"))
+            }
+            return e.routes.watchHandler(for: head)
+        }
+        let onRunning: @Sendable (any Channel) async -> Void = { channel in onListening(channel.localAddress?.port ?? 0) }
+        return Application(router: router, server: server,
+                           configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "Atelier gateway"),
+                           onServerRunning: onRunning, logger: logger)
+    }
+}

@@ -9,20 +9,23 @@ import Logging
 /// tags and removes the entry, in one store transaction. A client's mistake (4xx) is a result
 /// too; a server fault (5xx) gives the entry back, to run again until `max_delivery`.
 public final class QueueWorkers: @unchecked Sendable {
+    /// Runs one entry: its request path and body → HTTP status and JSON answer. In `atelier serve`
+    /// the synchronous API's own code; in the gateway a call to one of the service's instances.
+    public typealias Executor = @Sendable (_ path: String, _ body: Data) async -> (status: Int, body: JSONValue)
     let service: QueueService
-    let routes: SDAPIRoutes
+    let execute: Executor
     let count: Int
     let instanceID: String
     let logger: Logger
     private let lock = NSLock()
     private var tasks: [Task<Void, Never>] = []
 
-    init(service: QueueService, routes: SDAPIRoutes, count: Int, logger: Logger) {
+    public init(service: QueueService, count: Int, consumerPrefix: String? = nil, logger: Logger, execute: @escaping Executor) {
         self.service = service
-        self.routes = routes
+        self.execute = execute
         self.count = max(count, 1)
         self.logger = logger
-        instanceID = "\(ProcessInfo.processInfo.hostName).\(getpid())"
+        instanceID = consumerPrefix ?? "\(ProcessInfo.processInfo.hostName).\(getpid())"
     }
 
     /// The sink body that tells a client its request failed: the EAS response shape with
@@ -42,19 +45,19 @@ public final class QueueWorkers: @unchecked Sendable {
         return JSONValue.object(body).data()
     }
 
-    func start() {
+    public func start() {
         lock.withLock {
             for n in 0..<count { tasks.append(Task { await self.run(thread: n) }) }
         }
     }
 
     /// Stops taking entries (a running one still finishes and is published).
-    func stopTaking() {
+    public func stopTaking() {
         for t in lock.withLock({ tasks }) { t.cancel() }
     }
 
     /// Stops taking entries and waits for the running ones to finish and be published.
-    func stop() async {
+    public func stop() async {
         stopTaking()
         for t in lock.withLock({ tasks }) { await t.value }
     }
@@ -77,7 +80,7 @@ public final class QueueWorkers: @unchecked Sendable {
     private func process(_ e: QueueEntry, consumer: Consumer) async throws {
         let requestID = e.frame.tags["requestId"] ?? ""
         logger.info("queue: running index \(e.index) \(e.path) (request \(requestID), delivery \(e.deliveries))")
-        let (status, body) = await routes.respond(path: e.path, body: e.frame.data)
+        let (status, body) = await execute(e.path, e.frame.data)
         if status >= 500 {
             let reason = "the worker failed with HTTP \(status) on delivery \(e.deliveries)"
             try await service.giveBack(consumer, index: e.index, reason: reason)

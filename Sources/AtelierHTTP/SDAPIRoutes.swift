@@ -282,7 +282,7 @@ struct SDAPIRoutes {
         let r = req.job.request
         let seeds = result.seeds.map { JSONValue.int(Int($0)) }
         let subseeds = result.subseeds.map { JSONValue.int(Int($0)) }
-        let info: JSONValue = .object([
+        var info: JSONValue = .object([
             "prompt": .string(r.prompt), "all_prompts": .array(result.seeds.map { _ in .string(r.prompt) }),
             "negative_prompt": .string(r.negativePrompt), "all_negative_prompts": .array(result.seeds.map { _ in .string(r.negativePrompt) }),
             "seed": seeds.first ?? .null, "all_seeds": .array(seeds), "subseed": subseeds.first ?? .null, "all_subseeds": .array(subseeds),
@@ -298,6 +298,11 @@ struct SDAPIRoutes {
             "infotexts": .array(result.infotexts.map(JSONValue.string)), "styles": .array([]), "job_timestamp": .string(result.jobTimestamp),
             "clip_skip": .int(r.clipSkip), "is_using_inpainting_conditioning": .bool(result.inpaintingConditioning), "version": .string("v1.10.1"),
         ])
+        // a deployed instance says which one served (the cloud service's `info.hostname`)
+        if let name = configuration.instanceName, case .object(var o) = info {
+            o["hostname"] = .string(name)
+            info = .object(o)
+        }
         var parameters = req.echo
         if let eas = req.eas {
             func mountStyle(_ path: String) -> String {

@@ -23,21 +23,29 @@ public struct ServerConfiguration: Sendable {
     public var webDir: String?
     /// what `/sdapi/v1/cmd-flags` reports (secrets already removed)
     public var cmdFlags: [String: JSONValue] = [:]
+    /// a deployed instance's name, reported as `info.hostname` and in `X-Atelier-Instance`
+    public var instanceName: String?
     public init() {}
 }
 
 /// An A1111-shaped error response: `{"error", "detail", "body", "errors"}` (a1111-api.md §5.2).
-struct APIError: Error {
-    let status: Int
-    let error: String
-    let detail: String
+public struct APIError: Error {
+    public let status: Int
+    public let error: String
+    public let detail: String
+
+    public init(status: Int, error: String, detail: String) {
+        self.status = status
+        self.error = error
+        self.detail = detail
+    }
 
     var json: JSONValue {
         .object(["error": .string(error), "detail": .string(detail), "body": .string(""), "errors": .string("\(status): \(detail)")])
     }
 }
 
-func jsonResponse(_ value: JSONValue, status: Int = 200) -> Response {
+public func jsonResponse(_ value: JSONValue, status: Int = 200) -> Response {
     var headers = HTTPFields()
     headers[.contentType] = "application/json"
     return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(data: value.data())))
@@ -46,11 +54,16 @@ func jsonResponse(_ value: JSONValue, status: Int = 200) -> Response {
 /// Renders every thrown error as JSON: validation problems as FastAPI's 422, client mistakes
 /// as 4xx in A1111's error shape, and only genuine faults as 500. Adds `X-Process-Time` and
 /// logs one line per request.
-struct ErrorAndTimingMiddleware<Context: RequestContext>: RouterMiddleware {
+public struct ErrorAndTimingMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
     let maxBodyMB: Int
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    public init(logger: Logger, maxBodyMB: Int) {
+        self.logger = logger
+        self.maxBodyMB = maxBodyMB
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = Date()
         var response: Response
         do {
@@ -266,7 +279,10 @@ public struct AtelierServer {
         if !recovered.isEmpty {
             logger.warning("queue: \(recovered.count) request(s) died with the previous process (max_delivery \(queue.service.configuration.maxDelivery)): error results written for index \(recovered.map(String.init).joined(separator: ", "))")
         }
-        let workers = QueueWorkers(service: queue.service, routes: sdapi, count: queue.workerThreads, logger: logger)
+        let routes = sdapi
+        let workers = QueueWorkers(service: queue.service, count: queue.workerThreads, logger: logger) { path, body in
+            await routes.respond(path: path, body: body)
+        }
         // Our pings find dead watchers whose TCP connection never closed. websocket-client answers
         // a ping only while its owner waits in recv(), so a short period would cut off SDK users
         // whose loop body takes a while (and redeliver what they hold): one minute.

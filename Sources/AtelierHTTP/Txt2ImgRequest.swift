@@ -286,6 +286,7 @@ struct Txt2ImgRequest {
 
         // EAS keys inside alwayson_scripts (a1111-api.md §14.2), then real scripts.
         var eas: EASKeys?
+        let defaultStyle: SaveDirStyle = instance.data.mountPath.map { .mount(prefix: $0) } ?? .absolute
         var saveDir: String?
         var controlUnits: [ControlUnitRequest] = []
         for (k, v) in alwaysOn {
@@ -294,31 +295,31 @@ struct Txt2ImgRequest {
             case "sd_model_checkpoint":
                 guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a checkpoint name") }
                 checkpoint = s
-                eas = eas ?? EASKeys(saveDirStyle: .absolute)
+                eas = eas ?? EASKeys(saveDirStyle: defaultStyle)
             case "sd_vae":
                 guard let s = v.string else { throw ServiceError(422, field: field, "\(field): a VAE name, Automatic or None") }
                 vae = s
-                eas = eas ?? EASKeys(saveDirStyle: .absolute)
+                eas = eas ?? EASKeys(saveDirStyle: defaultStyle)
             case "save_dir":
                 guard let s = v.string, !s.isEmpty else { throw ServiceError(422, field: field, "\(field): a directory") }
-                var e = eas ?? EASKeys(saveDirStyle: .absolute)
+                var e = eas ?? EASKeys(saveDirStyle: defaultStyle)
                 saveDir = try mapSaveDir(s, data: instance.data, style: &e.saveDirStyle)
                 e.saveDir = s
                 eas = e
             case "id_task":
-                var e = eas ?? EASKeys(saveDirStyle: .absolute)
+                var e = eas ?? EASKeys(saveDirStyle: defaultStyle)
                 e.idTask = v.string
                 eas = e
             case "uid":
-                eas = eas ?? EASKeys(saveDirStyle: .absolute)
+                eas = eas ?? EASKeys(saveDirStyle: defaultStyle)
             case "image_link":
                 // downloaded into init_images before decoding (SDAPIRoutes.fetchLinkedImages)
                 guard img2img else { throw ServiceError(422, field: field, "\(field): image_link is for img2img") }
-                eas = eas ?? EASKeys(saveDirStyle: .absolute)
+                eas = eas ?? EASKeys(saveDirStyle: defaultStyle)
             case _ where k.lowercased() == "controlnet":
                 controlUnits = try ControlNetUnits.decode(v, key: k, library: instance.controlNets, initImage: initImage)
                 // the cloud service's key `controlnet` takes its response shape; the extension's title does not
-                if k == "controlnet" { eas = eas ?? EASKeys(saveDirStyle: .absolute) }
+                if k == "controlnet" { eas = eas ?? EASKeys(saveDirStyle: defaultStyle) }
             default:
                 throw ServiceError(422, field: field, "always on script \(k) not found")
             }
@@ -362,10 +363,11 @@ struct Txt2ImgRequest {
         var relative = dir
         let ownRoot = data.root.path
         if dir.hasPrefix("/") {
-            guard let prefix = (mountPrefixes + [ownRoot]).first(where: { dir == $0 || dir.hasPrefix($0 + "/") }) else {
+            let known = (data.mountPath.map { [$0] } ?? []) + mountPrefixes + [ownRoot]
+            guard let prefix = known.first(where: { dir == $0 || dir.hasPrefix($0 + "/") }) else {
                 throw ServiceError(400, field: "alwayson_scripts.save_dir", "save_dir must stay inside the data dir: '\(dir)'")
             }
-            style = prefix == ownRoot ? .absolute : .mount(prefix: prefix)
+            style = prefix == ownRoot ? (data.mountPath.map { .mount(prefix: $0) } ?? .absolute) : .mount(prefix: prefix)
             relative = String(dir.dropFirst(prefix.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         }
         do {

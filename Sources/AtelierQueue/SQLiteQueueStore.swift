@@ -269,22 +269,22 @@ extension SQLiteQueueStore {
 
 // MARK: - A small SQLite binding
 
-enum SQLiteValue {
+public enum SQLiteValue: Sendable {
     case int(Int64), text(String), blob(Data), null
 }
 
-struct SQLiteRow {
-    let values: [SQLiteValue]
-    func int(_ i: Int) -> Int { if case .int(let v) = values[i] { return Int(v) }; return 0 }
-    func text(_ i: Int) -> String { optionalText(i) ?? "" }
-    func optionalText(_ i: Int) -> String? {
+public struct SQLiteRow {
+    public let values: [SQLiteValue]
+    public func int(_ i: Int) -> Int { if case .int(let v) = values[i] { return Int(v) }; return 0 }
+    public func text(_ i: Int) -> String { optionalText(i) ?? "" }
+    public func optionalText(_ i: Int) -> String? {
         switch values[i] {
         case .text(let s): return s
         case .blob(let d): return String(decoding: d, as: UTF8.self)
         default: return nil
         }
     }
-    func blob(_ i: Int) -> Data {
+    public func blob(_ i: Int) -> Data {
         switch values[i] {
         case .blob(let d): return d
         case .text(let s): return Data(s.utf8)
@@ -299,14 +299,14 @@ public struct SQLiteError: Error, CustomStringConvertible {
 }
 
 /// One SQLite connection with a cache of prepared statements. Not thread-safe: the store
-/// uses it from one serial queue.
-final class SQLiteConnection {
+/// uses it from one serial queue (the controller's registry under a lock).
+public final class SQLiteConnection {
     private var handle: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
     let path: String
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
-    init(path: String) throws {
+    public init(path: String) throws {
         self.path = path
         guard sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
@@ -324,7 +324,7 @@ final class SQLiteConnection {
         SQLiteError(description: "\(path): \(what): \(String(cString: sqlite3_errmsg(handle)))")
     }
 
-    func execute(_ sql: String) throws {
+    public func execute(_ sql: String) throws {
         guard sqlite3_exec(handle, sql, nil, nil, nil) == SQLITE_OK else { throw error(sql.prefix(40) + "…") }
     }
 
@@ -353,13 +353,13 @@ final class SQLiteConnection {
         return stmt
     }
 
-    func run(_ sql: String, _ binds: [SQLiteValue] = []) throws {
+    public func run(_ sql: String, _ binds: [SQLiteValue] = []) throws {
         let stmt = try prepared(sql, binds)
         defer { sqlite3_reset(stmt) }
         guard sqlite3_step(stmt) == SQLITE_DONE else { throw error("step") }
     }
 
-    func query(_ sql: String, _ binds: [SQLiteValue] = []) throws -> [SQLiteRow] {
+    public func query(_ sql: String, _ binds: [SQLiteValue] = []) throws -> [SQLiteRow] {
         let stmt = try prepared(sql, binds)
         defer { sqlite3_reset(stmt) }
         var rows: [SQLiteRow] = []

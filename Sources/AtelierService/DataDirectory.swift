@@ -28,6 +28,9 @@ public struct DataDirectory: Sendable {
     public var extraControlNetDirs: [URL] = []
     /// `--vae-path`: one VAE file for every job, whatever the SD VAE setting (operator flag)
     public var vaePath: URL?
+    /// The path clients know the data dir by (a deployed instance's container mount path, e.g.
+    /// `/code/stable-diffusion-webui/data`): `image_url` reports paths under it.
+    public var mountPath: String?
 
     public init(root: URL, checkpointDir: URL? = nil, loraDir: URL? = nil, vaeDir: URL? = nil,
                 embeddingsDir: URL? = nil, hypernetworkDir: URL? = nil, controlNetDirs: [URL] = []) {

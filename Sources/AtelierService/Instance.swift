@@ -101,12 +101,13 @@ public final class Instance: @unchecked Sendable {
     private var state = ProgressSnapshot()
     private var loaded: (info: CheckpointInfo, pipeline: Pipeline)?
 
-    public init(data: DataDirectory, hashing: Bool = true) throws {
+    /// `storage`: where outputs go (default: the data dir itself).
+    public init(data: DataDirectory, hashing: Bool = true, storage: (any FileStorage)? = nil) throws {
         try data.create()
         self.data = data
         options = OptionsStore(file: data.configFile)
         library = ModelLibrary(directory: data.checkpointDir, hashing: hashing)
-        storage = LocalStorage(root: data.root)
+        self.storage = storage ?? LocalStorage(root: data.root)
         networks = NetworkResolver(directories: [data.loraDir])
         embeddings = EmbeddingLibrary(directories: [data.embeddingsDir])
         controlNets = ControlNetLibrary(directories: [data.controlNetDir] + data.extraControlNetDirs)
@@ -322,7 +323,7 @@ public final class Instance: @unchecked Sendable {
     static func timestamp(_ d: Date) -> String { format(d, "yyyyMMddHHmmss") }
 }
 
-/// Where outputs go: a directory now, object storage later (deploy issue).
+/// Where outputs go: the data dir (`LocalStorage`), or its copy mirrored into a bucket (`BucketStorage`).
 public protocol FileStorage: Sendable {
     /// Writes `data` at a path relative to the storage root; returns the stored path.
     func write(_ data: Data, to relativePath: String) throws -> String
@@ -330,6 +331,7 @@ public protocol FileStorage: Sendable {
 
 public struct LocalStorage: FileStorage {
     public let root: URL
+    public init(root: URL) { self.root = root }
     public func write(_ data: Data, to relativePath: String) throws -> String {
         let url = root.appendingPathComponent(relativePath)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -2,6 +2,7 @@ import ArgumentParser
 import AtelierHTTP
 import AtelierQueue
 import AtelierService
+import AtelierStorage
 import AtelierTensor
 import Foundation
 import Logging
@@ -42,6 +43,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "API edition: entries per queue before puts get 429.") var queueMaxLength: Int = 10_000
     @Option(help: "API edition: bytes per queue message before puts get 413.") var queueMaxPayload: Int = 8 << 20
     @Option(help: "API edition: queue database (default DATA/queue.sqlite3).") var queueDb: String?
+    @Option(help: "The path clients know the data dir by (a deployed instance's container mount path); image_url reports it.") var mountPath: String?
+    @Option(help: "This instance's name, reported as info.hostname (set by the controller).") var instanceName: String?
+    @Option(help: "The data dir is a copy of this bucket path (oss://bucket/prefix) on the S3 store of ATELIER_S3_ENDPOINT: models are synced from it, outputs put into it.") var ossPath: String?
+    @Flag(help: "The bucket is mounted read-only: saving fails clearly.") var ossReadOnly = false
+    @Option(help: "Bound of the local model copy of --oss-path (MiB).") var ossCacheMb: Int = 20_480
     @Argument(parsing: .allUnrecognized, help: "GPU-only and environment flags of webui.sh (accepted, no effect).") var ignored: [String] = []
 
     static let noEffectFlags: Set<String> = ["--xformers", "--blade", "--sd-dynamic-cache", "--min-ram-reserved", "--skip-version-check",
@@ -96,7 +102,33 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--controlnet-dir \(controlnetDir): not a directory")
             }
         }
-        let instance = try Instance(data: data, hashing: !noHashing)
+        if let mountPath {
+            guard mountPath.hasPrefix("/") else { throw ValidationError("--mount-path must be absolute") }
+            data.mountPath = URL(fileURLWithPath: mountPath).standardizedFileURL.path
+        }
+        var storage: (any FileStorage)?
+        if let ossPath {
+            guard let bucket = BucketPath(ossPath) else { throw ValidationError("--oss-path \(ossPath): expected oss://bucket/prefix") }
+            guard let s3 = S3Configuration.fromEnvironment() else { throw ValidationError("--oss-path needs ATELIER_S3_ENDPOINT (and AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)") }
+            guard ossCacheMb > 0 else { throw ValidationError("--oss-cache-mb must be positive") }
+            let client = S3Client(configuration: s3)
+            let cache = ModelCache(root: data.root, client: client, bucket: bucket, maxBytes: Int64(ossCacheMb) << 20)
+            do {
+                let report = try await cache.sync(logger: logger)
+                logger.info("oss: \(bucket): \(report.downloaded.count) model file(s) downloaded, \(report.kept.count) kept, \(report.removed.count) removed")
+            } catch {
+                throw ValidationError("--oss-path \(ossPath): cannot read the bucket: \(error)")
+            }
+            storage = BucketStorage(localRoot: data.root, client: client, bucket: bucket, readOnly: ossReadOnly)
+            // models uploaded later appear without a restart: the copy is refreshed every 10 s
+            Task.detached {
+                while true {
+                    try? await Task.sleep(for: .seconds(10))
+                    _ = try? await cache.sync(logger: nil)
+                }
+            }
+        }
+        let instance = try Instance(data: data, hashing: !noHashing, storage: storage)
         var config = ServerConfiguration()
         config.host = listen ? "0.0.0.0" : "127.0.0.1"
         config.port = port
@@ -108,6 +140,7 @@ struct Serve: AsyncParsableCommand {
             }
         }
         config.apiLog = apiLog
+        config.instanceName = instanceName
         if !nowebui {
             guard let web = webDir ?? Self.defaultWebDir() else {
                 throw ValidationError("cannot find the WebUI files (Web/); pass --web-dir or --nowebui")
