@@ -11,7 +11,7 @@ import NIOHTTP1
 /// job to a free instance (others wait in order), progress/interrupt/skip to the instance
 /// running the caller's job, settings changes and refreshes to every instance, the rest to any
 /// healthy one. Every answer names the instance in `X-Atelier-Instance`.
-enum Gateway {
+public enum Gateway {
     static let jobPaths: Set<String> = ["/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/extra-single-image",
                                         "/sdapi/v1/extra-batch-images", "/controlnet/detect"]
     static let broadcastPaths: Set<String> = ["/sdapi/v1/options", "/sdapi/v1/refresh-checkpoints", "/sdapi/v1/refresh-loras",
@@ -22,6 +22,14 @@ enum Gateway {
     static let hopByHop: Set<String> = ["connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host",
                                         "content-length", "proxy-authorization", "proxy-connection"]
 
+    /// The gateway's connections to the instances: kept alive, up to 128 per instance (the
+    /// shared client's 8 would queue the 9th concurrent request behind the others).
+    public static let client: HTTPClient = {
+        var c = HTTPClient.Configuration()
+        c.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 128)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
+    }()
+
     /// One request to an instance; the whole answer is read (bounded).
     static func call(port: Int, method: HTTPMethod, path: String, query: String?, headers: [String: String], body: ByteBuffer?,
                      timeout: TimeAmount = .hours(2)) async throws -> (status: Int, headers: HTTPHeaders, body: ByteBuffer) {
@@ -29,7 +37,7 @@ enum Gateway {
         request.method = method
         for (k, v) in headers { request.headers.add(name: k, value: v) }
         if let body { request.body = .bytes(body) }
-        let r = try await HTTPClient.shared.execute(request, timeout: timeout)
+        let r = try await client.execute(request, timeout: timeout)
         let data = try await r.body.collect(upTo: 512 << 20)
         return (Int(r.status.code), r.headers, data)
     }

@@ -31,6 +31,9 @@ public struct DataDirectory: Sendable {
     /// The path clients know the data dir by (a deployed instance's container mount path, e.g.
     /// `/code/stable-diffusion-webui/data`): `image_url` reports paths under it.
     public var mountPath: String?
+    /// Where a user adds checkpoints when that is not the checkpoint dir itself (the bucket
+    /// path an OSS data dir is copied from), for the "no checkpoint" help.
+    public var checkpointUploadHint: String?
 
     public init(root: URL, checkpointDir: URL? = nil, loraDir: URL? = nil, vaeDir: URL? = nil,
                 embeddingsDir: URL? = nil, hypernetworkDir: URL? = nil, controlNetDirs: [URL] = []) {

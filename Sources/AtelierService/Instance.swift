@@ -123,7 +123,10 @@ public final class Instance: @unchecked Sendable {
 
     /// How to add a checkpoint, for the API and the WebUI when there is none.
     public var noCheckpointHelp: String {
-        "No checkpoint found. Put a Stable Diffusion 1.x .safetensors file into \(data.checkpointDir.path) "
+        if let hint = data.checkpointUploadHint {
+            return "No checkpoint found. Upload a Stable Diffusion 1.x .safetensors file to \(hint); it is picked up within seconds, no restart is needed."
+        }
+        return "No checkpoint found. Put a Stable Diffusion 1.x .safetensors file into \(data.checkpointDir.path) "
             + "and call POST /sdapi/v1/refresh-checkpoints (or press refresh in the WebUI); no restart is needed."
     }
 

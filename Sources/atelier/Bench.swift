@@ -11,11 +11,11 @@ struct Bench: ParsableCommand {
         abstract: "Time the engine's hot paths (ratio to PyTorch when --reference-python is given).")
 
     enum What: String, ExpressibleByArgument, CaseIterable {
-        case unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode", textEncoder = "text-encoder", txt2img, load, matmul, queue
+        case unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode", textEncoder = "text-encoder", txt2img, load, matmul, queue, gateway
     }
 
-    @Argument(help: "unet | vae-decode | vae-encode | text-encoder | txt2img | load | matmul | queue") var what: What
-    @Option(help: "queue: items per measurement.") var items: Int = 2000
+    @Argument(help: "unet | vae-decode | vae-encode | text-encoder | txt2img | load | matmul | queue | gateway") var what: What
+    @Option(help: "queue, gateway: items (requests) per measurement.") var items: Int = 2000
     @Option(help: "queue: a PostgreSQL URL to measure besides SQLite (postgres://user@host:port/db).") var queueDb: String?
     @Option(help: "Checkpoint (.safetensors); not needed for matmul.") var model: String?
     @Option(help: "Timed runs (after one warm-up).") var runs: Int = 3
@@ -33,6 +33,19 @@ struct Bench: ParsableCommand {
         }
         guard runs > 0 else { throw ValidationError("--runs must be positive") }
         if what == .queue { return try runQueue() }
+        if what == .gateway {
+            guard items >= 16 else { throw ValidationError("--items must be at least 16") }
+            let bench = GatewayBench(requests: items, clients: 16, json: json)
+            let done = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var failure: Error?
+            Task {
+                do { try await bench.run() } catch { failure = error }
+                done.signal()
+            }
+            done.wait()
+            if let failure { throw failure }
+            return
+        }
         guard size % 8 == 0, size >= 64 else { throw ValidationError("--size must be a multiple of 8, at least 64") }
         let load0 = loadAverage()
         let sgemm = measureSGEMM()
@@ -47,7 +60,7 @@ struct Bench: ParsableCommand {
         let h = size / 8
         var work: () throws -> Void
         switch what {
-        case .queue: return
+        case .queue, .gateway: return
         case .matmul:
             work = { _ = measureSGEMM(n: 2048, runs: 1) }
         case .load:

@@ -120,6 +120,7 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--oss-path \(ossPath): cannot read the bucket: \(error)")
             }
             storage = BucketStorage(localRoot: data.root, client: client, bucket: bucket, readOnly: ossReadOnly)
+            data.checkpointUploadHint = "oss://\(bucket.bucket)/\(bucket.key("models/Stable-diffusion"))/"
             // models uploaded later appear without a restart: the copy is refreshed every 10 s
             Task.detached {
                 while true {
