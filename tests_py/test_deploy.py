@@ -364,6 +364,7 @@ def test_killed_busy_instance_comes_back_and_every_queued_request_gets_exactly_o
             assert "delivered 2 time(s)" in params["error_msg"], params
         else:
             assert len(result["images"]) == 1 and params["seed"] == 1000 + int(f.tags["task_id"][4:]), params
+    print("DEBUG errors", errors, "sync", [(round(a-killed_at,2), round(b-killed_at,2), c, d if c != 200 else "", e) for a,b,c,d,e in sync_results])
     # only the entry in flight on the killed instance (one: rpc.worker_threads 1) may have failed
     assert len(errors) <= 1, f"{len(errors)} queued requests failed after one instance was killed: {errors}"
 

@@ -288,6 +288,9 @@ public final class Controller: @unchecked Sendable {
         guard let rt = runtime(name) else { throw DeployError(404, field: "path", "no service named \(name)") }
         if !sync, rt.spec.async, let q = rt.queueEndpoints {
             // a stopped service keeps its queue: puts wait for its instances
+            guard AuthCompare.equal(Gateway.token(request), rt.current.token) else {
+                throw QueueError(401, field: "Authorization", "invalid or missing service token")
+            }
             return try await q.handle(request)
         }
         if sync && !rt.spec.async { throw DeployError(404, field: "path", "\(name) is a synchronous service: call /api/predict/\(name)") }
@@ -300,10 +303,20 @@ public final class Controller: @unchecked Sendable {
     public func run(host: String, port: Int, onListening: @escaping @Sendable (Int) -> Void) async throws {
         await restore()
         let app = QueueAwareApplication.make(router: buildRouter(), host: host, port: port, maxFrameSize: (8 << 20) + (64 << 10), logger: logger,
-            endpoints: { [weak self] path in
-                guard let self, path.hasPrefix("/api/predict/") else { return nil }
-                let name = path.dropFirst("/api/predict/".count).split(separator: "/").first.map(String.init) ?? ""
-                return self.runtime(name.removingPercentEncoding ?? name)?.queueEndpoints
+            endpoints: { [weak self] head in
+                let path = head.path ?? ""
+                guard let self, path.hasPrefix("/api/predict/") else { return .failure(QueueError(404, field: "path", "no queue at \(path)")) }
+                let raw = path.dropFirst("/api/predict/".count).split(separator: "/").first.map(String.init) ?? ""
+                let name = raw.removingPercentEncoding ?? raw
+                guard let rt = self.runtime(name), let q = rt.queueEndpoints else {
+                    return .failure(QueueError(404, field: "path", "no queue service named '\(name)'"))
+                }
+                let given = head.headerFields[.authorization] ?? ""
+                let bare = given.hasPrefix("Bearer ") ? String(given.dropFirst(7)) : given
+                guard AuthCompare.equal(bare, rt.current.token) else {
+                    return .failure(QueueError(401, field: "Authorization", "invalid or missing service token"))
+                }
+                return .success(q)
             },
             onListening: { [weak self] bound in
                 self?.lock.withLock { self?.publicURL = "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(bound)" }

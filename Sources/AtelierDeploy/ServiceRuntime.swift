@@ -25,6 +25,9 @@ final class ServiceRuntime: @unchecked Sendable {
     private(set) var storage: ResolvedStorage
     private var instances: [InstanceProcess] = []
     private var queue: (service: QueueService, workers: QueueWorkers, endpoints: QueueEndpoints)?
+    /// queue workers added when the service grew (each waits for a free instance)
+    private var extraWorkers: [QueueWorkers] = []
+    private var workerCount = 0
     private var generation = 0
     /// one operation (scale, update, stop, …) at a time
     private let operations = AsyncLock()
@@ -130,13 +133,14 @@ final class ServiceRuntime: @unchecked Sendable {
         let service = QueueService(name: name, store: store, configuration: qc) { entry, reason in
             QueueWorkers.failureBody(request: entry.frame.data, message: "delivered \(entry.deliveries) time(s) without success: \(reason)")
         }
-        let endpoints = QueueEndpoints(service: service, token: current.token, backend: "sqlite")
+        // the gateway checks the (rotatable) token before the queue sees a request
+        let endpoints = QueueEndpoints(service: service, token: nil, backend: "sqlite")
         let capacity = max(current.instances * spec.workerThreads, 1)
         let workers = QueueWorkers(service: service, count: capacity, consumerPrefix: "gateway.\(name)", logger: logger) { [weak self] path, body in
             guard let self else { return (503, .object(["detail": .string("the service is gone")])) }
             return await self.runQueued(path: path, body: body)
         }
-        lock.withLock { queue = (service, workers, endpoints) }
+        lock.withLock { queue = (service, workers, endpoints); workerCount = capacity }
         Task {
             let recovered = (try? await service.recover()) ?? []
             if !recovered.isEmpty { self.logger.warning("\(self.name): queue: \(recovered.count) request(s) died with the previous controller") }
@@ -159,6 +163,23 @@ final class ServiceRuntime: @unchecked Sendable {
         }
     }
 
+    /// Queue consumers for `capacity` jobs at once: the service's instances × `rpc.worker_threads`.
+    func addQueueWorkers(upTo capacity: Int) {
+        guard let q = lock.withLock({ queue }) else { return }
+        let more = lock.withLock { () -> Int in
+            let m = capacity - workerCount
+            if m > 0 { workerCount = capacity }
+            return m
+        }
+        guard more > 0 else { return }
+        let workers = QueueWorkers(service: q.service, count: more, consumerPrefix: "gateway.\(name).\(capacity)", logger: logger) { [weak self] path, body in
+            guard let self else { return (503, .object(["detail": .string("the service is gone")])) }
+            return await self.runQueued(path: path, body: body)
+        }
+        lock.withLock { extraWorkers.append(workers) }
+        workers.start()
+    }
+
     /// Stops taking new jobs and stops every instance (running jobs finish first).
     func stopAll(keepQueue: Bool = true) async {
         await operations.run {
@@ -166,7 +187,8 @@ final class ServiceRuntime: @unchecked Sendable {
             await withTaskGroup(of: Void.self) { g in for p in all { g.addTask { await p.stop() } } }
             if !keepQueue, let q = lock.withLock({ queue }) {
                 await q.workers.stop()
-                lock.withLock { queue = nil }
+                for w in lock.withLock({ extraWorkers }) { await w.stop() }
+                lock.withLock { queue = nil; extraWorkers = [] }
             }
         }
     }
@@ -175,6 +197,7 @@ final class ServiceRuntime: @unchecked Sendable {
     func detach() {
         for p in processes { p.detach() }
         if let q = lock.withLock({ queue }) { q.workers.stopTaking() }
+        for w in lock.withLock({ extraWorkers }) { w.stopTaking() }
     }
 
     /// Changes the instance count: new ones start (and must answer) before the count is reported;
@@ -195,6 +218,7 @@ final class ServiceRuntime: @unchecked Sendable {
                     added.append(p)
                 }
                 lock.withLock { instances += added }
+                addQueueWorkers(upTo: n * spec.workerThreads)
                 for p in added where !(await p.waitHealthy(timeout: .seconds(180))) {
                     throw DeployError(500, "\(p.id) did not become healthy; see `atelier services logs \(name)`")
                 }
@@ -221,6 +245,7 @@ final class ServiceRuntime: @unchecked Sendable {
             try registry.update(newRecord)
             lock.withLock { spec = newSpec; storage = newStorage; record = newRecord }
             let plan = plan(for: newSpec, storage: newStorage, token: newRecord.token)
+            addQueueWorkers(upTo: newRecord.instances * newSpec.workerThreads)
             let old = processes
             var fresh: [InstanceProcess] = []
             for i in 0..<max(newRecord.instances, 1) {

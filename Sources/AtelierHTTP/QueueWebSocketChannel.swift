@@ -123,7 +123,8 @@ extension HTTPServerBuilder {
 }
 
 /// One service's queue endpoints (put, get, commit, watch, …) for a front that serves several
-/// services: the deploy gateway. Same wire behaviour as `atelier serve --edition api`.
+/// services: the deploy gateway. Same wire behaviour as `atelier serve --edition api`. With
+/// `token` nil the front checks the token itself (it may change: rotate-token).
 public struct QueueEndpoints: Sendable {
     let routes: QueueRoutes
 
@@ -140,14 +141,14 @@ public struct QueueEndpoints: Sendable {
 /// upgrades under `/api/predict/<service>/sink?_watch_=true`), the service picked per request.
 public enum QueueAwareApplication {
     public static func make(router: Router<BasicRequestContext>, host: String, port: Int, maxFrameSize: Int, logger: Logger,
-                            endpoints: @escaping @Sendable (_ path: String) -> QueueEndpoints?,
+                            endpoints: @escaping @Sendable (_ head: HTTPRequest) -> Result<QueueEndpoints, QueueError>,
                             onListening: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
         let ws = WebSocketServerConfiguration(maxFrameSize: maxFrameSize, autoPing: .enabled(timePeriod: .seconds(60)))
         let server: HTTPServerBuilder = .http1QueueWatch(configuration: ws) { head in
-            guard let e = endpoints(head.path ?? "") else {
-                return .failure(QueueError(404, field: "path", "no queue at \(head.path ?? "")"))
+            switch endpoints(head) {
+            case .success(let e): return e.routes.watchHandler(for: head)
+            case .failure(let error): return .failure(error)
             }
-            return e.routes.watchHandler(for: head)
         }
         let onRunning: @Sendable (any Channel) async -> Void = { channel in onListening(channel.localAddress?.port ?? 0) }
         return Application(router: router, server: server,
