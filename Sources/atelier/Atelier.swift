@@ -10,7 +10,7 @@ struct Atelier: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "atelier",
         abstract: "A Stable Diffusion WebUI service with its own diffusion engine.",
-        subcommands: [Serve.self, Generate.self, Bench.self, Tokenize.self, ControllerCommand.self, Deploy.self, Services.self])
+        subcommands: [Serve.self, Generate.self, Bench.self, Tokenize.self, ControllerCommand.self, Deploy.self, Services.self, OSS.self])
 }
 
 /// `atelier generate`: one txt2img job from the command line, A1111's names and defaults.
