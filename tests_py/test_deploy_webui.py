@@ -1,0 +1,87 @@
+"""The WebUI of a deployed standard-edition service (`metadata.enable_webservice: true`), opened in
+headless Chromium through the controller's gateway at /api/predict/<service>/ — the console's
+"View Web App" — with the service token as the password."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+from conftest import BINARY, MODEL
+from test_webui import page  # noqa: F401  (the Chromium fixture)
+
+from selenium.webdriver.common.keys import Keys
+
+NAS = "nas-1.example.internal"
+
+
+@pytest.fixture(scope="module")
+def webui_service():
+    d = tempfile.mkdtemp(prefix="atelier-deploy-webui-")
+    nas = os.path.join(d, "nas")
+    ckpt = os.path.join(nas, "data", "models", "Stable-diffusion")
+    os.makedirs(ckpt)
+    for ext in (".safetensors", ".yaml", ".json"):
+        shutil.copy(MODEL + ext, os.path.join(ckpt, "tiny-sd15" + ext))
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"nas": {NAS: nas}}, f)
+    spec = {
+        "metadata": {"name": "webui_svc", "instance": 1, "enable_webservice": True},
+        "containers": [{"image": "eas-registry-vpc.<region>.cr.aliyuncs.com/pai-eas/stable-diffusion-webui:4.2-standard",
+                        "script": "./webui.sh --listen --port 8000 --api --filebrowser --data-dir=/code/stable-diffusion-webui/data",
+                        "port": 8000}],
+        "storage": [{"nfs": {"path": "/data", "server": NAS}, "mount_path": "/code/stable-diffusion-webui/data"}],
+    }
+    with open(os.path.join(d, "spec.json"), "w") as f:
+        json.dump(spec, f)
+    ctl = os.path.join(d, "ctl")
+    log = open(os.path.join(d, "controller.log"), "w")
+    proc = subprocess.Popen([BINARY, "controller", "--data-dir", ctl, "--port", "0", "--port-file", os.path.join(d, "port"),
+                             "--config", os.path.join(d, "config.json")], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(os.path.join(d, "port")) or not open(os.path.join(d, "port")).read().strip():
+            assert proc.poll() is None and time.time() < deadline, open(log.name).read()
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{open(os.path.join(d, 'port')).read().strip()}"
+        r = subprocess.run([BINARY, "deploy", os.path.join(d, "spec.json"), "--controller-dir", ctl, "--json"],
+                           capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+        described = json.loads(r.stdout)
+        yield {"url": url, "token": described["token"], "webui": described["endpoints"]["webui"], "nas": nas}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_view_web_app_opens_the_webui_under_the_service_prefix_and_generates(webui_service, page):  # noqa: F811
+    base = webui_service["webui"]
+    assert base.endswith("/api/predict/webui_svc/")
+    page.open(base)
+    assert page.visible("login") and not page.visible("app")
+    page.el("login_password").send_keys(webui_service["token"] + Keys.ENTER)
+    page.wait(lambda d: page.visible("app"), 30, "the WebUI after login with the service token")
+    assert page.js("return document.getElementById('sd_model_checkpoint').value").startswith("tiny-sd15")
+    page.generate_small("a cute dog", 11, "a picture through the gateway")
+    # every request the page made went through the service's prefix, none to the gateway's root
+    urls = page.js("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls and all(u.startswith(base) for u in urls), [u for u in urls if not u.startswith(base)]
+    page.shot("through-gateway")
+
+
+def test_webui_and_api_need_the_service_token_at_the_gateway(webui_service):
+    base = webui_service["webui"]
+    assert requests.get(base + "sdapi/v1/options", timeout=10).status_code == 401
+    assert requests.get(base + "sdapi/v1/options", headers={"Authorization": "wrong"}, timeout=10).status_code == 401
+    ok = requests.get(base + "sdapi/v1/options", headers={"Authorization": webui_service["token"]}, timeout=10)
+    assert ok.status_code == 200 and "X-Atelier-Instance" in ok.headers
+    # the page itself is public (it asks for the token)
+    page = requests.get(base, timeout=10)
+    assert page.status_code == 200 and "<html" in page.text.lower()
