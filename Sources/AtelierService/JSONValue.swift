@@ -82,8 +82,65 @@ public enum JSONValue: Sendable, Equatable, Codable {
 }
 
 public extension JSONValue {
-    /// Serialized bytes (sorted keys, so equal values give equal bytes).
+    /// Serialized bytes (sorted keys, so equal values give equal bytes), written directly: the
+    /// same text Foundation's `JSONSerialization` gives with `.sortedKeys` and
+    /// `.withoutEscapingSlashes` (integral doubles without a fraction, non-finite numbers as
+    /// `null`), at a fraction of its cost — `GET /sdapi/v1/options` spent 3–4 ms in it on Linux.
     func data() -> Data {
-        (try? JSONSerialization.data(withJSONObject: any, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes])) ?? Data("null".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        write(into: &out)
+        return Data(out)
+    }
+
+    private func write(into out: inout [UInt8]) {
+        switch self {
+        case .null: out += Array("null".utf8)
+        case .bool(let b): out += Array((b ? "true" : "false").utf8)
+        case .int(let i): out += Array(String(i).utf8)
+        case .double(let d):
+            if !d.isFinite {
+                out += Array("null".utf8)
+            } else if d == d.rounded(), abs(d) < 1e15 {
+                out += Array(((d == 0 && d.sign == .minus) ? "-0" : String(Int64(d))).utf8)
+            } else {
+                out += Array("\(d)".utf8)
+            }
+        case .string(let s): Self.writeString(s, into: &out)
+        case .array(let a):
+            out.append(UInt8(ascii: "["))
+            for (i, v) in a.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                v.write(into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let o):
+            out.append(UInt8(ascii: "{"))
+            for (i, k) in o.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                Self.writeString(k, into: &out)
+                out.append(UInt8(ascii: ":"))
+                o[k]!.write(into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private static func writeString(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
+            case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case 0x0A: out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+            case 0x0D: out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+            case 0x09: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+            case 0x08: out += [UInt8(ascii: "\\"), UInt8(ascii: "b")]
+            case 0x0C: out += [UInt8(ascii: "\\"), UInt8(ascii: "f")]
+            case 0..<0x20: out += Array(String(format: "\\u%04x", b).utf8)
+            default: out.append(b)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 }

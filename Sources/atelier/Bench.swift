@@ -11,11 +11,11 @@ struct Bench: ParsableCommand {
         abstract: "Time the engine's hot paths (ratio to PyTorch when --reference-python is given).")
 
     enum What: String, ExpressibleByArgument, CaseIterable {
-        case unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode", textEncoder = "text-encoder", txt2img, load, matmul, queue, gateway
+        case unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode", textEncoder = "text-encoder", txt2img, load, matmul, queue, gateway, api
     }
 
-    @Argument(help: "unet | vae-decode | vae-encode | text-encoder | txt2img | load | matmul | queue | gateway") var what: What
-    @Option(help: "queue, gateway: items (requests) per measurement.") var items: Int = 2000
+    @Argument(help: "unet | vae-decode | vae-encode | text-encoder | txt2img | load | matmul | queue | gateway | api") var what: What
+    @Option(help: "queue, gateway, api: items (requests) per measurement.") var items: Int = 2000
     @Option(help: "queue: a PostgreSQL URL to measure besides SQLite (postgres://user@host:port/db).") var queueDb: String?
     @Option(help: "Checkpoint (.safetensors); not needed for matmul.") var model: String?
     @Option(help: "Timed runs (after one warm-up).") var runs: Int = 3
@@ -33,13 +33,15 @@ struct Bench: ParsableCommand {
         }
         guard runs > 0 else { throw ValidationError("--runs must be positive") }
         if what == .queue { return try runQueue() }
-        if what == .gateway {
+        if what == .gateway || what == .api {
             guard items >= 16 else { throw ValidationError("--items must be at least 16") }
-            let bench = GatewayBench(requests: items, clients: 16, json: json)
+            let gateway = GatewayBench(requests: items, clients: 16, json: json)
+            let api = APIBench(requests: items, clients: 16, model: model, size: size == 512 ? 256 : size, json: json)
+            let what = self.what
             let done = DispatchSemaphore(value: 0)
             nonisolated(unsafe) var failure: Error?
             Task {
-                do { try await bench.run() } catch { failure = error }
+                do { if what == .gateway { try await gateway.run() } else { try await api.run() } } catch { failure = error }
                 done.signal()
             }
             done.wait()
@@ -60,7 +62,7 @@ struct Bench: ParsableCommand {
         let h = size / 8
         var work: () throws -> Void
         switch what {
-        case .queue, .gateway: return
+        case .queue, .gateway, .api: return
         case .matmul:
             work = { _ = measureSGEMM(n: 2048, runs: 1) }
         case .load:
