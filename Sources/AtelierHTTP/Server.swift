@@ -256,6 +256,7 @@ public struct AtelierServer {
         ControlNetRoutes(instance: instance, configuration: configuration).register(on: router)
         queueRoutes?.register(on: router)
         LoginRoutes(configuration: configuration, sessions: sessions).register(on: router)
+        OpenAPI.register(on: router)
         return router
     }
 
