@@ -13,7 +13,6 @@ Everything polls with deadlines; nothing sleeps for long."""
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -200,6 +199,10 @@ class ControllerProcess:
         return processes_mentioning(self.dir + "/services/")
 
     def cleanup(self):
+        """Removes the temp dir (kept, and its path printed, when $ATELIER_KEEP_DEPLOY_DIR is set)."""
+        if os.environ.get("ATELIER_KEEP_DEPLOY_DIR"):
+            print(f"\nkept the controller's dir: {self.base}")
+            return
         shutil.rmtree(self.base, ignore_errors=True)
 
     def logs(self, tail=None):

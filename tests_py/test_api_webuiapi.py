@@ -151,10 +151,16 @@ def test_eas_save_dir_writes_images_and_returns_their_paths(server):
     p = r.json()["parameters"]
     assert r.json()["images"] == [] and p["status"] == 0 and p["id_task"] == "t-1" and p["seed"] == "11,12"
     urls = p["image_url"].split(",")
-    assert len(urls) == 2 and all(u.startswith("/code/stable-diffusion-webui/data/outputs/txt2img-images/") for u in urls)
-    local = urls[0].replace("/code/stable-diffusion-webui/data", server.data)
+    # the grid first (a1111-api.md §14.3), then each picture
+    assert len(urls) == 3 and urls[0].startswith("/code/stable-diffusion-webui/data/outputs/txt2img-grids/")
+    assert os.path.basename(urls[0]).startswith("grid-")
+    assert all(u.startswith("/code/stable-diffusion-webui/data/outputs/txt2img-images/") for u in urls[1:])
+    grid = Image.open(urls[0].replace("/code/stable-diffusion-webui/data", server.data))
+    assert grid.size == (128, 64) and "Seed: 11" in grid.info["parameters"]   # round(√2) = 1 row of 2
+    local = urls[1].replace("/code/stable-diffusion-webui/data", server.data)
     assert os.path.exists(local) and local.endswith("-11.png")
     assert "Seed: 11" in Image.open(local).info["parameters"]
+    assert urls[2].endswith("-12.png")
 
 
 def test_token_guards_the_api_but_not_ping(make_server):

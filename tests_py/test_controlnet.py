@@ -221,11 +221,13 @@ def test_seed_controlnet_example_replayed_saves_pictures_and_detected_maps(make_
     assert [m.rsplit("/", 1)[1] for m in masks] == ["00000.png", "00001.png"]
     for m in masks:
         assert m.startswith(f"{mount}/outputs/controlnet_mask/{day}/")
+    # the grid of the two pictures first (n_iter 2: one row of two), then the pictures
+    assert len(urls) == 3 and f"{mount}/outputs/txt2img-grids/{day}/grid-" in urls[0]
     for path in urls + masks:
         assert path.startswith(mount + "/")
         local = os.path.join(s.data, path[len(mount) + 1:])
         img = Image.open(local)
-        assert img.size == (576, 576)
+        assert img.size == ((1152, 576) if path == urls[0] else (576, 576))
     # the detected map is a canny map of the 128² JPEG at pixel-perfect 576: black and white only
     edge = np.asarray(Image.open(os.path.join(s.data, masks[0][len(mount) + 1:])).convert("L"))
     assert set(np.unique(edge)) <= {0, 255} and (edge == 255).any()

@@ -6,10 +6,12 @@ JSON path (CLI and REST), and a controller killed and restarted adopting its ins
 
 One SeaweedFS and one controller serve the whole module (deploy_harness.py). Nothing is skipped:
 a missing binary or server fails."""
+import base64
 import copy
 import io
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -117,7 +119,6 @@ def nas_dirs():
     dirs = {J1_NAS: tempfile.mkdtemp(prefix="atelier-nas1-"), J2_NAS: tempfile.mkdtemp(prefix="atelier-nas2-")}
     yield dirs
     for d in dirs.values():
-        import shutil
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -149,7 +150,6 @@ def ctl(s3, nas_dirs):
 def tmp_specs():
     d = tempfile.mkdtemp(prefix="atelier-specs-")
     yield d
-    import shutil
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -205,6 +205,9 @@ def test_j1_verbatim_deploys_on_oss_and_txt2img_through_the_gateway_saves_into_t
     assert json.loads(r.json()["info"])["hostname"] == inst["id"]
     data = assert_png_object(s3c, object_key(J1_PREFIX, image_url))
     assert "Seed: 7" in Image.open(io.BytesIO(data)).info["parameters"]
+    # the same bytes as the instance's local copy of the data dir
+    with open(d["data_dir"] + image_url[len(CONTAINER_DATA):], "rb") as f:
+        assert f.read() == data
     # the OSS entry is used: nothing is written into the NAS directory
     assert os.listdir(nas_dirs[J1_NAS]) == []
 
@@ -218,7 +221,7 @@ def test_j1_verbatim_deploys_on_oss_and_txt2img_through_the_gateway_saves_into_t
 
 # 2. J2: the API edition's queue
 
-def test_j2_verbatim_queue_puts_get_sink_results_with_their_tags_and_images_in_the_bucket(ctl, j2_deploy, s3c):
+def test_j2_verbatim_queue_puts_get_sink_results_with_their_tags_and_images_in_the_bucket(ctl, j2_deploy, s3c, nas_dirs):
     created = j2_deploy.json()
     assert created["name"] == "sd_async" and created["edition"] == "api" and created["status"] == "Running"
     assert created["queue"]["max_delivery"] == 1 and created["worker_threads"] == 1
@@ -250,10 +253,11 @@ def test_j2_verbatim_queue_puts_get_sink_results_with_their_tags_and_images_in_t
         (image_url,) = params["image_url"].split(",")
         assert image_url.startswith(f"{CONTAINER_DATA}/outputs/txt2img/")
         assert_png_object(s3c, object_key(J2_PREFIX, image_url))
+    assert os.listdir(nas_dirs[J2_NAS]) == [], "storage[0] (OSS) is used, not the NAS entry"
     # and its synchronous API
     r = requests.post(f"{ctl.url}/api/sync/sd_async/sdapi/v1/txt2img", json=small(seed=5), headers={"Authorization": token}, timeout=120)
     assert r.status_code == 200 and r.headers["X-Atelier-Instance"] in ids
-    assert Image.open(io.BytesIO(__import__("base64").b64decode(r.json()["images"][0]))).size == (64, 64)
+    assert Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))).size == (64, 64)
 
 
 # 8. scale (API edition)
@@ -276,10 +280,49 @@ def test_scale_api_edition_to_two_then_back_to_one_shows_two_running_then_one(ct
     assert len(d["instance_list"]) == 1 and d["instance_list"][0]["state"] in ("running", "busy")
     removed = [i for i in two if i["id"] not in instance_ids(d)]
     assert len(removed) == 1
-    wait_for(lambda: not pid_exists(removed[0]["pid"]), 5, what="the scaled-down instance's process to be gone")
+    wait_for(lambda: not pid_alive(removed[0]["pid"]), 5, what="the scaled-down instance's process to be gone")
     # still serving
     r = requests.post(f"{ctl.url}/api/sync/sd_async/sdapi/v1/txt2img", json=small(), headers={"Authorization": token}, timeout=120)
     assert r.status_code == 200 and r.headers["X-Atelier-Instance"] == d["instance_list"][0]["id"]
+
+
+def test_sync_call_waiting_for_an_instance_whose_queued_job_dies_is_served_by_a_live_instance(ctl, j2_deploy):
+    """The single instance of sd_async runs a queued job; a synchronous call waits in the gateway for
+    it; the instance is killed. The waiting call never reached the dead process, so it must be
+    served once the instance is back (the gateway knows the instance died: its queued call failed)."""
+    ctl.cli("services", "scale", "sd_async", "1", check=True)
+    d = ctl.wait_running("sd_async", count=1)
+    token = d["token"]
+    inq = queue(ctl, "sd_async/sdapi/v1/txt2img", token)
+    index, _ = inq.put(json.dumps(small(seed=77, steps=150)), tags={"task_id": "long"})
+
+    def busy():
+        (inst,) = ctl.get("sd_async")["instance_list"]
+        return inst if inst["jobs_running"] > 0 else None
+    victim = wait_for(busy, 30, interval=0.02, what="the queued job running")
+    result = {}
+
+    def call():
+        started = time.monotonic()
+        r = requests.post(f"{ctl.url}/api/sync/sd_async/sdapi/v1/txt2img", json=small(seed=78), headers={"Authorization": token}, timeout=120)
+        result["r"] = (r.status_code, r.text, r.headers.get("X-Atelier-Instance"), time.monotonic() - started)
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    wait_for(lambda: ctl.get("sd_async")["waiting_requests"] == 1, 10, interval=0.02, what="the sync call waiting for the instance")
+    os.kill(victim["pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    t.join(timeout=60)
+    status, text, instance, took = result["r"]
+    # the waiting call must not be handed to the dead process: the failed queued job marks the
+    # instance unhealthy before its lease is released, so the call waits for the restarted one
+    assert status == 200 and instance == victim["id"], (f"answered {took:.1f} s after it was sent, "
+                                                        f"{time.monotonic() - killed:.1f} s after the kill", status, text)
+    assert took < 10
+    # the killed queued job: J2's queue.max_delivery is 1, so its one failed delivery is its result
+    (frame,) = watch_n(queue(ctl, "sd_async/sink", token), 1)
+    params = json.loads(frame.data)["parameters"]
+    assert frame.index == int(index) and frame.tags["task_id"] == "long"
+    assert params["status"] != 0 and "delivered 1 time(s)" in params["error_msg"], params
 
 
 # 3. an instance killed under load
@@ -364,7 +407,6 @@ def test_killed_busy_instance_comes_back_and_every_queued_request_gets_exactly_o
             assert "delivered 2 time(s)" in params["error_msg"], params
         else:
             assert len(result["images"]) == 1 and params["seed"] == 1000 + int(f.tags["task_id"][4:]), params
-    print("DEBUG errors", errors, "sync", [(round(a-killed_at,2), round(b-killed_at,2), c, d if c != 200 else "", e) for a,b,c,d,e in sync_results])
     # only the entry in flight on the killed instance (one: rpc.worker_threads 1) may have failed
     assert len(errors) <= 1, f"{len(errors)} queued requests failed after one instance was killed: {errors}"
 
@@ -372,8 +414,12 @@ def test_killed_busy_instance_comes_back_and_every_queued_request_gets_exactly_o
     assert sync_results and all(s[2] is not None for s in sync_results), [s for s in sync_results if s[2] is None]
     bad = [s for s in sync_results if s[2] != 200]
     for started, finished, status, body, _ in bad:
-        assert status == 502 and isinstance(body, dict) and victim["id"] in body["detail"], (status, body)
-        assert started < killed_at, f"a call started {finished - started:.2f} s after the kill got {status}: {body}"
+        assert status == 502 and isinstance(body, dict) and victim["id"] in body.get("detail", ""), (status, body)
+        assert started < killed_at, f"a call started {started - killed_at:.2f} s after the kill got {status}: {body}"
+    # a call that was waiting for an instance (never in flight on the killed one) is not sent to
+    # the dead port ("Connection refused")
+    refused = [(round(s[0] - killed_at, 2), round(s[1] - killed_at, 2), s[3]) for s in bad if "Connection refused" in s[3]["detail"]]
+    assert not refused, f"(start, end) s after the kill, answer: {refused}"
     assert len(bad) <= 1, f"{len(bad)} synchronous calls failed: {[s[3] for s in bad]}"
     assert any(s[2] == 200 and s[0] > killed_at for s in sync_results)
 
@@ -422,7 +468,7 @@ def test_update_under_load_answers_every_request_and_moves_from_the_old_to_a_new
     assert instances <= old_ids | new_ids
     assert after["status"] == "Running" and after["cloud"]["computing"]["instance_type"] == "ml.gu7i.c32m188.1-gu30"
     for i in before["instance_list"]:
-        wait_for(lambda: not pid_exists(i["pid"]), 10, what=f"old instance {i['id']} gone")
+        wait_for(lambda: not pid_alive(i["pid"]), 10, what=f"old instance {i['id']} gone")
 
 
 # 6. bad specs, refused by JSON path (CLI and REST), leaving nothing behind
@@ -496,7 +542,6 @@ def test_delete_stops_the_instances_frees_their_ports_and_forgets_the_service(ct
     for port in ports:
         assert port_refuses(port), f"port {port} of a deleted instance still accepts connections"
     assert "sd_del" not in ctl.list_names()
-    assert "sd_del" not in ctl.service_dirs()
     r = ctl.rest("GET", "/api/services/sd_del")
     assert r.status_code == 404 and r.json()["field"] == "name"
     for method, url in [("POST", f"{ctl.url}/api/predict/sd_del/sdapi/v1/txt2img"), ("POST", f"{ctl.url}/api/sync/sd_del/sdapi/v1/txt2img"),
@@ -505,6 +550,10 @@ def test_delete_stops_the_instances_frees_their_ports_and_forgets_the_service(ct
         assert r.status_code == 404, (url, r.status_code, r.text)
     r = ctl.cli("services", "describe", "sd_del")
     assert r.returncode != 0 and "sd_del" in r.output
+    # its directory goes too (also while its queue store is still closing its WAL files)
+    left = [os.path.relpath(os.path.join(root, f), ctl.dir) for root, _, files in os.walk(os.path.join(ctl.dir, "services", "sd_del"))
+            for f in files]
+    assert "sd_del" not in ctl.service_dirs(), f"left behind after the delete: {left}"
 
 
 # 7. controller restart
@@ -532,3 +581,4 @@ def test_killed_controller_is_replaced_by_one_that_adopts_the_running_instance(c
     assert r.headers["X-Atelier-Instance"] == inst["id"]
     assert json.loads(r.json()["info"])["hostname"] == inst["id"]
     assert "adopted running process" in ctl.logs()
+

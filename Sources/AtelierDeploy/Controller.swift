@@ -128,7 +128,16 @@ public final class Controller: @unchecked Sendable {
         await rt.stopAll(keepQueue: false)
         lock.withLock { _ = runtimes.removeValue(forKey: name) }
         try registry.delete(name)
-        try? FileManager.default.removeItem(at: serviceDir(name))
+        // moved aside first (the name is free at once), then removed; the queue store may still
+        // be closing its WAL files meanwhile, so the removal is retried
+        let tomb = dir.appendingPathComponent("services").appendingPathComponent(".deleted-\(name)-\(UUID().uuidString.prefix(8))")
+        if (try? FileManager.default.moveItem(at: serviceDir(name), to: tomb)) != nil {
+            for attempt in 0..<20 {
+                if (try? FileManager.default.removeItem(at: tomb)) != nil || !FileManager.default.fileExists(atPath: tomb.path) { break }
+                if attempt == 19 { logger.error("could not remove \(tomb.path)") }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
         logger.info("deleted \(name)")
     }
 

@@ -79,6 +79,8 @@ final class ServiceRuntime: @unchecked Sendable {
             args += ["--oss-path", oss, "--oss-cache-mb", String(config.ossCacheMB)]
             if storage.readOnly { args.append("--oss-read-only") }
             for (k, v) in s3.environment { env[k] = v }
+        } else if storage.readOnly {
+            args += ["--read-only-storage", storage.summary]
         }
         env["ATELIER_TOKEN"] = nil
         return LaunchPlan(executable: Controller.executablePath, arguments: args, environment: env, capacity: spec.workerThreads)
@@ -150,16 +152,22 @@ final class ServiceRuntime: @unchecked Sendable {
 
     /// Runs one queue entry on a free instance (the queue's executor).
     func runQueued(path: String, body: Data) async -> (status: Int, body: JSONValue) {
+        let lease: InstancePool.Lease
+        do { lease = try await pool.acquire(task: nil, timeout: .seconds(3600)) } catch {
+            return (503, .object(["detail": .string("no instance could run it: \(error)")]))
+        }
         do {
-            let lease = try await pool.acquire(task: nil, timeout: .seconds(3600))
-            defer { Task { await pool.release(lease) } }
             let (status, _, data) = try await Gateway.call(port: lease.port, method: .POST, path: path, query: nil,
                                                            headers: ["Content-Type": "application/json", "Authorization": current.token], body: ByteBuffer(data: body))
+            await pool.release(lease)
             let json = (try? JSONSerialization.jsonObject(with: Data(buffer: data), options: [.fragmentsAllowed])).map(JSONValue.init(any:))
                 ?? .string(String(buffer: data))
             return (status, json)
         } catch {
-            return (503, .object(["detail": .string("no instance could run it: \(error)")]))
+            // the instance died under the job: no one else gets it before its watchdog has it back
+            await pool.setHealthy(lease.id, false)
+            await pool.release(lease)
+            return (503, .object(["detail": .string("instance \(lease.id) stopped while running it: \(error)")]))
         }
     }
 

@@ -278,7 +278,7 @@ struct SDAPIRoutes {
         logger.info("\(req.job.taskID) done: \(result.pngs.count) image(s), seeds \(result.seeds.map(String.init).joined(separator: ",")), \(String(format: "%.2f", result.seconds)) s")
         // the extension appends each unit's detected map after the pictures (unless control_net_no_detectmap)
         let maps = instance.options["control_net_no_detectmap"]?.any as? Bool == true ? [] : result.controlMaps
-        let images: [JSONValue] = req.sendImages ? (result.pngs + maps).map { .string($0.base64EncodedString()) } : []
+        let images: [JSONValue] = req.sendImages ? ((result.grid.map { [$0] } ?? []) + result.pngs + maps).map { .string($0.base64EncodedString()) } : []
         let r = req.job.request
         let seeds = result.seeds.map { JSONValue.int(Int($0)) }
         let subseeds = result.subseeds.map { JSONValue.int(Int($0)) }
@@ -294,8 +294,8 @@ struct SDAPIRoutes {
             "seed_resize_from_w": .int(r.seedResizeFromW), "seed_resize_from_h": .int(r.seedResizeFromH),
             "denoising_strength": r.initImage != nil ? .double(r.denoisingStrength) : .null,
             "extra_generation_params": r.initImage != nil ? .object(["Denoising strength": .double(r.denoisingStrength)]) : .object([:]),
-            "index_of_first_image": .int(0),
-            "infotexts": .array(result.infotexts.map(JSONValue.string)), "styles": .array([]), "job_timestamp": .string(result.jobTimestamp),
+            "index_of_first_image": .int(result.grid == nil ? 0 : 1),
+            "infotexts": .array(((result.gridInfotext.map { [$0] } ?? []) + result.infotexts).map(JSONValue.string)), "styles": .array([]), "job_timestamp": .string(result.jobTimestamp),
             "clip_skip": .int(r.clipSkip), "is_using_inpainting_conditioning": .bool(result.inpaintingConditioning), "version": .string("v1.10.1"),
         ])
         // a deployed instance says which one served (the cloud service's `info.hostname`)

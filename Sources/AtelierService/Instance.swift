@@ -47,6 +47,10 @@ public struct JobResult: Sendable {
     public var inpaintingConditioning = false
     public let jobTimestamp: String
     public let seconds: Double
+    /// A1111's grid of a job with more than one picture when samples are saved (`return_grid`:
+    /// sent first; `grid_save`: its path is first in `savedPaths`), and its infotext
+    public var grid: Data?
+    public var gridInfotext: String?
 }
 
 /// The live state `/sdapi/v1/progress` reports (A1111's `shared.state`).
@@ -269,6 +273,23 @@ public final class Instance: @unchecked Sendable {
                 saved.append(try save(png, seed: img.seed, dir: job.saveDir ?? options[optionKey]?.string ?? fallback))
             }
         }
+        // A1111's grid: made when samples are saved (the API's do_not_save_grid = not save_images)
+        // and there is more than one picture
+        var gridPNG: Data?
+        if job.saveImages && images.count > 1 && (options["return_grid"]?.any as? Bool != false || options["grid_save"]?.any as? Bool != false) {
+            let pictures = images.map { Image8(width: $0.width, height: $0.height, channels: 3, pixels: $0.rgb) }
+            let grid = Image8.a1111Grid(pictures, batchSize: job.request.batchSize, nRows: options["n_rows"]?.int ?? -1,
+                                        preventEmptySpots: options["grid_prevent_empty_spots"]?.any as? Bool == true)
+            let png = try PNG.encode(grid, text: [("parameters", images[0].infotext)])
+            if options["grid_save"]?.any as? Bool != false {
+                let optionKey = job.request.initImage == nil ? "outdir_txt2img_grids" : "outdir_img2img_grids"
+                let fallback = job.request.initImage == nil ? "outputs/txt2img-grids" : "outputs/img2img-grids"
+                let dir = job.saveDir.map { $0.hasSuffix("-images") ? String($0.dropLast("-images".count)) + "-grids" : $0 + "-grids" }
+                    ?? options[optionKey]?.string ?? fallback
+                saved.insert(try saveGrid(png, dir: dir), at: 0)
+            }
+            if options["return_grid"]?.any as? Bool != false { gridPNG = png }
+        }
         // the detected maps under <save_dir>/controlnet_mask/YYYY-MM-DD/NNNNN.png, one per unit
         // and batch (as the cloud service's example response lists them)
         var mapPaths: [String] = []
@@ -284,6 +305,8 @@ public final class Instance: @unchecked Sendable {
         result.vae = request.vae.map { ($0.name, $0.shortHash) }
         result.inpaintingConditioning = pipe.model.isInpainting
         result.controlMapPaths = mapPaths
+        result.grid = gridPNG
+        result.gridInfotext = gridPNG == nil ? nil : images[0].infotext
         return result
     }
 
@@ -315,6 +338,13 @@ public final class Instance: @unchecked Sendable {
         return try storage.write(png, to: rel)
     }
 
+    /// Saves under `dir/YYYY-MM-DD/grid-HHMMSS-<uuid>.png` (the cloud service's grid names).
+    func saveGrid(_ png: Data, dir: String) throws -> String {
+        let now = Date()
+        let rel = "\(dir)/\(Self.format(now, "yyyy-MM-dd"))/grid-\(Self.format(now, "HHmmss"))-\(UUID().uuidString.lowercased()).png"
+        return try storage.write(png, to: rel)
+    }
+
     static func format(_ d: Date, _ pattern: String) -> String {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
@@ -340,6 +370,16 @@ public struct LocalStorage: FileStorage {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try data.write(to: url)
         return url.path
+    }
+}
+
+/// A data dir on storage mounted read-only (`readOnly: true` in a deploy spec): every save is
+/// refused with a 403 that says so, instead of failing half-way.
+public struct ReadOnlyStorage: FileStorage {
+    public let description: String
+    public init(description: String) { self.description = description }
+    public func write(_ data: Data, to relativePath: String) throws -> String {
+        throw ServiceError(403, field: "save_images", "cannot save \(relativePath): the data dir's storage \(description) is mounted read-only (readOnly: true)")
     }
 }
 

@@ -47,6 +47,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "This instance's name, reported as info.hostname (set by the controller).") var instanceName: String?
     @Option(help: "The data dir is a copy of this bucket path (oss://bucket/prefix) on the S3 store of ATELIER_S3_ENDPOINT: models are synced from it, outputs put into it.") var ossPath: String?
     @Flag(help: "The bucket is mounted read-only: saving fails clearly.") var ossReadOnly = false
+    @Option(help: "The data dir is storage mounted read-only (say which, for the error): saving fails clearly.") var readOnlyStorage: String?
     @Option(help: "Bound of the local model copy of --oss-path (MiB).") var ossCacheMb: Int = 20_480
     @Argument(parsing: .allUnrecognized, help: "GPU-only and environment flags of webui.sh (accepted, no effect).") var ignored: [String] = []
 
@@ -129,6 +130,7 @@ struct Serve: AsyncParsableCommand {
                 }
             }
         }
+        if let readOnlyStorage, storage == nil { storage = ReadOnlyStorage(description: readOnlyStorage) }
         let instance = try Instance(data: data, hashing: !noHashing, storage: storage)
         var config = ServerConfiguration()
         config.host = listen ? "0.0.0.0" : "127.0.0.1"
