@@ -4,10 +4,11 @@ reference venv; the Swift tests never run it):
 
     REF_VENV/bin/python tools/make_outpaint_fixtures.py [--out Tests/Fixtures/outpaint] [--check]
     REF_VENV/bin/python tools/make_outpaint_fixtures.py --compare DIR      # pixels/arrays only (other versions)
-    REF_VENV/bin/python tools/make_outpaint_fixtures.py --fft-sensitivity 200
+    PY tools/make_outpaint_fixtures.py --trials-dump OUT.npz 400 [--dft]      # sensitivity study, see the spec
+    PY tools/make_outpaint_fixtures.py --trials-compare A.npz B.npz
 
-The pixels come from A1111 1.10.1's own script: tools/a1111_outpainting_mk_2.py is the upstream file
-byte for byte (its git blob hash is checked) and tools/outpaint_mk2_harness.py runs its Script.run with stub
+The pixels come from A1111 1.10.1's own script: the upstream file, read from the checkout named by $A1111_WEBUI
+(its git blob hash is checked) and tools/outpaint_mk2_harness.py runs its Script.run with stub
 `modules.*` / `gradio` modules. Nothing of the script is re-implemented here. `process_images` (the
 generation) is replaced by a documented FAKE so that the image side can be tested without a model:
 
@@ -28,6 +29,9 @@ its inputs and output. Per case and direction step the files are
   <case>-s<k>-<dir>-image_mask.png  p.image_mask (RGB, the cropped mask; A1111 then blurs it with
                                     p.mask_blur_x / p.mask_blur_y)
   <case>-s<k>-<dir>-latent_mask.png p.latent_mask (RGB, p.width x p.height)
+  <case>-s<k>-<dir>-image_mask_blurred.png, -mask_for_overlay.png, -latent_mask_array.npy
+                                    what StableDiffusionProcessingImg2Img.init then makes of them (processing.py
+                                    lines copied verbatim in a1111_init_masks; cv2.GaussianBlur, float32 array)
   <case>-out-<i>.png                the images the script returns ([grid] + images when there are 2 or more);
                                     identical files are stored once (a record's "file" may name an earlier file)
 
@@ -56,10 +60,11 @@ import platform
 import shutil
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 import PIL
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TOOLS)
@@ -69,8 +74,10 @@ import outpaint_mk2_harness as H  # noqa: E402
 INIT_128 = os.path.join(REPO, "Tests", "Fixtures", "images", "init-128.png")
 MADE_WITH = {"numpy": "2.4.6", "pillow": "13.0.0", "scikit-image": "0.26.0"}
 
-# init images: crops of the committed init-128.png (gradients, a ripple, solid shapes); box = PIL crop box
-INITS = {"init-64x48": (32, 40, 96, 88), "init-96x64": (16, 32, 112, 96), "init-50x37": (60, 70, 110, 107)}
+# init images: crops of the committed init-128.png (gradients, a ripple, solid shapes; box = PIL crop box),
+# and one solid colour (size, RGB) for the NaN path of get_matched_noise
+INITS = {"init-64x48": (32, 40, 96, 88), "init-96x64": (16, 32, 112, 96), "init-50x37": (60, 70, 110, 107),
+         "solid-64x48": ("solid", (64, 48), (200, 30, 90))}
 
 
 def case(cid, init, pixels, mask_blur, direction, noise_q, color_variation, width=512, height=512,
@@ -93,6 +100,9 @@ CASES = [
     case("all-64x48-px16-mb4", "init-64x48", 16, 4, ["left", "right", "up", "down"], 1.0, 0.05,
          doc="four steps left, right, up, down: left = right = 32, up = down = 40; generation sizes 96x64, "
              "128x64, 128x88, 128x128; p.mask_blur_x = p.mask_blur_y = 16 in every step"),
+    case("down-64x48-px8-mb8", "init-64x48", 8, 8, ["down"], 1.0, 0.05,
+         doc="the UI's default mask blur 8: p.mask_blur_y = 32, kernel 2*int(80.5)+1 = 161 rows on a 64-row mask "
+             "(OpenCV's reflect-101 border folds more than once); p.mask_blur_x = 0"),
     case("leftright-96x64-px24-mb0-q2", "init-96x64", 24, 0, ["right", "left"], 2.0, 0.05,
          doc="direction order in the list does not matter (left first); left = right = 48"),
     case("updown-50x37-px8-mb4-cv0.5", "init-50x37", 8, 4, ["down", "up"], 1.0, 0.5,
@@ -100,6 +110,11 @@ CASES = [
     case("leftright-96x64-px16-mb4-w64", "init-96x64", 16, 4, ["left", "right"], 1.0, 0.05, width=64, height=64,
          doc="request width 64 < the expanded width: only a 64-wide crop next to the new edge is processed "
              "(crop (0,0,64,64) for left, (64,0,128,64) for right)"),
+    case("nan-solid-64x48-left-px8-mb4", "solid-64x48", 8, 4, ["left"], 1.0, 0.05,
+         doc="a solid-colour init: the windowed image is constant along a whole axis, its spectrum has exact "
+             "zeros, src_phase = 0/0 = NaN and every value of the shaped noise is NaN: the kept area of the noised "
+             "image becomes 0 (NaN cast to uint8) and the masked area, per channel, the largest kept value (here "
+             "(200, 30, 90) itself); numpy warns 'invalid value' (silenced here)"),
     case("right-64x48-px8-mb4-batch2x2", "init-64x48", 8, 4, ["right"], 1.0, 0.05, batch_size=2, n_iter=2,
          doc="batch_size 2, batch count 2: one process_images per direction and batch iteration with 2 images; "
              "4 images, plus the grid (2x2 -> rows round(sqrt(4)) = 2) in front"),
@@ -266,6 +281,38 @@ def m_rect_image(size, rect):
 
 
 # =============================================================================================
+# what StableDiffusionProcessingImg2Img.init then does with p.image_mask / p.latent_mask (A1111 1.10.1
+# modules/processing.py; the lines marked "verbatim" are copied from there, resize_mode 0, whole picture,
+# mask_round True: the resize to p.width x p.height is the identity because the mask already has that size)
+# =============================================================================================
+
+def a1111_init_masks(p):
+    import cv2
+    image_mask = p.image_mask
+    image_mask = image_mask.convert('L')   # create_binary_mask: not RGBA -> convert('L')
+    if p.mask_blur_x > 0:                                                                        # verbatim
+        np_mask = np.array(image_mask)                                                           # verbatim
+        kernel_size = 2 * int(2.5 * p.mask_blur_x + 0.5) + 1                                     # verbatim (self -> p)
+        np_mask = cv2.GaussianBlur(np_mask, (kernel_size, 1), p.mask_blur_x)                     # verbatim (self -> p)
+        image_mask = Image.fromarray(np_mask)                                                    # verbatim
+    if p.mask_blur_y > 0:                                                                        # verbatim
+        np_mask = np.array(image_mask)                                                           # verbatim
+        kernel_size = 2 * int(2.5 * p.mask_blur_y + 0.5) + 1                                     # verbatim (self -> p)
+        np_mask = cv2.GaussianBlur(np_mask, (1, kernel_size), p.mask_blur_y)                     # verbatim (self -> p)
+        image_mask = Image.fromarray(np_mask)                                                    # verbatim
+    assert image_mask.size == (p.width, p.height)   # images.resize_image(0, ...) to the same size: a copy
+    np_mask = np.array(image_mask)                                                               # verbatim
+    np_mask = np.clip((np_mask.astype(np.float32)) * 2, 0, 255).astype(np.uint8)                 # verbatim
+    mask_for_overlay = Image.fromarray(np_mask)
+    latent_mask = p.latent_mask
+    latmask = latent_mask.convert('RGB').resize((p.width // 8, p.height // 8))   # init_latent is [.., H//8, W//8]
+    latmask = np.moveaxis(np.array(latmask, dtype=np.float32), 2, 0) / 255                       # verbatim
+    latmask = latmask[0]                                                                         # verbatim
+    latmask = np.around(latmask)                                                                 # verbatim (mask_round)
+    return image_mask, mask_for_overlay, latmask
+
+
+# =============================================================================================
 # running the real script
 # =============================================================================================
 
@@ -386,7 +433,8 @@ class Writer:
 
 def u8_from_float(a):
     """the script's own conversion in expand(): np.clip(noised * 255., 0., 255.).astype(np.uint8)"""
-    return np.clip(a * 255., 0., 255.).astype(np.uint8)
+    with np.errstate(invalid="ignore"):
+        return np.clip(a * 255., 0., 255.).astype(np.uint8)
 
 
 def generate(out):
@@ -397,6 +445,10 @@ def generate(out):
     base = Image.open(INIT_128).convert("RGB")
     inits, init_recs = {}, {}
     for name, box in INITS.items():
+        if box[0] == "solid":
+            inits[name] = Image.new("RGB", box[1], box[2])
+            init_recs[name] = dict(W.png(f"in-{name}.png", inits[name]), source=f"Image.new('RGB', {box[1]}, {box[2]})")
+            continue
         inits[name] = base.crop(box)
         init_recs[name] = dict(W.png(f"in-{name}.png", inits[name]), source="Tests/Fixtures/images/init-128.png",
                                crop_box=list(box))
@@ -405,7 +457,9 @@ def generate(out):
     for c in CASES:
         init = inits[c["init"]]
         dump = (c["id"] == NOISE_DUMP[0])
-        rec, p, res = run_case(mod, c, init, dump_first_call=dump)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rec, p, res = run_case(mod, c, init, dump_first_call=dump)
         der = m_derived(c, init.width, init.height)
         assert (p.mask_blur_x, p.mask_blur_y) == (der["p_mask_blur_x"], der["p_mask_blur_y"])
         assert (p.inpainting_fill, p.inpaint_full_res, p.n_iter) == (1, False, 1)
@@ -453,6 +507,21 @@ def generate(out):
             assert np.array_equal(np.asarray(s["latent_mask"]), m_rect_image((m["p_width"], m["p_height"]), m["latent_rect"]))
             files["image_mask"].append(W.png(f"{stem}-image_mask.png", s["image_mask"]))
             files["latent_mask"].append(W.png(f"{stem}-latent_mask.png", s["latent_mask"]))
+            pp = type("PP", (), {})()
+            pp.image_mask, pp.latent_mask = s["image_mask"], s["latent_mask"]
+            pp.mask_blur_x, pp.mask_blur_y = s["p"]["mask_blur_x"], s["p"]["mask_blur_y"]
+            pp.width, pp.height = s["p"]["width"], s["p"]["height"]
+            blurred, overlay_mask, latmask = a1111_init_masks(pp)
+            files["processing"] = {
+                "doc": "what StableDiffusionProcessingImg2Img.init makes of these (not the script's own work): "
+                       "image_mask convert('L') + cv2.GaussianBlur (k,1) sigma p.mask_blur_x then (1,k) sigma "
+                       "p.mask_blur_y; mask_for_overlay = clip(2 * that); latent mask = latent_mask.convert('RGB')"
+                       ".resize((W//8, H//8)) (BICUBIC), channel 0 / 255, np.around (float32)",
+                "image_mask_blurred": W.png(f"{stem}-image_mask_blurred.png", blurred),
+                "mask_for_overlay": W.png(f"{stem}-mask_for_overlay.png", overlay_mask),
+                "latent_mask_array": W.npy(f"{stem}-latent_mask_array.npy", latmask),
+                "kernel": [2 * int(2.5 * pp.mask_blur_x + 0.5) + 1 if pp.mask_blur_x > 0 else None,
+                           2 * int(2.5 * pp.mask_blur_y + 0.5) + 1 if pp.mask_blur_y > 0 else None]}
             steps.append(dict(index=k, direction=d, expand_pixels=s["expand_pixels"], images=s["count"],
                               input_size=[n0.width, n0.height], **m,
                               p={kk: v for kk, v in s["p"].items()},
@@ -539,10 +608,10 @@ def generate(out):
 
     index = {
         "generator": "tools/make_outpaint_fixtures.py",
-        "script": H.UPSTREAM + " (tools/a1111_outpainting_mk_2.py, git blob " + H.UPSTREAM_BLOB + ")",
+        "script": H.UPSTREAM + " (from $A1111_WEBUI, git blob " + H.UPSTREAM_BLOB + ")",
         "spec": "tools/OUTPAINT_MK2.md",
         "versions": {"numpy": np.__version__, "pillow": PIL.__version__, "scikit-image": skimage.__version__,
-                     "python": platform.python_version()},
+                     "opencv": __import__("cv2").__version__, "python": platform.python_version()},
         "conventions": {
             "sizes": "size = [width, height]; shape (npy, get_matched_noise arrays) = [rows, cols(, 3)]",
             "rectangles": "PIL ImageDraw.rectangle boxes (x0, y0, x1, y1), inclusive of x1 and y1, clipped to the image",
@@ -575,58 +644,63 @@ def load_any(path):
 
 
 def compare_dirs(a, b):
+    """Decoded pixels / arrays must be identical, except get_matched_noise's float intermediates (gmn-*.npy other
+    than -out), which depend on the FFT and summation order: reported, not failed, when within 1e-12."""
     names = sorted(set(os.listdir(a)) | set(os.listdir(b)))
     bad = []
     for n in names:
-        if n == "cases.json" or n == "README.md":
+        if n in ("cases.json", "README.md", "golden"):
             continue
         pa, pb = os.path.join(a, n), os.path.join(b, n)
         if not (os.path.exists(pa) and os.path.exists(pb)):
             bad.append(f"{n}: only in one")
             continue
         x, y = load_any(pa), load_any(pb)
-        if x.shape != y.shape or x.dtype != y.dtype or not np.array_equal(x, y):
-            diff = "" if x.shape != y.shape else f" ({int(np.sum(x != y))} values differ)"
-            bad.append(f"{n}{diff}")
+        if x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
+            continue
+        if x.shape == y.shape and x.dtype.kind == "f" and n.startswith("gmn-") and not n.endswith("-out.npy"):
+            d = float(np.max(np.abs(x - y)))
+            if d <= 1e-12:
+                print(f"  {n}: {int(np.sum(x != y))} values differ by at most {d:.3g} (FFT / summation rounding)")
+                continue
+        diff = "" if x.shape != y.shape else f" ({int(np.sum(x != y))} values differ)"
+        bad.append(f"{n}{diff}")
     return bad
 
 
 # =============================================================================================
-# FFT / summation-order sensitivity (for the spec's estimate)
+# sensitivity of the bytes to floating-point details (for the spec's estimate): run the same random
+# get_matched_noise calls under two environments (e.g. this venv and one with A1111's pins numpy 1.26.2 /
+# scikit-image 0.21.0, whose pocketfft is the older C code and whose np.average sums in another order),
+# optionally with numpy's FFT replaced by a plain O(n^3) DFT, and compare
 # =============================================================================================
 
-def fft_sensitivity(trials, seed=1):
-    """Runs get_matched_noise on random smooth images / masks twice: with numpy's FFT (pocketfft) and with a
-    separable O(n^3) DFT (matrix products, other rounding), np.average replaced by a sequential sum in the
-    second run; counts differing uint8 values of the script's conversion."""
+TRIAL_SIZES = [(64, 64), (64, 128), (128, 64), (128, 128), (192, 128), (512, 640), (640, 512), (512, 512)]
+
+
+def trials_dump(path, n, use_dft=False, seed=7):
     mod = H.load()
-    fft2, ifft2, avg = np.fft.fft2, np.fft.ifft2, np.average
-
-    def dft(x, sign):
-        out = x.astype(np.complex128)
-        for ax in (1, 0):
-            n = out.shape[ax]
-            k = np.arange(n)
-            F = np.exp(sign * 2j * np.pi * np.outer(k, k) / n) / math.sqrt(n)
-            out = np.tensordot(out, F, axes=([ax], [0])) if ax == 1 else np.tensordot(F, out, axes=([1], [0]))
-        return out
-
-    def seq_avg(a):
-        s = 0.0
-        for v in np.asarray(a, np.float64).ravel().tolist():
-            s += v
-        return s / np.asarray(a).size
-
+    if use_dft:
+        def dft(x, sign):
+            o = x.astype(np.complex128)
+            for ax in (1, 0):
+                m = o.shape[ax]
+                k = np.arange(m)
+                F = np.exp(sign * 2j * np.pi * np.outer(k, k) / m) / math.sqrt(m)
+                o = np.tensordot(o, F, axes=([1], [0])) if ax == 1 else np.tensordot(F, o, axes=([1], [0]))
+            return o
+        np.fft.fft2 = lambda x, norm=None: dft(x, -1)
+        np.fft.ifft2 = lambda x, norm=None: dft(x, 1)
     r = np.random.default_rng(seed)
-    total, diff_vals, diff_imgs, maxd, rel = 0, 0, 0, 0, []
-    for t in range(trials):
-        h, w = (64, 64) if t % 3 == 0 else ((64, 128) if t % 3 == 1 else (128, 64))
-        base = r.random((h // 8 + 1, w // 8 + 1, 3))
+    res = {}
+    for t in range(n):
+        h, w = TRIAL_SIZES[t % len(TRIAL_SIZES)]
+        base = r.random((h // 16 + 2, w // 16 + 2, 3))
         img = np.asarray(Image.fromarray((base * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BICUBIC))
         img = img.astype(np.float64) / 255.0
         mask = np.zeros((h, w, 3))
-        side = t % 4
-        e = int(r.integers(8, 40))
+        side, frac = int(r.integers(0, 4)), float(r.uniform(0.1, 0.3))
+        e = max(8, int((w if side < 2 else h) * frac))
         if side == 0:
             mask[:, :e] = 1
         elif side == 1:
@@ -636,22 +710,33 @@ def fft_sensitivity(trials, seed=1):
         else:
             mask[h - e:] = 1
         img = img * (1 - mask)
-        q, cv = float(r.choice([1.0, 2.0, 0.5])), float(r.choice([0.05, 0.5]))
-        a = mod.get_matched_noise(img.copy(), mask.copy(), q, cv)
-        np.fft.fft2, np.fft.ifft2, np.average = (lambda x, norm=None: dft(x, -1)), (lambda x, norm=None: dft(x, 1)), seq_avg
-        try:
-            b = mod.get_matched_noise(img.copy(), mask.copy(), q, cv)
-        finally:
-            np.fft.fft2, np.fft.ifft2, np.average = fft2, ifft2, avg
-        ua, ub = u8_from_float(a), u8_from_float(b)
-        nd = int(np.sum(ua != ub))
-        total += ua.size
-        diff_vals += nd
-        diff_imgs += nd > 0
-        maxd = max(maxd, int(np.max(np.abs(ua.astype(int) - ub.astype(int)))))
-        rel.append(float(np.max(np.abs(a - b))))
-    print(f"{trials} get_matched_noise calls: {diff_imgs} with any differing byte, {diff_vals} of {total} bytes "
-          f"differ (max |diff| {maxd}); max |float difference| of the returned arrays {max(rel):.3g}")
+        q, cv = float(r.choice([1.0, 2.0, 0.5, 1.5])), float(r.choice([0.05, 0.5, 0.0, 1.0]))
+        a = mod.get_matched_noise(img, mask, q, cv)
+        res[f"u{t}"] = u8_from_float(a)
+        res[f"f{t}"] = a
+    np.savez_compressed(path, **res)
+
+
+def trials_compare(pa, pb):
+    a, b = np.load(pa), np.load(pb)
+    n = len([k for k in a.files if k.startswith("u")])
+    per = {}
+    for t in range(n):
+        nf = int(np.sum(a[f"f{t}"] != b[f"f{t}"]))
+        ua, ub = a[f"u{t}"], b[f"u{t}"]
+        nu = int(np.sum(ua != ub))
+        s = "x".join(map(str, TRIAL_SIZES[t % len(TRIAL_SIZES)]))
+        rec = per.setdefault(s, [0, 0, 0, 0])
+        rec[0] += 1
+        rec[1] += nf > 0
+        rec[2] += nu > 0
+        rec[3] += nu
+        if nu:
+            print(f"call {t} ({s}): {nf} float values and {nu} bytes differ "
+                  f"(max |diff| {int(np.max(np.abs(ua.astype(int) - ub.astype(int))))})")
+    print("rows x cols: calls, calls with float differences, calls with byte differences, bytes")
+    for s, (c, f, u, nb) in per.items():
+        print(f"  {s:8} {c:4} {f:4} {u:4} {nb:4}")
 
 
 def main():
@@ -659,10 +744,16 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "Tests", "Fixtures", "outpaint"))
     ap.add_argument("--check", action="store_true", help="re-make into a temporary folder and compare byte for byte")
     ap.add_argument("--compare", metavar="DIR", help="re-make and compare decoded pixels / arrays with DIR")
-    ap.add_argument("--fft-sensitivity", type=int, metavar="N", help="only run the FFT sensitivity experiment")
+    ap.add_argument("--trials-dump", nargs=2, metavar=("OUT.npz", "N"),
+                    help="only run N random get_matched_noise calls and save their results (sensitivity study)")
+    ap.add_argument("--dft", action="store_true", help="with --trials-dump: numpy's FFT replaced by a plain DFT")
+    ap.add_argument("--trials-compare", nargs=2, metavar=("A.npz", "B.npz"), help="compare two --trials-dump files")
     args = ap.parse_args()
-    if args.fft_sensitivity:
-        fft_sensitivity(args.fft_sensitivity)
+    if args.trials_dump:
+        trials_dump(args.trials_dump[0], int(args.trials_dump[1]), args.dft)
+        return 0
+    if args.trials_compare:
+        trials_compare(*args.trials_compare)
         return 0
     import skimage
     got = {"numpy": np.__version__, "pillow": PIL.__version__, "scikit-image": skimage.__version__}
@@ -682,7 +773,7 @@ def main():
                 print(f"all {len(os.listdir(tmp)) - 1} files have identical pixels / arrays")
                 return 0
             new = sorted(os.listdir(tmp))
-            old = sorted(n for n in os.listdir(out) if n != "README.md") if os.path.isdir(out) else []
+            old = sorted(n for n in os.listdir(out) if n not in ("README.md", "golden")) if os.path.isdir(out) else []
             diff = sorted(set(new) ^ set(old))
             for n in sorted(set(new) & set(old)):
                 with open(os.path.join(tmp, n), "rb") as a, open(os.path.join(out, n), "rb") as b:

@@ -1,5 +1,6 @@
-"""Runs A1111 1.10.1's real "Outpainting mk2" script (tools/a1111_outpainting_mk_2.py, verbatim upstream
-bytes) outside the WebUI: stub `modules.*` / `gradio` modules are installed, the script's source is
+"""Runs A1111 1.10.1's real "Outpainting mk2" script outside the WebUI, from a checkout of
+AUTOMATIC1111/stable-diffusion-webui at v1.10.1 named by $A1111_WEBUI (not committed here: it is
+AGPL-3.0 and only the oracle runs it): stub `modules.*` / `gradio` modules are installed, the script's source is
 checked against its upstream git blob hash and executed, and `process_images` is a hook the caller
 provides. Shared by tools/make_outpaint_fixtures.py (image side, a fake generation) and
 tools/make_outpaint_golden.py (the oracle's generation).
@@ -7,7 +8,7 @@ tools/make_outpaint_golden.py (the oracle's generation).
 What the stubs provide (nothing here changes a pixel of the script's own work):
   modules.scripts.Script       base class (elem_id only; ui() is never called)
   modules.processing           Processed (records its arguments) and process_images (-> HOOK)
-  modules.images               image_grid: verbatim copy of A1111 1.10.1 modules/images.py image_grid
+  modules.images               image_grid: the function from the checkout's modules/images.py
                                (script_callbacks.image_grid_callback is a no-op there by default);
                                save_image raises (opts.samples_save / grid_save are False here)
   modules.shared               opts (A1111 1.10.1 defaults for the options the script and image_grid
@@ -22,8 +23,18 @@ import types
 from PIL import Image, ImageColor
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
-SCRIPT_FILE = os.path.join(TOOLS, "a1111_outpainting_mk_2.py")
-MARKER = b"# ---- verbatim upstream file below this line ----\n"
+
+
+def a1111_root():
+    root = os.environ.get("A1111_WEBUI")
+    if not root or not os.path.isdir(os.path.join(root, "scripts")):
+        raise SystemExit("set A1111_WEBUI to a checkout of AUTOMATIC1111/stable-diffusion-webui at v1.10.1 "
+                         "(git clone --branch v1.10.1 https://github.com/AUTOMATIC1111/stable-diffusion-webui)")
+    return root
+
+
+def script_file():
+    return os.path.join(a1111_root(), "scripts", "outpainting_mk_2.py")
 UPSTREAM_BLOB = "5df9dff9c4897f5469917cb70635a688f7558432"   # v1.10.1:scripts/outpainting_mk_2.py
 UPSTREAM = "AUTOMATIC1111/stable-diffusion-webui v1.10.1 (82a973c04367123ae98bd9abdf80d9eda9b910e2) scripts/outpainting_mk_2.py"
 
@@ -41,17 +52,14 @@ def git_blob_sha1(data):
 
 
 def upstream_source():
-    with open(SCRIPT_FILE, "rb") as f:
-        text = f.read()
-    head, sep, src = text.partition(MARKER)
-    if not sep:
-        raise SystemExit(f"{SCRIPT_FILE}: marker line missing")
+    with open(script_file(), "rb") as f:
+        src = f.read()
     if b"\r\n" not in src:   # upstream has CRLF line ends; a checkout may have turned them into LF
         src = src.replace(b"\n", b"\r\n")
     got = git_blob_sha1(src)
     if got != UPSTREAM_BLOB:
-        raise SystemExit(f"{SCRIPT_FILE}: git blob {got} != upstream {UPSTREAM_BLOB} (the copy was edited)")
-    return src, head.count(b"\n") + 1   # + the marker line
+        raise SystemExit(f"{script_file()}: git blob {got} != upstream {UPSTREAM_BLOB} (not v1.10.1's file)")
+    return src
 
 
 class Processed:
@@ -66,39 +74,22 @@ def process_images(p):
     return HOOK["process_images"](p)
 
 
-# ---- verbatim copy of A1111 1.10.1 modules/images.py image_grid (upstream lines 36-66, CRLF there) ----
-def image_grid(imgs, batch_size=1, rows=None):
-    if rows is None:
-        if opts.n_rows > 0:
-            rows = opts.n_rows
-        elif opts.n_rows == 0:
-            rows = batch_size
-        elif opts.grid_prevent_empty_spots:
-            rows = math.floor(math.sqrt(len(imgs)))
-            while len(imgs) % rows != 0:
-                rows -= 1
-        else:
-            rows = math.sqrt(len(imgs))
-            rows = round(rows)
-    if rows > len(imgs):
-        rows = len(imgs)
+def image_grid(*args, **kwargs):
+    """A1111's modules/images.py image_grid, read from the checkout (the module itself imports the
+    whole WebUI, so only this function's source is taken, by its syntax tree)."""
+    if "fn" not in _IMAGE_GRID:
+        import ast
+        path = os.path.join(a1111_root(), "modules", "images.py")
+        with open(path, "rb") as f:
+            src = f.read().decode("utf-8")
+        node = next(n for n in ast.parse(src).body if isinstance(n, ast.FunctionDef) and n.name == "image_grid")
+        ns = {"math": math, "Image": Image, "ImageColor": ImageColor, "opts": opts, "script_callbacks": script_callbacks}
+        exec(compile(ast.Module(body=[node], type_ignores=[]), path, "exec"), ns)
+        _IMAGE_GRID["fn"] = ns["image_grid"]
+    return _IMAGE_GRID["fn"](*args, **kwargs)
 
-    cols = math.ceil(len(imgs) / rows)
 
-    params = script_callbacks.ImageGridLoopParams(imgs, cols, rows)
-    script_callbacks.image_grid_callback(params)
-
-    w, h = map(max, zip(*(img.size for img in imgs)))
-    grid_background_color = ImageColor.getcolor(opts.grid_background_color, 'RGB')
-    grid = Image.new('RGB', size=(params.cols * w, params.rows * h), color=grid_background_color)
-
-    for i, img in enumerate(params.imgs):
-        img_w, img_h = img.size
-        w_offset, h_offset = 0 if img_w == w else (w - img_w) // 2, 0 if img_h == h else (h - img_h) // 2
-        grid.paste(img, box=(i % params.cols * w + w_offset, i // params.cols * h + h_offset))
-
-    return grid
-# ---- end of the verbatim copy ----
+_IMAGE_GRID = {}
 
 
 class _ImageGridLoopParams:  # modules/script_callbacks.py ImageGridLoopParams
@@ -118,7 +109,7 @@ def _save_image(*a, **k):
 
 def load():
     """Installs the stubs and returns the executed upstream script as a module."""
-    src, header_lines = upstream_source()
+    src = upstream_source()
     mods = {
         "gradio": types.SimpleNamespace(),
         "modules": types.ModuleType("modules"),
@@ -132,9 +123,8 @@ def load():
     for name in ("scripts", "images", "processing", "shared"):
         setattr(mods["modules"], name, mods["modules." + name])
     mod = types.ModuleType("outpainting_mk_2")
-    mod.__file__ = SCRIPT_FILE
-    # pad with the header's line count so tracebacks point at the right lines of the file
-    code = compile(b"\n" * header_lines + src, SCRIPT_FILE, "exec")
+    mod.__file__ = script_file()
+    code = compile(src, script_file(), "exec")
     exec(code, mod.__dict__)
     return mod
 
