@@ -3,6 +3,7 @@ headless Chromium through the controller's gateway at /api/predict/<service>/ â€
 "View Web App" â€” with the service token as the password."""
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,7 @@ def webui_service():
     for ext in (".safetensors", ".yaml", ".json"):
         shutil.copy(MODEL + ext, os.path.join(ckpt, "tiny-sd15" + ext))
     with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump({"nas": {NAS: nas}}, f)
+        json.dump({"nas": {NAS: nas}, "log_rotate_bytes": 4096}, f)
     spec = {
         "metadata": {"name": "webui_svc", "instance": 1, "enable_webservice": True},
         "containers": [{"image": "eas-registry-vpc.<region>.cr.aliyuncs.com/pai-eas/stable-diffusion-webui:4.2-standard",
@@ -53,7 +54,8 @@ def webui_service():
                            capture_output=True, timeout=300)
         assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
         described = json.loads(r.stdout)
-        yield {"url": url, "token": described["token"], "webui": described["endpoints"]["webui"], "nas": nas}
+        yield {"url": url, "token": described["token"], "webui": described["endpoints"]["webui"], "nas": nas, "ctl": ctl,
+               "log": described["instance_list"][0]["log"]}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -85,3 +87,35 @@ def test_webui_and_api_need_the_service_token_at_the_gateway(webui_service):
     # the page itself is public (it asks for the token)
     page = requests.get(base, timeout=10)
     assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def test_logs_show_the_instance_output_follow_new_lines_and_rotate(webui_service):
+    base, token, ctl = webui_service["webui"], webui_service["token"], webui_service["ctl"]
+    assert requests.get(base + "sdapi/v1/loras", headers={"Authorization": token}, timeout=10).status_code == 200
+    r = subprocess.run([BINARY, "services", "logs", "webui_svc", "--controller-dir", ctl], capture_output=True, timeout=30)
+    assert r.returncode == 0 and b"==> webui_svc-" in r.stdout and b"GET /sdapi/v1/loras 200" in r.stdout
+    follow = subprocess.Popen([BINARY, "services", "logs", "webui_svc", "--follow", "--tail", "1", "--controller-dir", ctl],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)
+        marker = "/sdapi/v1/sd-vae"
+        assert requests.get(base + marker.lstrip("/"), headers={"Authorization": token}, timeout=10).status_code == 200
+        seen = b""
+        deadline = time.time() + 15
+        while marker.encode() not in seen and time.time() < deadline:
+            ready, _, _ = select.select([follow.stdout], [], [], 0.5)
+            if ready:
+                seen += os.read(follow.stdout.fileno(), 4096)
+        assert marker.encode() in seen, seen[-2000:]
+    finally:
+        follow.kill()
+        follow.wait()
+    # past log_rotate_bytes (4 KiB here) the log is copied to .1 and truncated; nothing is lost meanwhile
+    for _ in range(80):
+        requests.get(base + "sdapi/v1/samplers", headers={"Authorization": token}, timeout=10)
+    log = webui_service["log"]
+    deadline = time.time() + 10
+    while not os.path.exists(log + ".1") and time.time() < deadline:
+        time.sleep(0.1)
+    assert os.path.exists(log + ".1") and os.path.getsize(log + ".1") >= 4096
+    assert os.path.getsize(log) < os.path.getsize(log + ".1") + 4096

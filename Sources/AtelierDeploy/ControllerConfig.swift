@@ -12,9 +12,11 @@ public struct ControllerConfig: Sendable, Codable {
     public var mountRoots: [String] = [ServiceSpec.webuiRoot]
     /// per service, the local model cache of an OSS data dir (MiB)
     public var ossCacheMB: Int = 20_480
+    /// an instance's log is rotated (to `<log>.1`) past this size
+    public var logRotateBytes: Int = 8 << 20
 
     enum CodingKeys: String, CodingKey {
-        case nas, s3, mountRoots = "mount_roots", ossCacheMB = "oss_cache_mb"
+        case nas, s3, mountRoots = "mount_roots", ossCacheMB = "oss_cache_mb", logRotateBytes = "log_rotate_bytes"
     }
 
     public init() {}
@@ -25,6 +27,7 @@ public struct ControllerConfig: Sendable, Codable {
         s3 = try c.decodeIfPresent(S3Configuration.self, forKey: .s3)
         mountRoots = try c.decodeIfPresent([String].self, forKey: .mountRoots) ?? [ServiceSpec.webuiRoot]
         ossCacheMB = try c.decodeIfPresent(Int.self, forKey: .ossCacheMB) ?? 20_480
+        logRotateBytes = try c.decodeIfPresent(Int.self, forKey: .logRotateBytes) ?? (8 << 20)
     }
 
     /// Reads `file` (absent = defaults) and takes the S3 store from the environment when the file has none.
@@ -36,6 +39,10 @@ public struct ControllerConfig: Sendable, Codable {
             }
         }
         if config.s3 == nil { config.s3 = S3Configuration.fromEnvironment() }
+        guard config.logRotateBytes >= 1024, config.ossCacheMB >= 1 else {
+            throw SpecError(diagnostics: [SpecDiagnostic(severity: .error, path: "\(file.path): log_rotate_bytes / oss_cache_mb",
+                                                         message: "log_rotate_bytes must be ≥ 1024 and oss_cache_mb ≥ 1")])
+        }
         for (server, dir) in config.nas {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {

@@ -93,7 +93,7 @@ final class ServiceRuntime: @unchecked Sendable {
             return "\(name)-\(generation)-\(suffix)"
         }
         return InstanceProcess(id: id, service: name, plan: plan, runDir: dir.appendingPathComponent("run"),
-                               logFile: logsDir.appendingPathComponent("\(id).log"), pool: pool, registry: registry, logger: logger)
+                               logFile: logsDir.appendingPathComponent("\(id).log"), pool: pool, registry: registry, logger: logger, logLimit: config.logRotateBytes)
     }
 
     // MARK: operations
@@ -110,7 +110,7 @@ final class ServiceRuntime: @unchecked Sendable {
                 let p: InstanceProcess
                 if let a = adoptable.popLast() {
                     p = InstanceProcess(id: a.id, service: name, plan: plan, runDir: dir.appendingPathComponent("run"),
-                                        logFile: logsDir.appendingPathComponent("\(a.id).log"), pool: pool, registry: registry, logger: logger)
+                                        logFile: logsDir.appendingPathComponent("\(a.id).log"), pool: pool, registry: registry, logger: logger, logLimit: config.logRotateBytes)
                     p.start(adopt: a)
                 } else {
                     p = newInstance(plan: plan)

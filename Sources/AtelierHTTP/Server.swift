@@ -74,7 +74,9 @@ public struct ErrorAndTimingMiddleware<Context: RequestContext>: RouterMiddlewar
         }
         let seconds = Date().timeIntervalSince(start)
         response.headers[.init("X-Process-Time")!] = String(format: "%.4f", seconds)
-        logger.info("\(request.method) \(request.uri.path) \(response.status.code) \(String(format: "%.1f", seconds * 1000)) ms")
+        // the watchdog's pings (twice a second from a controller) are not worth a log line each
+        let level: Logger.Level = request.uri.path == "/internal/ping" && response.status.code == 200 ? .debug : .info
+        logger.log(level: level, "\(request.method) \(request.uri.path) \(response.status.code) \(String(format: "%.1f", seconds * 1000)) ms")
         return response
     }
 }

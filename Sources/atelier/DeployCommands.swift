@@ -204,7 +204,8 @@ struct Services: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(500))
                 let next = try await address.call(.GET, "/api/services/\(name)/logs?offset=0\(filter)")
                 for (id, text, size) in Self.parts(next) {
-                    let seen = offsets[id] ?? 0
+                    // a smaller file was rotated (copied to .1 and truncated): all of it is new
+                    let seen = (offsets[id] ?? 0) > size ? 0 : (offsets[id] ?? 0)
                     let data = Data(text.utf8)
                     if size > seen, data.count >= size { print(String(decoding: data[seen...], as: UTF8.self), terminator: "") }
                     offsets[id] = size
