@@ -41,15 +41,20 @@ public extension InitImage {
     /// `width × height` by `resizeMode` (latent upscale: kept at its own size), and with a
     /// `mask`, A1111's whole inpainting preparation (binarise, invert, blur, crop for only
     /// masked, masked-content fill, latent mask, overlay).
+    /// `latentMask`: a separate latent mask (A1111's `p.latent_mask`, which scripts such as
+    /// Outpainting mk2 set) instead of the blurred processing mask.
     static func prepared(_ image: Image8, mask: Image8?, width: Int, height: Int,
-                         resizeMode: ImageResizeMode = .justResize, inpaint options: InpaintOptions = InpaintOptions()) -> InitImage {
+                         resizeMode: ImageResizeMode = .justResize, inpaint options: InpaintOptions = InpaintOptions(),
+                         latentMask: Image8? = nil) -> InitImage {
         guard let mask else {
             let flat = image.flattened()
             let fitted = resizeMode == .latentUpscale ? flat : flat.a1111Resized(resizeMode, width: width, height: height)
             return InitImage(width: fitted.width, height: fitted.height, rgb: fitted.pixels, latentUpscale: resizeMode == .latentUpscale)
         }
         let prep = InpaintPreparation(initImage: image, mask: mask, width: width, height: height, options: options, resizeMode: resizeMode)
-        let setup = prep.latentMask(width: width / 8, height: height / 8, round: options.round).map { nmask in
+        let nmask = latentMask.map { InpaintPreparation.latentMask(of: $0, width: width / 8, height: height / 8, round: options.round) }
+            ?? prep.latentMask(width: width / 8, height: height / 8, round: options.round)
+        let setup = nmask.map { nmask in
             InpaintSetup(nmask: nmask, fill: options.fill, overlay: prep.overlay,
                          pasteTo: prep.pasteTo.map { [$0.x, $0.y, $0.width, $0.height] },
                          imageMask: prep.imageMask?.pillowL(), round: options.round)

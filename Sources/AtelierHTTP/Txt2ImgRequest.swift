@@ -108,6 +108,7 @@ struct Txt2ImgRequest {
         let forceTaskID = f.optionalString("force_task_id")
         _ = f.list("styles")
         var initImage: Image8?
+        var scriptMask = (invert: false, round: true, mode: ImageResizeMode.justResize)
 
         f.check("steps", r.steps, min: 1, max: 500)
         f.check("width", r.width, min: 64, max: 4096)
@@ -165,6 +166,7 @@ struct Txt2ImgRequest {
                 throw ServiceError(422, field: "resize_mode", "resize_mode: 3 (latent upscale) cannot inpaint an init image of another size (\(decoded.width)x\(decoded.height) for \(r.width)x\(r.height)); resize it first or use resize_mode 0–2")
             }
             r.initImage = InitImage.prepared(decoded, mask: mask, width: r.width, height: r.height, resizeMode: mode, inpaint: inpaint)
+            scriptMask = (inpaint.invert, inpaint.round, mode)
         }
         guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
 
@@ -230,7 +232,11 @@ struct Txt2ImgRequest {
         for tag in ExtraNetworkTags.parse(r.prompt).tags where tag.kind != "lora" && tag.kind != "lyco" {
             throw ServiceError(422, field: "prompt", "prompt: <\(tag.kind):\(tag.arguments.joined(separator: ":"))>: \(tag.kind == "hypernet" ? "hypernetworks are" : "this kind of extra network is") not available in Atelier yet")
         }
-        if let scriptName, !scriptName.isEmpty {
+        var outpaint: OutpaintJob?
+        if let scriptName, scriptName.lowercased() == "outpainting mk2", img2img, let initImage {
+            outpaint = try OutpaintJob(script: Self.outpaintingScript(body["script_args"]), initImage: initImage,
+                                       invertMask: scriptMask.invert, roundMask: scriptMask.round, resizeMode: scriptMask.mode)
+        } else if let scriptName, !scriptName.isEmpty {
             // A1111's built-in scripts are named as such; anything else is unknown, as in A1111
             let builtIn = ["prompt matrix", "prompts from file or textbox", "x/y/z plot", "img2img alternative test", "loopback",
                            "outpainting mk2", "poor man's outpainting", "sd upscale"]
@@ -348,7 +354,41 @@ struct Txt2ImgRequest {
             job.vae = vae
         }
         job.controlMapDir = saveDir.map { $0 + "/controlnet_mask" }
+        job.outpaint = outpaint
         return Txt2ImgRequest(job: job, sendImages: sendImages && saveDir == nil, echo: echo, eas: eas)
+    }
+
+    /// `script_args` of Outpainting mk2: `[info, pixels, mask_blur, direction, noise_q,
+    /// color_variation]` (A1111 passes them positionally; all six are required here, since a
+    /// shorter list shifts A1111's arguments).
+    static func outpaintingScript(_ value: JSONValue?) throws -> OutpaintingMk2 {
+        guard case .array(let a)? = value, a.count == 6 else {
+            throw ServiceError(422, field: "script_args", "script_args: Outpainting mk2 takes 6 values [info, pixels, mask_blur, direction, noise_q, color_variation]")
+        }
+        guard case .int(let pixels) = a[1], (8...256).contains(pixels) else {
+            throw ServiceError(422, field: "script_args[1]", "script_args[1] (pixels to expand): an integer 8…256")
+        }
+        guard let blur = a[2].double, blur >= 0, blur <= 64, blur == blur.rounded() else {
+            throw ServiceError(422, field: "script_args[2]", "script_args[2] (mask blur): a whole number 0…64")
+        }
+        let names: [String]
+        switch a[3] {
+        case .array(let list): names = list.compactMap(\.string)
+        case .string(let text): names = [text]   // A1111 tests "left" in direction: a string works by substring
+        default: names = []
+        }
+        var directions: OutpaintingMk2.Directions = []
+        let text = names.joined(separator: ",")
+        if text.contains("left") { directions.insert(.left) }
+        if text.contains("right") { directions.insert(.right) }
+        if text.contains("up") { directions.insert(.up) }
+        if text.contains("down") { directions.insert(.down) }
+        guard !directions.isEmpty else {
+            throw ServiceError(422, field: "script_args[3]", "script_args[3] (direction): a list of left, right, up, down")
+        }
+        guard let q = a[4].double, q >= 0, q <= 4 else { throw ServiceError(422, field: "script_args[4]", "script_args[4] (fall-off exponent): a number 0…4") }
+        guard let cv = a[5].double, cv >= 0, cv <= 1 else { throw ServiceError(422, field: "script_args[5]", "script_args[5] (color variation): a number 0…1") }
+        return OutpaintingMk2(pixels: pixels, maskBlur: blur, directions: directions, noiseQ: q, colorVariation: cv)
     }
 
     /// Options that change the picture; a request may not set them to values the engine lacks.

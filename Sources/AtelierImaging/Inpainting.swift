@@ -238,7 +238,12 @@ public struct InpaintPreparation: Sendable {
     /// `w8 × h8` with Pillow's bicubic, its first channel / 255, rounded when `round`.
     public func latentMask(width w8: Int, height h8: Int, round: Bool) -> [Float]? {
         guard let imageMask else { return nil }
-        let small = imageMask.pillowRGB().pillowResized(width: w8, height: h8, filter: .bicubic)
+        return Self.latentMask(of: imageMask, width: w8, height: h8, round: round)
+    }
+
+    /// The same of any mask picture (a separate latent mask).
+    public static func latentMask(of image: Image8, width w8: Int, height h8: Int, round: Bool) -> [Float] {
+        let small = image.pillowRGB().pillowResized(width: w8, height: h8, filter: .bicubic)
         return (0..<(w8 * h8)).map { i in
             let v = Float(small.pixels[i * 3]) / 255
             return round ? v.rounded(.toNearestOrEven) : v

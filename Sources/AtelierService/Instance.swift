@@ -19,6 +19,8 @@ public struct Txt2ImgJob: Sendable {
     public var controlUnits: [ControlUnitRequest] = []
     /// the SD VAE setting for this job (`override_settings.sd_vae`); nil = the current option
     public var vae: String?
+    /// img2img's "Outpainting mk2" script: the job is its steps, each an img2img call
+    public var outpaint: OutpaintJob?
 
     public init(request: GenerationRequest, checkpoint: String? = nil, saveImages: Bool = false,
                 taskID: String = "task(\(Instance.randomTaskID()))", saveDir: String? = nil) {
@@ -31,6 +33,24 @@ public struct Txt2ImgJob: Sendable {
 }
 
 /// What a finished job returns.
+/// What img2img's "Outpainting mk2" needs besides the request: the script's settings, the init
+/// picture as decoded, and the img2img fields the script leaves in effect.
+public struct OutpaintJob: Sendable {
+    public var script: OutpaintingMk2
+    public var initImage: Image8
+    public var invertMask: Bool
+    public var roundMask: Bool
+    public var resizeMode: ImageResizeMode
+
+    public init(script: OutpaintingMk2, initImage: Image8, invertMask: Bool, roundMask: Bool, resizeMode: ImageResizeMode) {
+        self.script = script
+        self.initImage = initImage
+        self.invertMask = invertMask
+        self.roundMask = roundMask
+        self.resizeMode = resizeMode
+    }
+}
+
 public struct JobResult: Sendable {
     public let pngs: [Data]
     public let infotexts: [String]
@@ -254,6 +274,9 @@ public final class Instance: @unchecked Sendable {
             controlMaps.append(try PNG.encode(map))
         }
         let every = options.previewEvery
+        if let outpaint = job.outpaint {
+            return try runOutpaint(job, outpaint, request: request, pipe: pipe, info: info, stamp: stamp, start: start)
+        }
         let images = try pipe.txt2img(request, control: control, progress: { [self] p in
             let preview = p.step % every == 0 ? Preview.cheapPNG(latents: p.latents, shape: p.latentShape) : nil
             lock.withLock {
@@ -307,6 +330,108 @@ public final class Instance: @unchecked Sendable {
         result.controlMapPaths = mapPaths
         result.grid = gridPNG
         result.gridInfotext = gridPNG == nil ? nil : images[0].infotext
+        return result
+    }
+
+    /// Outpainting mk2 (tools/OUTPAINT_MK2.md): the script's steps, each an img2img call per batch
+    /// position (seed + n; A1111 batches them, which gives the same pictures) on the noised crop
+    /// with the script's mask (blurred by img2img), its separate latent mask and masked content
+    /// "original". The answer is A1111's: the final pictures, the grid first when there are
+    /// several, every picture with the first call's infotext, saved when `samples_save` is on.
+    private func runOutpaint(_ job: Txt2ImgJob, _ op: OutpaintJob, request: GenerationRequest, pipe: Pipeline, info: CheckpointInfo,
+                             stamp: String, start: Date) throws -> JobResult {
+        var firstInfotext: String?
+        var calls = 0
+        // one seed for every step (A1111 with a fixed seed; with -1 it draws one per step)
+        let baseSeed = request.seed >= 0 ? request.seed : Int64(UInt32.random(in: 0...UInt32.max))
+        let baseSubseed = request.subseed >= 0 ? request.subseed : Int64(UInt32.random(in: 0...UInt32.max))
+        let steps = [op.script.directions.contains(.left), op.script.directions.contains(.right),
+                     op.script.directions.contains(.up), op.script.directions.contains(.down)].filter { $0 }.count
+        lock.withLock { state.jobCount = job.request.nIter * max(steps, 1) }
+        let finals: [Image8]
+        do {
+            finals = try runOutpaintSteps(op, job: job, request: request, pipe: pipe, baseSeed: baseSeed, baseSubseed: baseSubseed,
+                                          firstInfotext: &firstInfotext, calls: &calls)
+        } catch let e as OutpaintingMk2.ScriptError {
+            // the request's sizes and the script's arguments do not fit (A1111 fails with a ValueError)
+            throw ServiceError(422, field: "script_args", "script_args: \(e.description)")
+        }
+        return try outpaintResult(finals, job: job, request: request, pipe: pipe, info: info, stamp: stamp, start: start,
+                                  infotext: firstInfotext ?? "", baseSeed: baseSeed, baseSubseed: baseSubseed)
+    }
+
+    private func runOutpaintSteps(_ op: OutpaintJob, job: Txt2ImgJob, request: GenerationRequest, pipe: Pipeline, baseSeed: Int64,
+                                  baseSubseed: Int64, firstInfotext: inout String?, calls: inout Int) throws -> [Image8] {
+        var first = firstInfotext, count = calls
+        defer { firstInfotext = first; calls = count }
+        return try op.script.run(initImage: op.initImage, width: job.request.width, height: job.request.height,
+                                 batchSize: job.request.batchSize, batchCount: job.request.nIter) { step in
+            guard step.width % 8 == 0, step.height % 8 == 0 else {
+                throw ServiceError(422, field: "init_images",
+                                   "Outpainting mk2: a step of \(step.width)x\(step.height) is not a multiple of 8 (A1111 generates the next smaller multiple and pastes it back); give an init image whose sides are multiples of 8")
+            }
+            var options = InpaintOptions()
+            options.blurX = Int(step.maskBlurX)
+            options.blurY = Int(step.maskBlurY)
+            options.fill = .original
+            options.onlyMasked = false
+            options.invert = op.invertMask
+            options.round = op.roundMask
+            var made: [Image8] = []
+            for (n, crop) in step.images.enumerated() {
+                var r = request
+                r.width = step.width
+                r.height = step.height
+                r.batchSize = 1
+                r.nIter = 1
+                r.seed = baseSeed + Int64(n)
+                r.subseed = baseSubseed + Int64(n)
+                r.initImage = InitImage.prepared(crop, mask: step.imageMask, width: step.width, height: step.height,
+                                                 resizeMode: op.resizeMode, inpaint: options, latentMask: step.latentMask)
+                let out = try pipe.txt2img(r, control: control, progress: { [self] p in
+                    lock.withLock { state.samplingStep = p.step }
+                })
+                guard let img = out.first else { throw ServiceError(500, "Outpainting mk2: the generation gave no picture") }
+                if first == nil { first = img.infotext }
+                made.append(Image8(width: img.width, height: img.height, channels: 3, pixels: img.rgb))
+            }
+            count += 1
+            lock.withLock { state.jobNo = count }
+            return made
+        }
+    }
+
+    private func outpaintResult(_ finals: [Image8], job: Txt2ImgJob, request: GenerationRequest, pipe: Pipeline, info: CheckpointInfo,
+                                stamp: String, start: Date, infotext: String, baseSeed: Int64, baseSubseed: Int64) throws -> JobResult {
+        var pngs: [Data] = [], saved: [String] = []
+        let saveSamples = options["samples_save"]?.any as? Bool != false
+        for (i, img) in finals.enumerated() {
+            let png = try PNG.encode(img)
+            pngs.append(png)
+            if saveSamples || job.saveImages {
+                saved.append(try save(png, seed: UInt64(baseSeed) + UInt64(i % max(job.request.batchSize, 1)),
+                                      dir: job.saveDir ?? options["outdir_img2img_samples"]?.string ?? "outputs/img2img-images"))
+            }
+        }
+        var gridPNG: Data?
+        if finals.count > 1 {
+            let grid = try PNG.encode(Image8.a1111Grid(finals, batchSize: 1, nRows: options["n_rows"]?.int ?? -1,
+                                                       preventEmptySpots: options["grid_prevent_empty_spots"]?.any as? Bool == true))
+            if options["return_grid"]?.any as? Bool != false { gridPNG = grid }
+            if options["grid_save"]?.any as? Bool != false && (saveSamples || job.saveImages) {
+                let dir = job.saveDir.map { $0.hasSuffix("-images") ? String($0.dropLast("-images".count)) + "-grids" : $0 + "-grids" }
+                    ?? options["outdir_img2img_grids"]?.string ?? "outputs/img2img-grids"
+                saved.insert(try saveGrid(grid, dir: dir), at: 0)
+            }
+        }
+        let seeds = finals.indices.map { UInt64(baseSeed) + UInt64($0 % max(job.request.batchSize, 1)) }
+        var result = JobResult(pngs: pngs, infotexts: finals.map { _ in infotext }, seeds: seeds,
+                               subseeds: finals.indices.map { UInt64(baseSubseed) + UInt64($0 % max(job.request.batchSize, 1)) },
+                               savedPaths: saved, checkpoint: info, jobTimestamp: stamp, seconds: Date().timeIntervalSince(start))
+        result.vae = request.vae.map { ($0.name, $0.shortHash) }
+        result.inpaintingConditioning = pipe.model.isInpainting
+        result.grid = gridPNG
+        result.gridInfotext = gridPNG == nil ? nil : infotext
         return result
     }
 

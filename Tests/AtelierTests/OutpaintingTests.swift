@@ -64,6 +64,12 @@ import Testing
             let wantMask = try file("image_mask"), wantLatent = try file("latent_mask")
             #expect(step.imageMask == wantMask, "\(id) step \(stepIndex - 1) image mask")
             #expect(step.latentMask == wantLatent, "\(id) step \(stepIndex - 1) latent mask")
+            // what img2img makes of the script's latent mask (A1111's processing side)
+            let processing = files["processing"] as! [String: Any]
+            let lmFile = (processing["latent_mask_array"] as! [String: Any])["file"] as! String
+            let wantNmask = try NPY.read(Self.dir.appendingPathComponent(lmFile)).floats
+            let gotNmask = InpaintPreparation.latentMask(of: step.latentMask, width: step.width / 8, height: step.height / 8, round: true)
+            #expect(gotNmask == wantNmask, "\(id) step \(stepIndex - 1) latent mask array")
             let p = s["p"] as! [String: Any]
             #expect(step.maskBlurX == (p["mask_blur_x"] as! NSNumber).doubleValue && step.maskBlurY == (p["mask_blur_y"] as! NSNumber).doubleValue)
             return step.images.map { $0.inverted() }   // the fixtures' fake generation
