@@ -138,14 +138,14 @@ class ControllerProcess:
 
     START_TIMEOUT = 60
 
-    def __init__(self, s3, nas):
+    def __init__(self, s3, nas, **extra_config):
         self.base = tempfile.mkdtemp(prefix="atelier-deploy-")
         self.dir = os.path.join(self.base, "controller")
         os.makedirs(self.dir)
         self.config_path = os.path.join(self.base, "config.json")
         with open(self.config_path, "w") as f:
             json.dump({"nas": nas, "s3": {"endpoint": s3.endpoint, "region": s3.region, "accessKey": s3.access_key,
-                                          "secretKey": s3.secret_key, "pathStyle": True}}, f)
+                                          "secretKey": s3.secret_key, "pathStyle": True}, **extra_config}, f)
         self.log_path = os.path.join(self.base, "controller.log")
         self.proc = None
         self.port = None

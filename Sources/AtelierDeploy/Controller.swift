@@ -123,7 +123,7 @@ public final class Controller: @unchecked Sendable {
     }
 
     func delete(_ name: String) async throws {
-        guard let rt = runtime(name) else { throw DeployError(404, field: "name", "no service named \(name)") }
+        guard let rt = runtime(name) else { throw ServiceError(404, field: "name", "no service named \(name)") }
         await rt.pool.failWaiters("service \(name) was deleted")
         await rt.stopAll(keepQueue: false)
         lock.withLock { _ = runtimes.removeValue(forKey: name) }
@@ -142,7 +142,7 @@ public final class Controller: @unchecked Sendable {
     }
 
     func update(_ name: String, specData: Data) async throws -> [SpecDiagnostic] {
-        guard let rt = runtime(name) else { throw DeployError(404, field: "name", "no service named \(name)") }
+        guard let rt = runtime(name) else { throw ServiceError(404, field: "name", "no service named \(name)") }
         let spec = try ServiceSpec(json: specData, allowedMountRoots: config.mountRoots)
         guard spec.name == name else {
             throw SpecError(diagnostics: [SpecDiagnostic(severity: .error, path: "metadata.name", message: "is \(spec.name); an update keeps the name \(name)")])
@@ -232,14 +232,14 @@ public final class Controller: @unchecked Sendable {
                 try await rt.roll(to: rt.spec, storage: rt.storage, record: r)
             case "scale":
                 let o = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
-                guard let n = o?["instances"] as? Int else { throw DeployError(422, field: "instances", "instances: an integer ≥ 1") }
-                guard n >= 1 else { throw DeployError(422, field: "instances", "instances must be at least 1 (got \(n)); stop the service to run none") }
+                guard let n = o?["instances"] as? Int else { throw ServiceError(422, field: "instances", "instances: an integer ≥ 1") }
+                guard n >= 1 else { throw ServiceError(422, field: "instances", "instances must be at least 1 (got \(n)); stop the service to run none") }
                 if rt.spec.edition == .standard && n != 1 {
-                    throw DeployError(422, field: "instances", "the standard edition runs exactly one instance")
+                    throw ServiceError(422, field: "instances", "the standard edition runs exactly one instance")
                 }
                 try await rt.scale(to: n)
             default:
-                throw DeployError(404, field: "operation", "unknown operation \(context.parameters.get("operation") ?? "")")
+                throw ServiceError(404, field: "operation", "unknown operation \(context.parameters.get("operation") ?? "")")
             }
             return jsonResponse(await rt.describe(publicURL: self.publicURL))
         }
@@ -278,13 +278,13 @@ public final class Controller: @unchecked Sendable {
 
     func named(_ context: BasicRequestContext) throws -> ServiceRuntime {
         let name = context.parameters.get("name") ?? ""
-        guard let rt = runtime(name) else { throw DeployError(404, field: "name", "no service named \(name)") }
+        guard let rt = runtime(name) else { throw ServiceError(404, field: "name", "no service named \(name)") }
         return rt
     }
 
     func admin(_ request: Request) throws {
         guard AuthCompare.equal(Gateway.token(request), adminToken) else {
-            throw DeployError(401, field: "Authorization", "the controller's admin token is required (\(dir.path)/admin-token)")
+            throw ServiceError(401, field: "Authorization", "the controller's admin token is required (\(dir.path)/admin-token)")
         }
     }
 
@@ -294,7 +294,7 @@ public final class Controller: @unchecked Sendable {
         let rest = request.uri.path.dropFirst(prefix.count)
         let nameEnd = rest.firstIndex(of: "/") ?? rest.endIndex
         let name = String(rest[..<nameEnd]).removingPercentEncoding ?? String(rest[..<nameEnd])
-        guard let rt = runtime(name) else { throw DeployError(404, field: "path", "no service named \(name)") }
+        guard let rt = runtime(name) else { throw ServiceError(404, field: "path", "no service named \(name)") }
         if !sync, rt.spec.async, let q = rt.queueEndpoints {
             // a stopped service keeps its queue: puts wait for its instances
             guard AuthCompare.equal(Gateway.token(request), rt.current.token) else {
@@ -302,8 +302,8 @@ public final class Controller: @unchecked Sendable {
             }
             return try await q.handle(request)
         }
-        if sync && !rt.spec.async { throw DeployError(404, field: "path", "\(name) is a synchronous service: call /api/predict/\(name)") }
-        if rt.current.desired == "stopped" { throw DeployError(503, field: "path", "service \(name) is stopped (atelier services start \(name))") }
+        if sync && !rt.spec.async { throw ServiceError(404, field: "path", "\(name) is a synchronous service: call /api/predict/\(name)") }
+        if rt.current.desired == "stopped" { throw ServiceError(503, field: "path", "service \(name) is stopped (atelier services start \(name))") }
         return try await Gateway.proxy(request, rest: String(rest[nameEnd...]), service: rt)
     }
 
@@ -350,7 +350,8 @@ struct DeployErrorMiddleware: RouterMiddleware {
                 "errors": .array(errors.map { .object(["field": .string($0.path), "message": .string($0.message)]) }),
                 "warnings": .array(e.diagnostics.filter { $0.severity == .warning }.map { .object(["field": .string($0.path), "message": .string($0.message)]) }),
             ]), status: 422)
-        } catch let e as DeployError {
+        } catch let e as ServiceError {
+            // the controller's own refusals (the instances' A1111 errors pass through as they are)
             return jsonResponse(.object(["detail": .string(e.detail), "field": e.field.map(JSONValue.string) ?? .null]), status: e.status)
         }
     }

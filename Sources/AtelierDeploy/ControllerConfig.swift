@@ -14,9 +14,11 @@ public struct ControllerConfig: Sendable, Codable {
     public var ossCacheMB: Int = 20_480
     /// an instance's log is rotated (to `<log>.1`) past this size
     public var logRotateBytes: Int = 8 << 20
+    /// seconds between two refreshes of an OSS data dir's model copy
+    public var ossSyncSeconds: Double = 10
 
     enum CodingKeys: String, CodingKey {
-        case nas, s3, mountRoots = "mount_roots", ossCacheMB = "oss_cache_mb", logRotateBytes = "log_rotate_bytes"
+        case nas, s3, mountRoots = "mount_roots", ossCacheMB = "oss_cache_mb", logRotateBytes = "log_rotate_bytes", ossSyncSeconds = "oss_sync_seconds"
     }
 
     public init() {}
@@ -28,6 +30,7 @@ public struct ControllerConfig: Sendable, Codable {
         mountRoots = try c.decodeIfPresent([String].self, forKey: .mountRoots) ?? [ServiceSpec.webuiRoot]
         ossCacheMB = try c.decodeIfPresent(Int.self, forKey: .ossCacheMB) ?? 20_480
         logRotateBytes = try c.decodeIfPresent(Int.self, forKey: .logRotateBytes) ?? (8 << 20)
+        ossSyncSeconds = try c.decodeIfPresent(Double.self, forKey: .ossSyncSeconds) ?? 10
     }
 
     /// Reads `file` (absent = defaults) and takes the S3 store from the environment when the file has none.
@@ -39,9 +42,9 @@ public struct ControllerConfig: Sendable, Codable {
             }
         }
         if config.s3 == nil { config.s3 = S3Configuration.fromEnvironment() }
-        guard config.logRotateBytes >= 1024, config.ossCacheMB >= 1 else {
-            throw SpecError(diagnostics: [SpecDiagnostic(severity: .error, path: "\(file.path): log_rotate_bytes / oss_cache_mb",
-                                                         message: "log_rotate_bytes must be ≥ 1024 and oss_cache_mb ≥ 1")])
+        guard config.logRotateBytes >= 1024, config.ossCacheMB >= 1, config.ossSyncSeconds >= 0.1, config.ossSyncSeconds <= 86_400 else {
+            throw SpecError(diagnostics: [SpecDiagnostic(severity: .error, path: "\(file.path): log_rotate_bytes / oss_cache_mb / oss_sync_seconds",
+                                                         message: "log_rotate_bytes must be ≥ 1024, oss_cache_mb ≥ 1 and oss_sync_seconds 0.1…86400")])
         }
         for (server, dir) in config.nas {
             var isDir: ObjCBool = false

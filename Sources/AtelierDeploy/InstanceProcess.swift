@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AtelierService
 import Foundation
 import Logging
 import NIOCore
@@ -147,7 +148,7 @@ final class InstanceProcess: @unchecked Sendable {
         let portFile = runDir.appendingPathComponent("\(id).port")
         try? FileManager.default.removeItem(at: portFile)
         let fd = open(logFile.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        guard fd >= 0 else { throw DeployError(500, "cannot open the log \(logFile.path)") }
+        guard fd >= 0 else { throw ServiceError(500, "cannot open the log \(logFile.path)") }
         let out = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: plan.executable)
@@ -169,12 +170,12 @@ final class InstanceProcess: @unchecked Sendable {
                 port = n
                 break
             }
-            guard p.isRunning else { throw DeployError(500, "\(id) exited with status \(p.terminationStatus) while starting (see its log)") }
+            guard p.isRunning else { throw ServiceError(500, "\(id) exited with status \(p.terminationStatus) while starting (see its log)") }
             try await Task.sleep(for: .milliseconds(50))
         }
         guard port > 0 else {
             kill(pid, SIGKILL)
-            throw DeployError(500, "\(id) did not start listening within 120 s")
+            throw ServiceError(500, "\(id) did not start listening within 120 s")
         }
         lock.withLock { self.port = port; state = "running" }
         try? registry.putInstance(InstanceRecord(service: service, id: id, pid: pid, port: port, started: Date()))
@@ -206,17 +207,4 @@ final class InstanceProcess: @unchecked Sendable {
         try? FileManager.default.copyItem(at: logFile, to: old)
         truncate(logFile.path, 0)
     }
-}
-
-/// A controller or gateway error with its HTTP status (JSON `{"detail", "field"}`).
-public struct DeployError: Error, CustomStringConvertible, Sendable {
-    public let status: Int
-    public let field: String?
-    public let detail: String
-    public init(_ status: Int, field: String? = nil, _ detail: String) {
-        self.status = status
-        self.field = field
-        self.detail = detail
-    }
-    public var description: String { detail }
 }

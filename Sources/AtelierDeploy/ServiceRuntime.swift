@@ -76,7 +76,7 @@ final class ServiceRuntime: @unchecked Sendable {
         if !spec.enableWebservice && !spec.script.has("--nowebui") { args.append("--nowebui") }
         var env = ProcessInfo.processInfo.environment
         if let oss = storage.oss, let s3 = config.s3 {
-            args += ["--oss-path", oss, "--oss-cache-mb", String(config.ossCacheMB)]
+            args += ["--oss-path", oss, "--oss-cache-mb", String(config.ossCacheMB), "--oss-sync-seconds", String(config.ossSyncSeconds)]
             if storage.readOnly { args.append("--oss-read-only") }
             for (k, v) in s3.environment { env[k] = v }
         } else if storage.readOnly {
@@ -228,7 +228,7 @@ final class ServiceRuntime: @unchecked Sendable {
                 lock.withLock { instances += added }
                 addQueueWorkers(upTo: n * spec.workerThreads)
                 for p in added where !(await p.waitHealthy(timeout: .seconds(180))) {
-                    throw DeployError(500, "\(p.id) did not become healthy; see `atelier services logs \(name)`")
+                    throw ServiceError(500, "\(p.id) did not become healthy; see `atelier services logs \(name)`")
                 }
             } else {
                 let removed = lock.withLock { () -> [InstanceProcess] in
@@ -262,7 +262,7 @@ final class ServiceRuntime: @unchecked Sendable {
                 guard await p.waitHealthy(timeout: .seconds(180)) else {
                     await p.stop(grace: .seconds(1))
                     for f in fresh { await f.stop(grace: .seconds(5)) }
-                    throw DeployError(500, "the new instance \(p.id) did not become healthy; the old instances keep serving (see its log)")
+                    throw ServiceError(500, "the new instance \(p.id) did not become healthy; the old instances keep serving (see its log)")
                 }
                 fresh.append(p)
                 lock.withLock { instances.append(p) }

@@ -377,12 +377,7 @@ struct Txt2ImgRequest {
         case .string(let text): names = [text]   // A1111 tests "left" in direction: a string works by substring
         default: names = []
         }
-        var directions: OutpaintingMk2.Directions = []
-        let text = names.joined(separator: ",")
-        if text.contains("left") { directions.insert(.left) }
-        if text.contains("right") { directions.insert(.right) }
-        if text.contains("up") { directions.insert(.up) }
-        if text.contains("down") { directions.insert(.down) }
+        let directions = OutpaintingMk2.Directions(names: names)
         guard !directions.isEmpty else {
             throw ServiceError(422, field: "script_args[3]", "script_args[3] (direction): a list of left, right, up, down")
         }

@@ -9,6 +9,17 @@ public struct OutpaintingMk2: Sendable {
         public let rawValue: Int
         public init(rawValue: Int) { self.rawValue = rawValue }
         public static let left = Directions(rawValue: 1), right = Directions(rawValue: 2), up = Directions(rawValue: 4), down = Directions(rawValue: 8)
+
+        /// As the script tests its checkbox group: `"left" in direction` — so the names of a list
+        /// count, and a string counts by substring.
+        public init(names: [String]) {
+            let text = names.joined(separator: ",")
+            self = []
+            if text.contains("left") { insert(.left) }
+            if text.contains("right") { insert(.right) }
+            if text.contains("up") { insert(.up) }
+            if text.contains("down") { insert(.down) }
+        }
     }
 
     public enum Side: String, Sendable { case left, right, up, down }

@@ -108,8 +108,7 @@ public struct ModelCache: Sendable {
         let ordered = objects.sorted { (index[$0.rel] != nil ? 0 : 1, $0.rel) < (index[$1.rel] != nil ? 0 : 1, $1.rel) }
         for (rel, info) in ordered {
             guard info.size <= budget else {
-                report.skipped.append(rel)
-                logger?.warning("oss cache: \(rel) (\(info.size >> 20) MiB) left out: the cache bound is \(maxBytes >> 20) MiB")
+                report.skipped.append(rel)  // the caller logs it (once, not at every pass)
                 continue
             }
             budget -= info.size

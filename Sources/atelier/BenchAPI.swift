@@ -83,25 +83,7 @@ struct APIBench {
     }
 
     func latencies(_ url: String, count: Int) async throws -> [Double] {
-        try await withThrowingTaskGroup(of: [Double].self) { group in
-            for c in 0..<clients {
-                let share = count / clients + (c < count % clients ? 1 : 0)
-                group.addTask {
-                    var out: [Double] = []
-                    for _ in 0..<share {
-                        let t0 = now()
-                        let response = try await Gateway.client.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
-                        _ = try await response.body.collect(upTo: 4 << 20)
-                        out.append(now() - t0)
-                        guard response.status.code == 200 else { throw ValidationError("\(url): HTTP \(response.status.code)") }
-                    }
-                    return out
-                }
-            }
-            var all: [Double] = []
-            for try await part in group { all += part }
-            return all
-        }
+        try await concurrentLatencies(url, count: count, clients: clients)
     }
 
     func call(_ url: String, body: Data?) async throws -> [String: Any] {

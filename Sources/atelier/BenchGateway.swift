@@ -62,29 +62,8 @@ struct GatewayBench {
         }
     }
 
-    /// `count` GETs spread over `clients` concurrent loops; seconds per request.
     func latencies(_ url: String, token: String, count: Int) async throws -> [Double] {
-        try await withThrowingTaskGroup(of: [Double].self) { group in
-            for c in 0..<clients {
-                let share = count / clients + (c < count % clients ? 1 : 0)
-                group.addTask {
-                    var out: [Double] = []
-                    for _ in 0..<share {
-                        var r = HTTPClientRequest(url: url)
-                        r.headers.add(name: "Authorization", value: token)
-                        let t0 = now()
-                        let response = try await Gateway.client.execute(r, timeout: .seconds(30))
-                        _ = try await response.body.collect(upTo: 1 << 20)
-                        out.append(now() - t0)
-                        guard response.status.code == 200 else { throw ValidationError("\(url): HTTP \(response.status.code)") }
-                    }
-                    return out
-                }
-            }
-            var all: [Double] = []
-            for try await part in group { all += part }
-            return all
-        }
+        try await concurrentLatencies(url, headers: ["Authorization": token], count: count, clients: clients)
     }
 
     func call(_ url: String, method: HTTPMethod, token: String, body: Data?) async throws -> [String: Any] {
@@ -95,5 +74,31 @@ struct GatewayBench {
         let response = try await HTTPClient.shared.execute(r, timeout: .seconds(300))
         let data = Data(buffer: try await response.body.collect(upTo: 16 << 20))
         return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? ["raw": String(decoding: data, as: UTF8.self)]
+    }
+}
+
+/// `count` GETs of `url` spread over `clients` concurrent loops on the gateway's pooled client;
+/// seconds per request (a non-200 answer is an error).
+func concurrentLatencies(_ url: String, headers: [String: String] = [:], count: Int, clients: Int) async throws -> [Double] {
+    try await withThrowingTaskGroup(of: [Double].self) { group in
+        for c in 0..<clients {
+            let share = count / clients + (c < count % clients ? 1 : 0)
+            group.addTask {
+                var out: [Double] = []
+                for _ in 0..<share {
+                    var r = HTTPClientRequest(url: url)
+                    for (k, v) in headers { r.headers.add(name: k, value: v) }
+                    let t0 = now()
+                    let response = try await Gateway.client.execute(r, timeout: .seconds(30))
+                    _ = try await response.body.collect(upTo: 4 << 20)
+                    out.append(now() - t0)
+                    guard response.status.code == 200 else { throw ValidationError("\(url): HTTP \(response.status.code)") }
+                }
+                return out
+            }
+        }
+        var all: [Double] = []
+        for try await part in group { all += part }
+        return all
     }
 }

@@ -49,6 +49,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "The bucket is mounted read-only: saving fails clearly.") var ossReadOnly = false
     @Option(help: "The data dir is storage mounted read-only (say which, for the error): saving fails clearly.") var readOnlyStorage: String?
     @Option(help: "Bound of the local model copy of --oss-path (MiB).") var ossCacheMb: Int = 20_480
+    @Option(help: "Seconds between two refreshes of the local model copy of --oss-path.") var ossSyncSeconds: Double = 10
     @Argument(parsing: .allUnrecognized, help: "GPU-only and environment flags of webui.sh (accepted, no effect).") var ignored: [String] = []
 
     static let noEffectFlags: Set<String> = ["--xformers", "--blade", "--sd-dynamic-cache", "--min-ram-reserved", "--skip-version-check",
@@ -112,21 +113,35 @@ struct Serve: AsyncParsableCommand {
             guard let bucket = BucketPath(ossPath) else { throw ValidationError("--oss-path \(ossPath): expected oss://bucket/prefix") }
             guard let s3 = S3Configuration.fromEnvironment() else { throw ValidationError("--oss-path needs ATELIER_S3_ENDPOINT (and AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)") }
             guard ossCacheMb > 0 else { throw ValidationError("--oss-cache-mb must be positive") }
+            guard ossSyncSeconds >= 0.1 && ossSyncSeconds <= 86_400 else { throw ValidationError("--oss-sync-seconds must be 0.1…86400") }
             let client = S3Client(configuration: s3)
             let cache = ModelCache(root: data.root, client: client, bucket: bucket, maxBytes: Int64(ossCacheMb) << 20)
+            let bound = ossCacheMb, cacheLogger = logger
+            @Sendable func logSkipped(_ skipped: [String], before: Set<String>) {
+                for rel in skipped where !before.contains(rel) {
+                    cacheLogger.warning("oss cache: \(rel) left out: the local model copy is bounded to \(bound) MiB (--oss-cache-mb)")
+                }
+            }
+            var skipped: Set<String>
             do {
                 let report = try await cache.sync(logger: logger)
                 logger.info("oss: \(bucket): \(report.downloaded.count) model file(s) downloaded, \(report.kept.count) kept, \(report.removed.count) removed")
+                logSkipped(report.skipped, before: [])
+                skipped = Set(report.skipped)
             } catch {
                 throw ValidationError("--oss-path \(ossPath): cannot read the bucket: \(error)")
             }
             storage = BucketStorage(localRoot: data.root, client: client, bucket: bucket, readOnly: ossReadOnly)
             data.checkpointUploadHint = "oss://\(bucket.bucket)/\(bucket.key("models/Stable-diffusion"))/"
-            // models uploaded later appear without a restart: the copy is refreshed every 10 s
-            Task.detached {
+            // models uploaded later appear without a restart: the copy is refreshed every --oss-sync-seconds
+            let every = ossSyncSeconds
+            Task.detached { [skipped] in
+                var before = skipped
                 while true {
-                    try? await Task.sleep(for: .seconds(10))
-                    _ = try? await cache.sync(logger: nil)
+                    try? await Task.sleep(for: .seconds(every))
+                    guard let report = try? await cache.sync(logger: cacheLogger) else { continue }
+                    logSkipped(report.skipped, before: before)
+                    before = Set(report.skipped)
                 }
             }
         }
