@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -119,3 +120,36 @@ def test_logs_show_the_instance_output_follow_new_lines_and_rotate(webui_service
         time.sleep(0.1)
     assert os.path.exists(log + ".1") and os.path.getsize(log + ".1") >= 4096
     assert os.path.getsize(log) < os.path.getsize(log + ".1") + 4096
+
+
+def test_rotate_token_keeps_answering_the_old_token_until_it_returns_then_only_the_new_one(webui_service):
+    base, old, ctl = webui_service["webui"], webui_service["token"], webui_service["ctl"]
+    desc = json.loads(subprocess.run([BINARY, "services", "describe", "webui_svc", "--json", "--controller-dir", ctl],
+                                     capture_output=True, timeout=30, check=True).stdout)
+    pid = desc["instance_list"][0]["pid"]
+    # the token is not on the instance's command line (readable by every local user), and its log is private
+    assert old.encode() not in open(f"/proc/{pid}/cmdline", "rb").read()
+    assert os.stat(desc["instance_list"][0]["log"]).st_mode & 0o077 == 0
+    answers, stop = [], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            answers.append(requests.get(base + "sdapi/v1/options", headers={"Authorization": old}, timeout=30).status_code)
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        r = subprocess.run([BINARY, "services", "rotate-token", "webui_svc", "--controller-dir", ctl], capture_output=True, timeout=300)
+    finally:
+        stop.set()
+        t.join()
+    assert r.returncode == 0, r.stderr
+    # served throughout the roll; the old token is refused only from the moment the new one is
+    # committed (the tail end, while the command reports back) — never a 200 after a 401
+    first_refused = answers.index(401) if 401 in answers else len(answers)
+    assert first_refused > 0 and set(answers[:first_refused]) == {200} and set(answers[first_refused:]) <= {401}, answers
+    new = json.loads(subprocess.run([BINARY, "services", "describe", "webui_svc", "--json", "--controller-dir", ctl],
+                                    capture_output=True, timeout=30, check=True).stdout)["token"]
+    assert new != old
+    assert requests.get(base + "sdapi/v1/options", headers={"Authorization": new}, timeout=10).status_code == 200
+    assert requests.get(base + "sdapi/v1/options", headers={"Authorization": old}, timeout=10).status_code == 401

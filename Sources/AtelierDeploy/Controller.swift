@@ -63,8 +63,8 @@ public final class Controller: @unchecked Sendable {
                 let storage = try ResolvedStorage.resolve(spec, config: config, serviceDir: serviceDir(r.name))
                 let rt = ServiceRuntime(record: r, spec: spec, storage: storage, dir: serviceDir(r.name), registry: registry, config: config, logger: logger)
                 lock.withLock { runtimes[r.name] = rt }
-                let live = ((try? registry.instances(r.name)) ?? []).filter { InstanceProcess.alive($0.pid) }
-                for dead in ((try? registry.instances(r.name)) ?? []) where !InstanceProcess.alive(dead.pid) {
+                let live = ((try? registry.instances(r.name)) ?? []).filter { InstanceProcess.isInstance($0.pid, id: $0.id) }
+                for dead in ((try? registry.instances(r.name)) ?? []) where !InstanceProcess.isInstance(dead.pid, id: dead.id) {
                     try? registry.removeInstance(service: r.name, id: dead.id)
                 }
                 if r.desired == "running" {
@@ -124,6 +124,9 @@ public final class Controller: @unchecked Sendable {
 
     func delete(_ name: String) async throws {
         guard let rt = runtime(name) else { throw ServiceError(404, field: "name", "no service named \(name)") }
+        // a create with the same name waits until the old directory is gone
+        lock.withLock { _ = creating.insert(name) }
+        defer { lock.withLock { _ = creating.remove(name) } }
         await rt.pool.failWaiters("service \(name) was deleted")
         await rt.stopAll(keepQueue: false)
         lock.withLock { _ = runtimes.removeValue(forKey: name) }
@@ -229,7 +232,11 @@ public final class Controller: @unchecked Sendable {
             case "rotate-token":
                 var r = rt.current
                 r.token = Self.newToken()
-                try await rt.roll(to: rt.spec, storage: rt.storage, record: r)
+                if r.desired == "stopped" {
+                    try rt.updateRecord(r)   // no instance runs; the next start uses the new token
+                } else {
+                    try await rt.roll(to: rt.spec, storage: rt.storage, record: r)
+                }
             case "scale":
                 let o = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
                 guard let n = o?["instances"] as? Int else { throw ServiceError(422, field: "instances", "instances: an integer ≥ 1") }
@@ -248,8 +255,8 @@ public final class Controller: @unchecked Sendable {
             let rt = try self.named(context)
             let q = request.uri.queryParameters
             let instance = q["instance"].map(String.init)
-            let offset = q["offset"].flatMap { Int(String($0)) } ?? -1
-            let tail = q["tail"].flatMap { Int(String($0)) } ?? 200
+            let offset = max(q["offset"].flatMap { Int(String($0)) } ?? -1, -1)
+            let tail = min(max(q["tail"].flatMap { Int(String($0)) } ?? 200, 0), 100_000)
             var files = (try? FileManager.default.contentsOfDirectory(at: rt.logsDir, includingPropertiesForKeys: [.contentModificationDateKey]))?
                 .filter { $0.pathExtension == "log" } ?? []
             if let instance { files = files.filter { $0.deletingPathExtension().lastPathComponent == instance } }

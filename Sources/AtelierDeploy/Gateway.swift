@@ -70,7 +70,7 @@ public enum Gateway {
         let body = try await request.collectBody(upTo: 64 << 20)
         var headers: [String: String] = [:]
         for f in request.headers where !hopByHop.contains(f.name.canonicalName) { headers[f.name.canonicalName] = f.value }
-        if isAPI && headers["authorization"] != nil { headers["authorization"] = token }
+        // the caller's token is replaced by the instance's own in `forward` (they differ during a rotation)
         let method = HTTPMethod(rawValue: request.method.rawValue)
         let query = request.uri.query
         let isJob = request.method == .post && jobPaths.contains(path)
@@ -117,6 +117,8 @@ public enum Gateway {
 
     static func forward(port: Int, id: String, method: HTTPMethod, path: String, query: String?, headers: [String: String], body: ByteBuffer,
                         service: ServiceRuntime) async throws -> Response {
+        var headers = headers
+        if headers["authorization"] != nil { headers["authorization"] = service.token(of: id) }
         let answer: (status: Int, headers: HTTPHeaders, body: ByteBuffer)
         do {
             answer = try await call(port: port, method: method, path: path, query: query, headers: headers, body: method == .GET || method == .HEAD ? nil : body)
@@ -149,7 +151,7 @@ public enum Gateway {
     }
 }
 
-/// Constant-time string comparison (through SHA-256 digests) for tokens.
+/// Constant-time string comparison for tokens (every byte of the longer one is looked at).
 enum AuthCompare {
     static func equal(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8), y = Array(b.utf8)

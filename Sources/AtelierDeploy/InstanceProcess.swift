@@ -9,8 +9,11 @@ import NIOCore
 struct LaunchPlan: Sendable {
     var executable: String
     var arguments: [String]
+    /// includes `ATELIER_TOKEN` (a token on the command line would be readable by every local user)
     var environment: [String: String]
     var capacity: Int
+    /// the token this instance checks (the service's when it started: a rotation replaces instances)
+    var token: String
 }
 
 /// One instance process and its watchdog: started, health-checked on `/internal/ping` every
@@ -53,7 +56,8 @@ final class InstanceProcess: @unchecked Sendable {
 
     /// Starts the watchdog; with `adopt`, first takes over a process a previous controller started.
     func start(adopt: InstanceRecord? = nil) {
-        watchdog = Task { await self.watch(adopt: adopt) }
+        let task = Task { await self.watch(adopt: adopt) }
+        lock.withLock { watchdog = task }
     }
 
     /// Waits until the instance answers its ping (or `timeout`).
@@ -69,8 +73,9 @@ final class InstanceProcess: @unchecked Sendable {
 
     /// SIGTERM (running job finishes), then SIGKILL after `grace`; the registry row goes.
     func stop(grace: Duration = .seconds(30)) async {
-        lock.withLock { stopping = true; state = "stopping" }
-        watchdog?.cancel()
+        let task = lock.withLock { () -> Task<Void, Never>? in stopping = true; state = "stopping"; return watchdog }
+        task?.cancel()
+        await task?.value   // a spawn in progress has finished (or killed its child) by now
         await pool.remove(id)
         let pid = lock.withLock { self.pid }
         if pid > 0 {
@@ -85,7 +90,15 @@ final class InstanceProcess: @unchecked Sendable {
     }
 
     /// Leaves the process running (the controller itself stops; a new one adopts it).
-    func detach() { watchdog?.cancel() }
+    func detach() { lock.withLock { watchdog }?.cancel() }
+
+    /// A live process that is this instance (its command line names it): a pid from the registry
+    /// may belong to another program after a reboot.
+    static func isInstance(_ pid: Int32, id: String) -> Bool {
+        guard alive(pid), let cmd = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")) else { return false }
+        let args = cmd.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return zip(args, args.dropFirst()).contains { $0 == "--instance-name" && $1 == id }
+    }
 
     static func alive(_ pid: Int32) -> Bool {
         guard pid > 0, kill(pid, 0) == 0 else { return false }
@@ -99,7 +112,7 @@ final class InstanceProcess: @unchecked Sendable {
 
     private func watch(adopt: InstanceRecord?) async {
         var backoff = 0.25
-        if let a = adopt, Self.alive(a.pid), await ping(port: a.port) {
+        if let a = adopt, Self.isInstance(a.pid, id: a.id), await ping(port: a.port) {
             lock.withLock { pid = a.pid; port = a.port; state = "running" }
             await pool.upsert(id: id, port: a.port, pid: a.pid, capacity: plan.capacity, healthy: true)
             logger.info("\(id): adopted running process \(a.pid) on port \(a.port)")
@@ -147,7 +160,7 @@ final class InstanceProcess: @unchecked Sendable {
         try FileManager.default.createDirectory(at: logFile.deletingLastPathComponent(), withIntermediateDirectories: true)
         let portFile = runDir.appendingPathComponent("\(id).port")
         try? FileManager.default.removeItem(at: portFile)
-        let fd = open(logFile.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        let fd = open(logFile.path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         guard fd >= 0 else { throw ServiceError(500, "cannot open the log \(logFile.path)") }
         let out = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         let p = Process()
@@ -165,17 +178,21 @@ final class InstanceProcess: @unchecked Sendable {
         lock.withLock { process = p; self.pid = pid }
         let deadline = ContinuousClock.now + .seconds(120)
         var port = 0
-        while ContinuousClock.now < deadline {
-            if let s = try? String(contentsOf: portFile, encoding: .utf8), let n = Int(s.trimmingCharacters(in: .whitespacesAndNewlines)), n > 0 {
-                port = n
-                break
+        do {
+            while ContinuousClock.now < deadline {
+                if let s = try? String(contentsOf: portFile, encoding: .utf8), let n = Int(s.trimmingCharacters(in: .whitespacesAndNewlines)), n > 0 {
+                    port = n
+                    break
+                }
+                guard p.isRunning else { throw ServiceError(500, "\(id) exited with status \(p.terminationStatus) while starting (see its log)") }
+                try await Task.sleep(for: .milliseconds(50))
             }
-            guard p.isRunning else { throw ServiceError(500, "\(id) exited with status \(p.terminationStatus) while starting (see its log)") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        guard port > 0 else {
+            guard port > 0 else { throw ServiceError(500, "\(id) did not start listening within 120 s") }
+            guard !lock.withLock({ stopping }) else { throw CancellationError() }
+        } catch {
+            // never leave a half-started child behind (a timeout, or a stop while it started)
             kill(pid, SIGKILL)
-            throw ServiceError(500, "\(id) did not start listening within 120 s")
+            throw error
         }
         lock.withLock { self.port = port; state = "running" }
         try? registry.putInstance(InstanceRecord(service: service, id: id, pid: pid, port: port, started: Date()))
@@ -192,7 +209,7 @@ final class InstanceProcess: @unchecked Sendable {
     }
 
     func appendLog(_ line: String) {
-        let fd = open(logFile.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        let fd = open(logFile.path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         guard fd >= 0 else { return }
         _ = line.withCString { write(fd, $0, strlen($0)) }
         close(fd)

@@ -21,8 +21,8 @@ final class ServiceRuntime: @unchecked Sendable {
     let pool = InstancePool()
     private let lock = NSLock()
     private var record: ServiceRecord
-    private(set) var spec: ServiceSpec
-    private(set) var storage: ResolvedStorage
+    private var specValue: ServiceSpec
+    private var storageValue: ResolvedStorage
     private var instances: [InstanceProcess] = []
     private var queue: (service: QueueService, workers: QueueWorkers, endpoints: QueueEndpoints)?
     /// queue workers added when the service grew (each waits for a free instance)
@@ -34,8 +34,8 @@ final class ServiceRuntime: @unchecked Sendable {
 
     init(record: ServiceRecord, spec: ServiceSpec, storage: ResolvedStorage, dir: URL, registry: Registry, config: ControllerConfig, logger: Logger) {
         self.record = record
-        self.spec = spec
-        self.storage = storage
+        specValue = spec
+        storageValue = storage
         self.name = record.name
         self.dir = dir
         self.registry = registry
@@ -44,6 +44,14 @@ final class ServiceRuntime: @unchecked Sendable {
     }
 
     var current: ServiceRecord { lock.withLock { record } }
+    var spec: ServiceSpec { lock.withLock { specValue } }
+    var storage: ResolvedStorage { lock.withLock { storageValue } }
+
+    /// The token an instance checks (instances started before a rotate-token keep the old one
+    /// until they are replaced).
+    func token(of instance: String) -> String {
+        lock.withLock { instances.first { $0.id == instance }?.plan.token ?? record.token }
+    }
     var processes: [InstanceProcess] { lock.withLock { instances } }
     var queueEndpoints: QueueEndpoints? { lock.withLock { queue?.endpoints } }
     var logsDir: URL { dir.appendingPathComponent("logs") }
@@ -52,7 +60,7 @@ final class ServiceRuntime: @unchecked Sendable {
 
     /// The `atelier serve` command line of an instance of `spec`.
     func plan(for spec: ServiceSpec, storage: ResolvedStorage, token: String) -> LaunchPlan {
-        var args = ["serve", "--data-dir", storage.dataDir, "--token", token, "--mount-path", spec.containerDataDir,
+        var args = ["serve", "--data-dir", storage.dataDir, "--mount-path", spec.containerDataDir,
                     "--threads", String(max(1, ProcessInfo.processInfo.activeProcessorCount / max(spec.instances, 1)))]
         let virtual: Set<String> = ["--listen", "--port", "--data-dir", "--api"]
         let dirFlags: Set<String> = ["--ckpt-dir", "--lora-dir", "--vae-dir", "--embeddings-dir", "--hypernetwork-dir", "--gfpgan-dir",
@@ -82,8 +90,8 @@ final class ServiceRuntime: @unchecked Sendable {
         } else if storage.readOnly {
             args += ["--read-only-storage", storage.summary]
         }
-        env["ATELIER_TOKEN"] = nil
-        return LaunchPlan(executable: Controller.executablePath, arguments: args, environment: env, capacity: spec.workerThreads)
+        env["ATELIER_TOKEN"] = token
+        return LaunchPlan(executable: Controller.executablePath, arguments: args, environment: env, capacity: spec.workerThreads, token: token)
     }
 
     func newInstance(plan: LaunchPlan) -> InstanceProcess {
@@ -105,25 +113,24 @@ final class ServiceRuntime: @unchecked Sendable {
             let r = current
             let plan = plan(for: spec, storage: storage, token: r.token)
             var adoptable = adopt
-            var started: [InstanceProcess] = []
             for _ in 0..<r.instances {
                 let p: InstanceProcess
-                if let a = adoptable.popLast() {
+                let adopted = adoptable.popLast()
+                if let a = adopted {
                     p = InstanceProcess(id: a.id, service: name, plan: plan, runDir: dir.appendingPathComponent("run"),
                                         logFile: logsDir.appendingPathComponent("\(a.id).log"), pool: pool, registry: registry, logger: logger, logLimit: config.logRotateBytes)
-                    p.start(adopt: a)
                 } else {
                     p = newInstance(plan: plan)
-                    p.start()
                 }
-                started.append(p)
+                // listed before it starts: the gateway needs its token as soon as the pool has it
+                lock.withLock { instances.append(p) }
+                p.start(adopt: adopted)
             }
             // processes of a previous controller beyond the desired count go
-            for a in adoptable where InstanceProcess.alive(a.pid) {
+            for a in adoptable where InstanceProcess.isInstance(a.pid, id: a.id) {
                 kill(a.pid, SIGTERM)
                 try? registry.removeInstance(service: name, id: a.id)
             }
-            lock.withLock { instances = started }
         }
     }
 
@@ -158,7 +165,7 @@ final class ServiceRuntime: @unchecked Sendable {
         }
         do {
             let (status, _, data) = try await Gateway.call(port: lease.port, method: .POST, path: path, query: nil,
-                                                           headers: ["Content-Type": "application/json", "Authorization": current.token], body: ByteBuffer(data: body))
+                                                           headers: ["Content-Type": "application/json", "Authorization": token(of: lease.id)], body: ByteBuffer(data: body))
             await pool.release(lease)
             let json = (try? JSONSerialization.jsonObject(with: Data(buffer: data), options: [.fragmentsAllowed])).map(JSONValue.init(any:))
                 ?? .string(String(buffer: data))
@@ -213,6 +220,9 @@ final class ServiceRuntime: @unchecked Sendable {
     func scale(to n: Int) async throws {
         try await operations.run {
             var r = current
+            guard r.desired == "running" else {
+                throw ServiceError(409, field: "name", "\(name) is stopped: start it before scaling (atelier services start \(name))")
+            }
             let old = r.instances
             r.instances = n
             try registry.update(r)
@@ -222,10 +232,10 @@ final class ServiceRuntime: @unchecked Sendable {
                 var added: [InstanceProcess] = []
                 for _ in processes.count..<n {
                     let p = newInstance(plan: plan)
+                    lock.withLock { instances.append(p) }
                     p.start()
                     added.append(p)
                 }
-                lock.withLock { instances += added }
                 addQueueWorkers(upTo: n * spec.workerThreads)
                 for p in added where !(await p.waitHealthy(timeout: .seconds(180))) {
                     throw ServiceError(500, "\(p.id) did not become healthy; see `atelier services logs \(name)`")
@@ -250,22 +260,24 @@ final class ServiceRuntime: @unchecked Sendable {
     /// so no request is dropped and capacity never falls.
     func roll(to newSpec: ServiceSpec, storage newStorage: ResolvedStorage, record newRecord: ServiceRecord) async throws {
         try await operations.run {
-            try registry.update(newRecord)
-            lock.withLock { spec = newSpec; storage = newStorage; record = newRecord }
+            // the old record (token, spec) stays in force until every new instance answers
             let plan = plan(for: newSpec, storage: newStorage, token: newRecord.token)
             addQueueWorkers(upTo: newRecord.instances * newSpec.workerThreads)
             let old = processes
             var fresh: [InstanceProcess] = []
             for i in 0..<max(newRecord.instances, 1) {
                 let p = newInstance(plan: plan)
+                // listed before it starts: the gateway needs its token as soon as the pool has it
+                lock.withLock { instances.append(p) }
                 p.start()
                 guard await p.waitHealthy(timeout: .seconds(180)) else {
-                    await p.stop(grace: .seconds(1))
-                    for f in fresh { await f.stop(grace: .seconds(5)) }
+                    for f in fresh + [p] {
+                        await f.stop(grace: .seconds(5))
+                        lock.withLock { instances.removeAll { $0 === f } }
+                    }
                     throw ServiceError(500, "the new instance \(p.id) did not become healthy; the old instances keep serving (see its log)")
                 }
                 fresh.append(p)
-                lock.withLock { instances.append(p) }
                 if i < old.count {
                     let o = old[i]
                     await pool.drain(o.id)
@@ -280,6 +292,8 @@ final class ServiceRuntime: @unchecked Sendable {
                 await o.stop()
                 lock.withLock { instances.removeAll { $0 === o } }
             }
+            try registry.update(newRecord)
+            lock.withLock { specValue = newSpec; storageValue = newStorage; record = newRecord }
         }
     }
 

@@ -343,8 +343,8 @@ public final class Instance: @unchecked Sendable {
         var firstInfotext: String?
         var calls = 0
         // one seed for every step (A1111 with a fixed seed; with -1 it draws one per step)
-        let baseSeed = request.seed >= 0 ? request.seed : Int64(UInt32.random(in: 0...UInt32.max))
-        let baseSubseed = request.subseed >= 0 ? request.subseed : Int64(UInt32.random(in: 0...UInt32.max))
+        let baseSeed = request.seed >= 0 ? request.seed : Int64.random(in: 0..<4_294_967_294)
+        let baseSubseed = request.subseed >= 0 ? request.subseed : Int64.random(in: 0..<4_294_967_294)
         let steps = [op.script.directions.contains(.left), op.script.directions.contains(.right),
                      op.script.directions.contains(.up), op.script.directions.contains(.down)].filter { $0 }.count
         lock.withLock { state.jobCount = job.request.nIter * max(steps, 1) }
@@ -384,8 +384,9 @@ public final class Instance: @unchecked Sendable {
                 r.height = step.height
                 r.batchSize = 1
                 r.nIter = 1
-                r.seed = baseSeed + Int64(n)
-                r.subseed = baseSubseed + Int64(n)
+                // seeds stay in A1111's 32-bit range (seed + n wraps, as the batch's noise seeds do)
+                r.seed = (baseSeed + Int64(n)) % 4_294_967_296
+                r.subseed = (baseSubseed + Int64(n)) % 4_294_967_296
                 r.initImage = InitImage.prepared(crop, mask: step.imageMask, width: step.width, height: step.height,
                                                  resizeMode: op.resizeMode, inpaint: options, latentMask: step.latentMask)
                 let out = try pipe.txt2img(r, control: control, progress: { [self] p in
