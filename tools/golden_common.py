@@ -62,3 +62,21 @@ def set_png_parameters(path, text):
     with Image.open(path) as im:
         im.load()
         im.save(path, pnginfo=png)
+
+
+def compare_dirs(made, committed, keep=("README.md",)):
+    """The --check of the fixture scripts: every file `made` (a temp dir) byte for byte equal to the
+    committed one, and no file missing or extra (the names in `keep` are hand-written, not compared).
+    Prints the differences; returns the exit status."""
+    new = sorted(os.listdir(made))
+    old = sorted(n for n in os.listdir(committed) if n not in keep) if os.path.isdir(committed) else []
+    diff = sorted(set(new) ^ set(old))
+    for n in sorted(set(new) & set(old)):
+        with open(os.path.join(made, n), "rb") as a, open(os.path.join(committed, n), "rb") as b:
+            if a.read() != b.read():
+                diff.append(n)
+    if diff:
+        print("DIFFERENT:", *diff, sep="\n  ")
+        return 1
+    print(f"all {len(new)} files identical")
+    return 0

@@ -48,6 +48,9 @@ import numpy as np
 import PIL
 from PIL import Image, ImageFilter, ImageOps
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import golden_common  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = os.path.join(REPO, "Tests", "Fixtures", "images")
 
@@ -954,18 +957,7 @@ def main():
         tmp = tempfile.mkdtemp(prefix="inpaint-fixtures-")
         try:
             generate(tmp, args.ref)
-            new = sorted(os.listdir(tmp))
-            old = sorted(n for n in os.listdir(out) if n != "README.md") if os.path.isdir(out) else []
-            diff = sorted(set(new) ^ set(old))
-            for n in sorted(set(new) & set(old)):
-                with open(os.path.join(tmp, n), "rb") as a, open(os.path.join(out, n), "rb") as b:
-                    if a.read() != b.read():
-                        diff.append(n)
-            if diff:
-                print("DIFFERENT:", *diff, sep="\n  ")
-                return 1
-            print(f"all {len(new)} files identical")
-            return 0
+            return golden_common.compare_dirs(tmp, out, keep=("README.md",))
         finally:
             shutil.rmtree(tmp)
     if os.path.isdir(out):   # start clean (keep the hand-written README.md)

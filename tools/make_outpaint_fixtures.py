@@ -69,6 +69,7 @@ from PIL import Image, ImageOps
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
+import golden_common  # noqa: E402
 import outpaint_mk2_harness as H  # noqa: E402
 
 INIT_128 = os.path.join(REPO, "Tests", "Fixtures", "images", "init-128.png")
@@ -772,18 +773,7 @@ def main():
                     return 1
                 print(f"all {len(os.listdir(tmp)) - 1} files have identical pixels / arrays")
                 return 0
-            new = sorted(os.listdir(tmp))
-            old = sorted(n for n in os.listdir(out) if n not in ("README.md", "golden")) if os.path.isdir(out) else []
-            diff = sorted(set(new) ^ set(old))
-            for n in sorted(set(new) & set(old)):
-                with open(os.path.join(tmp, n), "rb") as a, open(os.path.join(out, n), "rb") as b:
-                    if a.read() != b.read():
-                        diff.append(n)
-            if diff:
-                print("DIFFERENT:", *diff, sep="\n  ")
-                return 1
-            print(f"all {len(new)} files identical")
-            return 0
+            return golden_common.compare_dirs(tmp, out, keep=("README.md", "golden"))
         finally:
             shutil.rmtree(tmp)
     if os.path.isdir(out):   # start clean (keep the hand-written README.md and the golden/ folder)
