@@ -830,3 +830,27 @@ def test_hires_fix_from_the_page_gives_the_larger_picture(server, page):
     img = Image.open(io.BytesIO(png_bytes(page.el("txt2img_result_image").get_attribute("src"))))
     assert img.size == (96, 96)
     page.shot("hires")
+
+
+def test_outpainting_script_grows_the_picture_to_the_right(server, page):
+    init = os.path.join(ROOT, "Tests", "Fixtures", "outpaint", "in-init-64x48.png")
+    page.open(server.url + "/")
+    page.tab("img2img")
+    page.el("img2img_image_drop_file").send_keys(init)
+    page.wait(lambda d: page.visible("img2img_image_image") or page.visible("img2img_image_canvas"), 10, "the init picture")
+    assert not page.visible("img2img_outpaint_settings")
+    page.js("const s = document.getElementById('img2img_script'); s.value = 'Outpainting mk2'; s.dispatchEvent(new Event('change'));")
+    page.wait(lambda d: page.visible("img2img_outpaint_settings"), 5, "the script's settings")
+    page.type("img2img_outpaint_pixels", 8)
+    for side in ("left", "up", "down"):
+        page.click(f"img2img_outpaint_{side}")   # only right stays ticked
+    for k, v in (("steps", 2), ("width", 128), ("height", 64), ("seed", 7)):
+        page.type("img2img_" + k, v)
+    page.click("img2img_generate")
+    page.wait(lambda d: page.visible("img2img_result_image") or page.visible("img2img_error"), 120, "outpainting answer")
+    assert not page.visible("img2img_error"), page.text("img2img_error")
+    src = page.js("return document.getElementById('img2img_result_image').src")
+    img = Image.open(io.BytesIO(png_bytes(src)))
+    assert img.size == (128, 48)   # 64 wide grown to the next multiple of 64 on the right
+    assert "Seed: 7" in page.text("html_info_img2img")
+    page.shot("outpainting")

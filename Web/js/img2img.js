@@ -1,7 +1,7 @@
 // img2img tab: modes img2img, Sketch, Inpaint (mask painted on a canvas) and Inpaint upload,
 // with A1111's resize mode, denoising strength and inpaint settings; sends A1111's img2img JSON.
 import { t } from './i18n.js';
-import { h, slider, radios, dropZone, fileToDataURL, toast } from './ui.js';
+import { h, slider, radios, select, checkbox, dropZone, fileToDataURL, toast } from './ui.js';
 import { ImageEditor } from './canvas.js';
 import { createGenerationTab } from './generate.js';
 
@@ -71,7 +71,23 @@ export function createImg2imgTab() {
   const denoise = slider({ id: 'img2img_denoising_strength', i18n: 'gen.denoising', min: 0, max: 1, step: 0.01, value: 0.75 });
   const useSize = h('button', { type: 'button', class: 'btn small', id: 'img2img_size_from_image', i18n: 'img2img.size_from_image' });
 
-  const beforeSampling = h('div', {}, h('div', { class: 'group' }, resizeMode.root, useSize), inpaintBox);
+  // ── script: A1111's "Outpainting mk2" (the API's script_name / script_args) ──────────────────────
+  const script = select({ id: 'img2img_script', i18n: 'img2img.script', value: '', options: [
+    { value: '', i18n: 'img2img.script_none' }, { value: 'Outpainting mk2', label: 'Outpainting mk2' }] });
+  const opPixels = slider({ id: 'img2img_outpaint_pixels', i18n: 'img2img.outpaint_pixels', min: 8, max: 256, step: 8, value: 128 });
+  const opBlur = slider({ id: 'img2img_outpaint_mask_blur', i18n: 'img2img.mask_blur', min: 0, max: 64, value: 8 });
+  const opDirs = ['left', 'right', 'up', 'down'].map((d) => checkbox({ id: `img2img_outpaint_${d}`, i18n: `img2img.outpaint_${d}`, checked: true }));
+  const opFalloff = slider({ id: 'img2img_outpaint_noise_q', i18n: 'img2img.outpaint_falloff', min: 0, max: 4, step: 0.01, value: 1 });
+  const opColor = slider({ id: 'img2img_outpaint_color_variation', i18n: 'img2img.outpaint_color', min: 0, max: 1, step: 0.01, value: 0.05 });
+  const outpaintBox = h('div', { class: 'group', id: 'img2img_outpaint_settings', hidden: true },
+    h('p', { class: 'hint', i18n: 'img2img.outpaint_hint' }), opPixels.root, opBlur.root,
+    h('div', { class: 'field', id: 'img2img_outpaint_direction' }, h('span', { class: 'label-text', i18n: 'img2img.outpaint_direction' }),
+      h('div', { class: 'row' }, ...opDirs.map((c) => c.root))),
+    h('div', { class: 'row two' }, opFalloff.root, opColor.root));
+  script.input.addEventListener('change', () => { outpaintBox.hidden = script.input.value !== 'Outpainting mk2'; });
+
+  const beforeSampling = h('div', {}, h('div', { class: 'group' }, resizeMode.root, useSize), inpaintBox,
+    h('div', { class: 'group' }, script.root), outpaintBox);
 
   function setMode(id) {
     mode = id;
@@ -90,6 +106,13 @@ export function createImg2imgTab() {
       resize_mode: Number(resizeMode.value),
       denoising_strength: denoise.value,
     };
+    if (script.input.value === 'Outpainting mk2') {
+      // [info, pixels, mask_blur, direction, noise_q, color_variation], as A1111's script takes them
+      const direction = ['left', 'right', 'up', 'down'].filter((d, i) => opDirs[i].input.checked);
+      body.script_name = 'Outpainting mk2';
+      body.script_args = ['', Math.round(opPixels.value), Math.round(opBlur.value), direction, opFalloff.value, opColor.value];
+      return body;   // the script makes its own masks
+    }
     if (mode === 'inpaint' || mode === 'inpaint_upload') {
       let mask;
       if (mode === 'inpaint') {
@@ -119,6 +142,10 @@ export function createImg2imgTab() {
     inpainting_fill: 'img2img_inpainting_fill', inpaint_full_res: 'img2img_inpaint_full_res',
     inpaint_full_res_padding: 'img2img_inpaint_full_res_padding', inpainting_mask_invert: 'img2img_mask_mode',
     resize_mode: 'img2img_resize_mode', denoising_strength: 'img2img_denoising_strength',
+    script_name: 'img2img_script', script_args: 'img2img_outpaint_settings',
+    'script_args[1]': 'img2img_outpaint_pixels', 'script_args[2]': 'img2img_outpaint_mask_blur',
+    'script_args[3]': 'img2img_outpaint_direction', 'script_args[4]': 'img2img_outpaint_noise_q',
+    'script_args[5]': 'img2img_outpaint_color_variation',
   };
 
   const tab = createGenerationTab('img2img', {
