@@ -583,6 +583,20 @@ def test_filebrowser_tab_only_with_the_flag(make_server, page):
     page.open(s.url + "/")
     assert page.visible("tabbtn_filebrowser")
     page.tab("filebrowser")
+    # the data folder's top level, folders first; into models/, upload a file, see it, download it
+    page.wait(lambda d: page.js("return !!document.querySelector('#filebrowser_table [data-dir=\"models\"]')"), 10, "the data folder")
+    page.js("document.querySelector('#filebrowser_table [data-dir=\"models\"]').click()")
+    page.wait(lambda d: page.js("return !!document.querySelector('#filebrowser_table [data-dir=\"models/Lora\"]')"), 10, "models/")
+    path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    with open(path, "w") as f:
+        f.write("uploaded through the page")
+    page.el("filebrowser_upload_file").send_keys(path)
+    page.click("filebrowser_upload")
+    page.wait(lambda d: page.js("return !!document.querySelector('#filebrowser_table a[download=\"notes.txt\"]')"), 10, "the uploaded file listed")
+    with open(os.path.join(s.data, "models", "notes.txt")) as f:
+        assert f.read() == "uploaded through the page"
+    href = page.js("return document.querySelector('#filebrowser_table a[download=\"notes.txt\"]').href")
+    assert requests.get(href, timeout=10).text == "uploaded through the page"
     page.shot("filebrowser")
     s2 = make_server()
     page.open(s2.url + "/")

@@ -271,7 +271,13 @@ public final class Controller: @unchecked Sendable {
                     let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
                     if lines.count > tail { text = lines.suffix(tail).joined(separator: "\n") }
                 }
-                out.append(.object(["instance": .string(f.deletingPathExtension().lastPathComponent), "text": .string(text), "size": .int(data.count)]))
+                var entry: [String: JSONValue] = ["instance": .string(f.deletingPathExtension().lastPathComponent), "text": .string(text), "size": .int(data.count)]
+                // a follower behind a rotation reads the rest of the rotated part from where it was
+                if let from = q["previous_offset"].flatMap({ Int(String($0)) }), from >= 0,
+                   let old = try? Data(contentsOf: f.appendingPathExtension("1")), from < old.count {
+                    entry["previous"] = .string(String(decoding: old[from...], as: UTF8.self))
+                }
+                out.append(.object(entry))
             }
             return jsonResponse(.object(["logs": .array(out)]))
         }

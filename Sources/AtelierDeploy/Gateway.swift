@@ -55,7 +55,7 @@ public enum Gateway {
     static func proxy(_ request: Request, rest: String, service: ServiceRuntime) async throws -> Response {
         var path = rest.isEmpty ? "/" : rest
         if path.count > 1 && path.hasSuffix("/") { path.removeLast() }
-        let isAPI = path.hasPrefix("/sdapi") || path.hasPrefix("/controlnet") || (path.hasPrefix("/internal") && !publicPaths.contains(path))
+        let isAPI = path.hasPrefix("/sdapi") || path.hasPrefix("/controlnet") || path.hasPrefix("/atelier/") || (path.hasPrefix("/internal") && !publicPaths.contains(path))
             || path == "/openapi.json" || path == "/docs"
         let token = service.current.token
         if isAPI && !(hasSession(request) && !request.headers.contains(.authorization)) {

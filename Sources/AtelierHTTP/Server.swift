@@ -25,6 +25,9 @@ public struct ServerConfiguration: Sendable {
     public var cmdFlags: [String: JSONValue] = [:]
     /// a deployed instance's name, reported as `info.hostname` and in `X-Atelier-Instance`
     public var instanceName: String?
+    /// `--filebrowser`: the data dir's files under `/atelier/files`
+    public var fileBrowser = false
+    public var maxUploadBytes = 8 << 30
     public init() {}
 }
 
@@ -174,7 +177,7 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
         // the queue paths (/api/predict/…) check the token themselves, answering in the queue's error shape
-        let guarded = (path.hasPrefix("/sdapi") || path.hasPrefix("/internal") || (path.hasPrefix("/api/") && !path.hasPrefix("/api/predict/"))
+        let guarded = (path.hasPrefix("/sdapi") || path.hasPrefix("/internal") || path.hasPrefix("/atelier/") || (path.hasPrefix("/api/") && !path.hasPrefix("/api/predict/"))
                        || path == "/openapi.json" || path == "/docs")
             && path != "/internal/ping" && path != "/internal/auth-status"
         guard guarded, token != nil || !basic.isEmpty else { return try await next(request, context) }
@@ -259,6 +262,9 @@ public struct AtelierServer {
         queueRoutes?.register(on: router)
         LoginRoutes(configuration: configuration, sessions: sessions).register(on: router)
         OpenAPI.register(on: router)
+        if configuration.fileBrowser {
+            FileBrowserRoutes(data: instance.data, maxUploadBytes: configuration.maxUploadBytes).register(on: router)
+        }
         return router
     }
 

@@ -195,29 +195,37 @@ struct Services: AsyncParsableCommand {
             var offsets: [String: Int] = [:]
             let filter = instance.map { "&instance=\($0)" } ?? ""
             let first = try await address.call(.GET, "/api/services/\(name)/logs?tail=\(tail)\(filter)")
-            for (id, text, size) in Self.parts(first) {
+            for (id, text, size, _) in Self.parts(first) {
                 print("==> \(id) <==")
                 print(text)
                 offsets[id] = size
             }
             while follow {
                 try await Task.sleep(for: .milliseconds(500))
-                let next = try await address.call(.GET, "/api/services/\(name)/logs?offset=0\(filter)")
-                for (id, text, size) in Self.parts(next) {
-                    // a smaller file was rotated (copied to .1 and truncated): all of it is new
-                    let seen = (offsets[id] ?? 0) > size ? 0 : (offsets[id] ?? 0)
-                    let data = Data(text.utf8)
-                    if size > seen, data.count >= size { print(String(decoding: data[seen...], as: UTF8.self), terminator: "") }
-                    offsets[id] = size
+                // one instance filter per call, so that previous_offset is that instance's
+                for (id, before) in offsets.isEmpty ? [("", 0)] : offsets.map({ ($0.key, $0.value) }) {
+                    let only = id.isEmpty ? filter : "&instance=\(id)"
+                    let next = try await address.call(.GET, "/api/services/\(name)/logs?offset=0&previous_offset=\(before)\(only)")
+                    for (iid, text, size, previous) in Self.parts(next) {
+                        var seen = offsets[iid] ?? 0
+                        if seen > size {
+                            // rotated (copied to .1 and truncated): the rest of the old part, then all of the new
+                            print(previous, terminator: "")
+                            seen = 0
+                        }
+                        let data = Data(text.utf8)
+                        if size > seen, data.count >= size { print(String(decoding: data[seen...], as: UTF8.self), terminator: "") }
+                        offsets[iid] = size
+                    }
                 }
                 fflush(stdout)
             }
         }
-        static func parts(_ v: JSONValue) -> [(String, String, Int)] {
+        static func parts(_ v: JSONValue) -> [(String, String, Int, String)] {
             guard case .object(let o) = v, case .array(let list)? = o["logs"] else { return [] }
             return list.compactMap { e in
                 guard case .object(let x) = e else { return nil }
-                return (x["instance"]?.string ?? "", x["text"]?.string ?? "", x["size"]?.int ?? 0)
+                return (x["instance"]?.string ?? "", x["text"]?.string ?? "", x["size"]?.int ?? 0, x["previous"]?.string ?? "")
             }
         }
     }

@@ -159,6 +159,7 @@ struct Serve: AsyncParsableCommand {
         }
         config.apiLog = apiLog
         config.instanceName = instanceName
+        config.fileBrowser = filebrowser
         if !nowebui {
             guard let web = webDir ?? Self.defaultWebDir() else {
                 throw ValidationError("cannot find the WebUI files (Web/); pass --web-dir or --nowebui")

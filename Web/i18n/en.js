@@ -289,7 +289,14 @@ export default {
   'extensions.no': 'no',
 
   'filebrowser.title': 'FileBrowser',
-  'filebrowser.soon': 'Upload and download models and pictures here. The file browser is not built yet; the data folder is:',
+  'filebrowser.hint': 'The data folder: put checkpoints into models/Stable-diffusion, LoRAs into models/Lora; pictures are under outputs.',
+  'filebrowser.upload': 'Upload here',
+  'filebrowser.delete': 'Delete',
+  'filebrowser.empty': 'This folder is empty.',
+  'filebrowser.choose': 'Choose a file first.',
+  'filebrowser.uploading': 'Uploading {name}…',
+  'filebrowser.uploaded': 'Uploaded {name}.',
+  'filebrowser.confirm_delete': 'Delete {name}?',
 
   'error.network': 'Cannot reach the server. Check the connection and try again.',
   'error.http': 'The server answered with HTTP {status}.',

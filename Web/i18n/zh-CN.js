@@ -289,7 +289,14 @@ export default {
   'extensions.no': '否',
 
   'filebrowser.title': '文件浏览器',
-  'filebrowser.soon': '在这里上传和下载模型与图片。文件浏览器尚未完成；数据文件夹为：',
+  'filebrowser.hint': '数据文件夹：模型放入 models/Stable-diffusion，LoRA 放入 models/Lora；图片在 outputs 下。',
+  'filebrowser.upload': '上传到此处',
+  'filebrowser.delete': '删除',
+  'filebrowser.empty': '此文件夹为空。',
+  'filebrowser.choose': '请先选择文件。',
+  'filebrowser.uploading': '正在上传 {name}…',
+  'filebrowser.uploaded': '已上传 {name}。',
+  'filebrowser.confirm_delete': '删除 {name}？',
 
   'error.network': '无法连接服务器。请检查网络后重试。',
   'error.http': '服务器返回 HTTP {status}。',

@@ -1,8 +1,7 @@
 // Extensions tab (what is installed, GET sdapi/v1/extensions) and the FileBrowser tab
-// (shown only with --filebrowser; its own issue fills it in).
-import { get } from './api.js';
-import { apply } from './i18n.js';
-import { state } from './state.js';
+// (shown only with --filebrowser: the data folder's files through atelier/files).
+import { api, get, cookie } from './api.js';
+import { apply, t } from './i18n.js';
 import { h, toast } from './ui.js';
 
 export function createExtensionsTab() {
@@ -42,9 +41,69 @@ export function createExtensionsTab() {
 
 export function createFileBrowserTab() {
   const panel = h('section', { id: 'tab_filebrowser', class: 'panel', role: 'tabpanel' });
+  const crumbs = h('div', { class: 'row', id: 'filebrowser_path' });
+  const list = h('div', { id: 'filebrowser_list' });
+  const file = h('input', { type: 'file', id: 'filebrowser_upload_file' });
+  const upload = h('button', { type: 'button', class: 'btn', id: 'filebrowser_upload', i18n: 'filebrowser.upload' });
+  const status = h('p', { class: 'muted', id: 'filebrowser_status', role: 'status' });
   panel.append(h('div', { class: 'group wide' },
-    h('h2', { i18n: 'filebrowser.title' }),
-    h('p', { class: 'muted', i18n: 'filebrowser.soon' }),
-    h('code', { class: 'path', text: state.flags.data_dir || '' })));
-  return { panel, show() {} };
+    h('h2', { i18n: 'filebrowser.title' }), h('p', { class: 'muted', i18n: 'filebrowser.hint' }),
+    crumbs, list, h('div', { class: 'row' }, file, upload), status));
+  let here = '';
+  const q = (p) => 'path=' + encodeURIComponent(p);
+
+  async function load(path) {
+    try {
+      const out = await get('atelier/files?' + q(path));
+      here = out.path;
+      const parts = here ? here.split('/') : [];
+      crumbs.replaceChildren(
+        h('button', { type: 'button', class: 'btn small', 'data-path': '', text: '/' }),
+        ...parts.map((p, i) => h('button', { type: 'button', class: 'btn small', 'data-path': parts.slice(0, i + 1).join('/'), text: p })));
+      crumbs.querySelectorAll('button').forEach((b) => b.addEventListener('click', () => load(b.dataset.path)));
+      if (!out.items.length) { list.replaceChildren(h('p', { class: 'muted', id: 'filebrowser_empty', i18n: 'filebrowser.empty' })); apply(list); return; }
+      list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'params', id: 'filebrowser_table' },
+        h('tbody', {}, ...out.items.map((it) => {
+          const full = here ? here + '/' + it.name : it.name;
+          const name = it.is_dir
+            ? h('button', { type: 'button', class: 'btn small', 'data-dir': full, text: it.name + '/' })
+            : h('a', { href: 'atelier/files/download?' + q(full), download: it.name, text: it.name });
+          if (it.is_dir) name.addEventListener('click', () => load(full));
+          const del = h('button', { type: 'button', class: 'btn small', 'data-delete': full, i18n: 'filebrowser.delete' });
+          del.addEventListener('click', async () => {
+            if (!window.confirm(t('filebrowser.confirm_delete', { name: full }))) return;
+            try { await api('atelier/files?' + q(full), { method: 'DELETE' }); load(here); } catch (e) { toast(e.message, 'error'); }
+          });
+          return h('tr', {}, h('td', {}, name), h('td', { text: it.is_dir ? '' : String(it.size) }), h('td', {}, del));
+        })))));
+      apply(list);
+    } catch (e) {
+      list.replaceChildren(h('p', { class: 'error-text', role: 'alert', text: e.message }));
+    }
+  }
+
+  upload.addEventListener('click', async () => {
+    const f = file.files && file.files[0];
+    if (!f) { toast(t('filebrowser.choose'), 'info', 3000); return; }
+    const target = here ? here + '/' + f.name : f.name;
+    upload.disabled = true;
+    status.textContent = t('filebrowser.uploading', { name: f.name });
+    try {
+      const headers = {};
+      const csrf = cookie('atelier_csrf');
+      if (csrf) headers['X-CSRF-Token'] = csrf;
+      const res = await fetch('atelier/files/upload?' + q(target), { method: 'POST', body: f, headers, credentials: 'same-origin' });
+      if (!res.ok) throw new Error((await res.json().catch(() => ({}))).detail || String(res.status));
+      status.textContent = t('filebrowser.uploaded', { name: target });
+      file.value = '';
+      load(here);
+    } catch (e) {
+      status.textContent = '';
+      toast(e.message, 'error');
+    } finally {
+      upload.disabled = false;
+    }
+  });
+  let loaded = false;
+  return { panel, show() { if (!loaded) { loaded = true; load(''); } } };
 }
