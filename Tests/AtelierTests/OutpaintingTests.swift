@@ -26,14 +26,7 @@ import Testing
     }
 
     static func directions(_ v: Any) -> OutpaintingMk2.Directions {
-        let names = (v as? [String]) ?? [v as? String ?? ""]
-        var d: OutpaintingMk2.Directions = []
-        let text = names.joined(separator: ",")
-        if text.contains("left") { d.insert(.left) }
-        if text.contains("right") { d.insert(.right) }
-        if text.contains("up") { d.insert(.up) }
-        if text.contains("down") { d.insert(.down) }
-        return d
+        OutpaintingMk2.Directions(names: (v as? [String]) ?? [v as? String ?? ""])
     }
 
     @Test(arguments: (cases["cases"] as! [[String: Any]]).map { $0["id"] as! String })
