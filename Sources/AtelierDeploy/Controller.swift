@@ -296,7 +296,7 @@ public final class Controller: @unchecked Sendable {
     }
 
     func admin(_ request: Request) throws {
-        guard AuthCompare.equal(Gateway.token(request), adminToken) else {
+        guard ServiceToken.matches(Gateway.token(request), adminToken) else {
             throw ServiceError(401, field: "Authorization", "the controller's admin token is required (\(dir.path)/admin-token)")
         }
     }
@@ -310,7 +310,7 @@ public final class Controller: @unchecked Sendable {
         guard let rt = runtime(name) else { throw ServiceError(404, field: "path", "no service named \(name)") }
         if !sync, rt.spec.async, let q = rt.queueEndpoints {
             // a stopped service keeps its queue: puts wait for its instances
-            guard AuthCompare.equal(Gateway.token(request), rt.current.token) else {
+            guard ServiceToken.matches(Gateway.token(request), rt.current.token) else {
                 throw QueueError(401, field: "Authorization", "invalid or missing service token")
             }
             return try await q.handle(request)
@@ -333,9 +333,7 @@ public final class Controller: @unchecked Sendable {
                 guard let rt = self.runtime(name), let q = rt.queueEndpoints else {
                     return .failure(QueueError(404, field: "path", "no queue service named '\(name)'"))
                 }
-                let given = head.headerFields[.authorization] ?? ""
-                let bare = given.hasPrefix("Bearer ") ? String(given.dropFirst(7)) : given
-                guard AuthCompare.equal(bare, rt.current.token) else {
+                guard ServiceToken.matches(ServiceToken.given(head.headerFields[.authorization]), rt.current.token) else {
                     return .failure(QueueError(401, field: "Authorization", "invalid or missing service token"))
                 }
                 return .success(q)

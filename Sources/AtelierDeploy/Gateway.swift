@@ -42,10 +42,7 @@ public enum Gateway {
         return (Int(r.status.code), r.headers, data)
     }
 
-    static func token(_ request: Request) -> String {
-        let h = request.headers[.authorization] ?? ""
-        return h.hasPrefix("Bearer ") ? String(h.dropFirst(7)) : h
-    }
+    static func token(_ request: Request) -> String { ServiceToken.given(request.headers[.authorization]) }
 
     static func hasSession(_ request: Request) -> Bool {
         (request.headers[.cookie] ?? "").contains("atelier_session=")
@@ -59,7 +56,7 @@ public enum Gateway {
             || path == "/openapi.json" || path == "/docs"
         let token = service.current.token
         if isAPI && !(hasSession(request) && !request.headers.contains(.authorization)) {
-            guard !token.isEmpty, AuthCompare.equal(Self.token(request), token) else {
+            guard ServiceToken.matches(Self.token(request), token) else {
                 throw APIError(status: 401, error: "Unauthorized", detail: "missing or invalid Authorization token for service \(service.name)")
             }
         }
@@ -148,15 +145,5 @@ public enum Gateway {
     static func queryTask(_ query: String) -> String? {
         for part in query.split(separator: "&") where part.hasPrefix("id_task=") { return String(part.dropFirst(8)) }
         return nil
-    }
-}
-
-/// Constant-time string comparison for tokens (every byte of the longer one is looked at).
-enum AuthCompare {
-    static func equal(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        var diff = UInt8(x.count == y.count ? 0 : 1)
-        for i in 0..<max(x.count, y.count) { diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }
-        return diff == 0 && !a.isEmpty
     }
 }

@@ -43,9 +43,7 @@ struct QueueRoutes: Sendable {
 
     func authorize(_ request: Request) throws {
         guard let token else { return }
-        let given = request.headers[.authorization] ?? ""
-        let bare = given.hasPrefix("Bearer ") ? String(given.dropFirst(7)) : given
-        guard !bare.isEmpty, AuthMiddleware<BasicRequestContext>.constantTimeEqual(bare, token) else {
+        guard ServiceToken.matches(ServiceToken.given(request.headers[.authorization]), token) else {
             throw QueueError(401, field: "Authorization", "invalid or missing service token")
         }
     }

@@ -151,6 +151,20 @@ final class SessionStore: @unchecked Sendable {
     func remove(_ id: String) { lock.withLock { _ = sessions.removeValue(forKey: id) } }
 }
 
+/// The service token as callers send it, and how it is compared: EAS clients put it verbatim in
+/// `Authorization`, others as `Bearer <token>`; compared in constant time (through SHA-256
+/// digests), an empty token never matching.
+public enum ServiceToken {
+    public static func given(_ authorization: String?) -> String {
+        let header = authorization ?? ""
+        return header.hasPrefix("Bearer ") ? String(header.dropFirst(7)) : header
+    }
+
+    public static func matches(_ given: String, _ token: String) -> Bool {
+        !given.isEmpty && AuthMiddleware<BasicRequestContext>.constantTimeEqual(given, token)
+    }
+}
+
 /// Token / HTTP Basic / session-cookie authentication for `/sdapi` and `/internal` (ping and
 /// the auth status excepted). Secrets are compared in constant time and never logged.
 struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
@@ -183,8 +197,7 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
         guard guarded, token != nil || !basic.isEmpty else { return try await next(request, context) }
         let header = request.headers[.authorization] ?? ""
         if let token {
-            let given = header.hasPrefix("Bearer ") ? String(header.dropFirst(7)) : header
-            if !given.isEmpty && Self.constantTimeEqual(given, token) { return try await next(request, context) }
+            if ServiceToken.matches(ServiceToken.given(header), token) { return try await next(request, context) }
         }
         if !basic.isEmpty, header.hasPrefix("Basic "),
            let decoded = Data(base64Encoded: String(header.dropFirst(6))).flatMap({ String(data: $0, encoding: .utf8) }),
