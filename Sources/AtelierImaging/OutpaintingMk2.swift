@@ -83,7 +83,7 @@ public struct OutpaintingMk2: Sendable {
     /// iteration, batch position by position.
     public func run(initImage: Image8, width: Int, height: Int, batchSize: Int, batchCount: Int,
                     generate: (Step) throws -> [Image8]) throws -> [Image8] {
-        let start = initImage.channels == 3 ? initImage : Self.rgbCopy(initImage)
+        let start = initImage.pillowRGB()   // Pillow's paste onto RGB: alpha dropped, grey replicated
         let e = expansion(w0: start.width, h0: start.height)
         var results: [Image8] = []
         for _ in 0..<batchCount {
@@ -94,15 +94,6 @@ public struct OutpaintingMk2: Sendable {
             results += imgs
         }
         return results
-    }
-
-    /// The RGB channels of any picture as Pillow's `paste` onto an RGB canvas copies them (alpha dropped, grey replicated).
-    static func rgbCopy(_ img: Image8) -> Image8 {
-        var px = [UInt8](repeating: 0, count: img.width * img.height * 3)
-        for i in 0..<(img.width * img.height) {
-            for c in 0..<3 { px[i * 3 + c] = img.pixels[i * img.channels + (img.channels >= 3 ? c : 0)] }
-        }
-        return Image8(width: img.width, height: img.height, channels: 3, pixels: px)
     }
 
     /// One direction step (§2.3).
@@ -146,7 +137,7 @@ public struct OutpaintingMk2: Sendable {
         guard made.count == outs.count else { throw ScriptError(description: "the generation gave \(made.count) pictures for \(outs.count)") }
         var results: [Image8] = []
         for (n, var out) in outs.enumerated() {
-            let gen = made[n].channels == 3 ? made[n] : Self.rgbCopy(made[n])
+            let gen = made[n].pillowRGB()
             out.paste(gen, x: isLeft ? 0 : out.width - gen.width, y: isTop ? 0 : out.height - gen.height)
             results.append(out.cropped(x0: 0, y0: 0, x1: resW, y1: resH))
         }

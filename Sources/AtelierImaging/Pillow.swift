@@ -25,6 +25,8 @@ public extension Image8 {
         switch channels {
         case 3: return self
         case 1: return Image8(width: width, height: height, channels: 3, pixels: pixels.flatMap { [$0, $0, $0] })
+        case 2:  // LA: the grey level, alpha dropped
+            return Image8(width: width, height: height, channels: 3, pixels: stride(from: 0, to: pixels.count, by: 2).flatMap { [pixels[$0], pixels[$0], pixels[$0]] })
         default:
             var out = [UInt8](repeating: 0, count: width * height * 3)
             for i in 0..<(width * height) {
