@@ -299,19 +299,11 @@ public final class Instance: @unchecked Sendable {
         // A1111's grid: made when samples are saved (the API's do_not_save_grid = not save_images)
         // and there is more than one picture
         var gridPNG: Data?
-        if job.saveImages && images.count > 1 && (options["return_grid"]?.any as? Bool != false || options["grid_save"]?.any as? Bool != false) {
+        if job.saveImages && images.count > 1 && (option("return_grid") || option("grid_save")) {
             let pictures = images.map { Image8(width: $0.width, height: $0.height, channels: 3, pixels: $0.rgb) }
-            let grid = Image8.a1111Grid(pictures, batchSize: job.request.batchSize, nRows: options["n_rows"]?.int ?? -1,
-                                        preventEmptySpots: options["grid_prevent_empty_spots"]?.any as? Bool == true)
-            let png = try PNG.encode(grid, text: [("parameters", images[0].infotext)])
-            if options["grid_save"]?.any as? Bool != false {
-                let optionKey = job.request.initImage == nil ? "outdir_txt2img_grids" : "outdir_img2img_grids"
-                let fallback = job.request.initImage == nil ? "outputs/txt2img-grids" : "outputs/img2img-grids"
-                let dir = job.saveDir.map { $0.hasSuffix("-images") ? String($0.dropLast("-images".count)) + "-grids" : $0 + "-grids" }
-                    ?? options[optionKey]?.string ?? fallback
-                saved.insert(try saveGrid(png, dir: dir), at: 0)
-            }
-            if options["return_grid"]?.any as? Bool != false { gridPNG = png }
+            let png = try grid(pictures, batchSize: job.request.batchSize, infotext: images[0].infotext)
+            if option("grid_save") { saved.insert(try saveGrid(png, dir: gridDir(job)), at: 0) }
+            if option("return_grid") { gridPNG = png }
         }
         // the detected maps under <save_dir>/controlnet_mask/YYYY-MM-DD/NNNNN.png, one per unit
         // and batch (as the cloud service's example response lists them)
@@ -405,7 +397,7 @@ public final class Instance: @unchecked Sendable {
     private func outpaintResult(_ finals: [Image8], job: Txt2ImgJob, request: GenerationRequest, pipe: Pipeline, info: CheckpointInfo,
                                 stamp: String, start: Date, infotext: String, baseSeed: Int64, baseSubseed: Int64) throws -> JobResult {
         var pngs: [Data] = [], saved: [String] = []
-        let saveSamples = options["samples_save"]?.any as? Bool != false
+        let saveSamples = option("samples_save")
         for (i, img) in finals.enumerated() {
             let png = try PNG.encode(img)
             pngs.append(png)
@@ -416,14 +408,9 @@ public final class Instance: @unchecked Sendable {
         }
         var gridPNG: Data?
         if finals.count > 1 {
-            let grid = try PNG.encode(Image8.a1111Grid(finals, batchSize: 1, nRows: options["n_rows"]?.int ?? -1,
-                                                       preventEmptySpots: options["grid_prevent_empty_spots"]?.any as? Bool == true))
-            if options["return_grid"]?.any as? Bool != false { gridPNG = grid }
-            if options["grid_save"]?.any as? Bool != false && (saveSamples || job.saveImages) {
-                let dir = job.saveDir.map { $0.hasSuffix("-images") ? String($0.dropLast("-images".count)) + "-grids" : $0 + "-grids" }
-                    ?? options["outdir_img2img_grids"]?.string ?? "outputs/img2img-grids"
-                saved.insert(try saveGrid(grid, dir: dir), at: 0)
-            }
+            let png = try grid(finals, batchSize: 1, infotext: nil)   // the script's grid carries no infotext
+            if option("return_grid") { gridPNG = png }
+            if option("grid_save") && (saveSamples || job.saveImages) { saved.insert(try saveGrid(png, dir: gridDir(job)), at: 0) }
         }
         let seeds = finals.indices.map { UInt64(baseSeed) + UInt64($0 % max(job.request.batchSize, 1)) }
         var result = JobResult(pngs: pngs, infotexts: finals.map { _ in infotext }, seeds: seeds,
@@ -462,6 +449,24 @@ public final class Instance: @unchecked Sendable {
         let day = Self.format(now, "yyyy-MM-dd"), time = Self.format(now, "HHmmss")
         let rel = "\(dir)/\(day)/\(time)-\(UUID().uuidString.lowercased())-\(seed).png"
         return try storage.write(png, to: rel)
+    }
+
+    /// A boolean option that is on unless set to false (A1111's defaults for these are true).
+    func option(_ key: String) -> Bool { options[key]?.any as? Bool != false }
+
+    /// A1111's grid of a job's pictures as PNG (`n_rows`, `grid_prevent_empty_spots`), with the
+    /// `parameters` infotext when given.
+    func grid(_ pictures: [Image8], batchSize: Int, infotext: String?) throws -> Data {
+        let grid = Image8.a1111Grid(pictures, batchSize: batchSize, nRows: options["n_rows"]?.int ?? -1,
+                                    preventEmptySpots: options["grid_prevent_empty_spots"]?.any as? Bool == true)
+        return try PNG.encode(grid, text: infotext.map { [("parameters", $0)] } ?? [])
+    }
+
+    /// Where a job's grid goes: beside its pictures (`<save_dir>/…-grids`), else the grid option.
+    func gridDir(_ job: Txt2ImgJob) -> String {
+        if let dir = job.saveDir { return dir.hasSuffix("-images") ? String(dir.dropLast("-images".count)) + "-grids" : dir + "-grids" }
+        let img2img = job.request.initImage != nil
+        return options[img2img ? "outdir_img2img_grids" : "outdir_txt2img_grids"]?.string ?? (img2img ? "outputs/img2img-grids" : "outputs/txt2img-grids")
     }
 
     /// Saves under `dir/YYYY-MM-DD/grid-HHMMSS-<uuid>.png` (the cloud service's grid names).
