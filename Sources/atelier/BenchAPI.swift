@@ -87,14 +87,6 @@ struct APIBench {
     }
 
     func call(_ url: String, body: Data?) async throws -> [String: Any] {
-        var r = HTTPClientRequest(url: url)
-        if let body {
-            r.method = .POST
-            r.headers.add(name: "Content-Type", value: "application/json")
-            r.body = .bytes(ByteBuffer(data: body))
-        }
-        let response = try await Gateway.client.execute(r, timeout: .seconds(3600))
-        let data = Data(buffer: try await response.body.collect(upTo: 64 << 20))
-        return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+        try await benchCall(url, method: body == nil ? .GET : .POST, headers: body == nil ? [:] : ["Content-Type": "application/json"], body: body)
     }
 }

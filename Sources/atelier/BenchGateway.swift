@@ -67,14 +67,20 @@ struct GatewayBench {
     }
 
     func call(_ url: String, method: HTTPMethod, token: String, body: Data?) async throws -> [String: Any] {
-        var r = HTTPClientRequest(url: url)
-        r.method = method
-        r.headers.add(name: "Authorization", value: token)
-        if let body { r.body = .bytes(ByteBuffer(data: body)) }
-        let response = try await HTTPClient.shared.execute(r, timeout: .seconds(300))
-        let data = Data(buffer: try await response.body.collect(upTo: 16 << 20))
-        return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? ["raw": String(decoding: data, as: UTF8.self)]
+        try await benchCall(url, method: method, headers: ["Authorization": token], body: body)
     }
+}
+
+/// One request of a bench's set-up (deploy, start a job, interrupt), its JSON answer as a
+/// dictionary (`["raw": text]` when it is not JSON).
+func benchCall(_ url: String, method: HTTPMethod, headers: [String: String] = [:], body: Data?) async throws -> [String: Any] {
+    var r = HTTPClientRequest(url: url)
+    r.method = method
+    for (k, v) in headers { r.headers.add(name: k, value: v) }
+    if let body { r.body = .bytes(ByteBuffer(data: body)) }
+    let response = try await Gateway.client.execute(r, timeout: .seconds(3600))
+    let data = Data(buffer: try await response.body.collect(upTo: 64 << 20))
+    return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? ["raw": String(decoding: data, as: UTF8.self)]
 }
 
 /// `count` GETs of `url` spread over `clients` concurrent loops on the gateway's pooled client;
