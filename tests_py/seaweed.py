@@ -301,3 +301,20 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+
+
+# Shared pytest fixtures: one server per test module and a fresh bucket on it
+# (`from seaweed import s3, bucket` in a test module).
+import pytest  # noqa: E402
+import uuid  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with SeaweedS3() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bucket(s3):
+    return s3.create_bucket("test-" + uuid.uuid4().hex[:12])

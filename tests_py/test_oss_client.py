@@ -9,20 +9,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import BINARY
-from seaweed import SeaweedS3
+from seaweed import bucket, s3  # noqa: F401 (fixtures)
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with SeaweedS3() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def bucket(s3):
-    return s3.create_bucket("oss-" + uuid.uuid4().hex[:12])
 
 
 def atelier_oss(s3, *args, secret=None, check=True):

@@ -8,20 +8,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from seaweed import SeaweedS3
+from seaweed import SeaweedS3, bucket, s3  # noqa: F401 (fixtures)
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with SeaweedS3() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def bucket(s3):
-    return s3.create_bucket("harness-" + uuid.uuid4().hex[:12])
 
 
 def unique(prefix):
