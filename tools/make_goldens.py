@@ -6,7 +6,7 @@ and never read the oracle. The oracle's diffusers UNet gets A1111's rule for siz
 not multiples of 64 (tools/a1111_unet.py, applied before any UNet runs):
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae|img2img2] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae|img2img2|sde] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -271,6 +271,30 @@ def img2img2_cases():
     out["i2i-dpmpp_2s_a"] = dict(i2i, sampler="DPM++ 2S a", seed=1004, denoising_strength=0.75)
     out["i2i-lcm"] = dict(i2i, cfg=1.5, sampler="LCM", seed=1005, denoising_strength=0.6)
     out["i2i-ddim_cfgpp"] = dict(i2i, sampler="DDIM CFG++", seed=1006, denoising_strength=0.7)
+    return out
+
+
+def sde_cases():
+    """The SDE samplers (noise from k-diffusion's BrownianTreeNoiseSampler: one torchsde tree per image
+    over the full schedule's [min positive, max] sigma, entropy = the image seed) and DPM adaptive (the
+    image RNG; data-dependent step count, params.json["dpm_adaptive_info"]): txt2img on each with its
+    Automatic schedule, one with eta 0.5, one with a non-default schedule, and img2img on each. 128 px,
+    the usual prompt, 10 steps, seeds 1100-1112. image_float.npy is not kept (DROP)."""
+    out = {}
+    t = dict(BASE, steps=10, scheduler="Automatic")
+    out["dpmpp_sde"] = dict(t, sampler="DPM++ SDE", seed=1100)                  # Karras, 2 calls / step
+    out["dpmpp_2m_sde"] = dict(t, sampler="DPM++ 2M SDE", seed=1101)            # Exponential
+    out["dpmpp_2m_sde_heun"] = dict(t, sampler="DPM++ 2M SDE Heun", seed=1102)  # Exponential, heun solver
+    out["dpmpp_3m_sde"] = dict(t, sampler="DPM++ 3M SDE", seed=1103)            # Exponential, discard
+    out["dpm_adaptive"] = dict(t, sampler="DPM adaptive", seed=1104)
+    out["dpmpp_2m_sde-eta05"] = dict(t, sampler="DPM++ 2M SDE", seed=1105, eta=0.5)
+    out["dpmpp_sde-uniform"] = dict(t, sampler="DPM++ SDE", scheduler="Uniform", seed=1106)
+    i2i = dict(t, init_image=INIT_IMAGE)
+    out["i2i-dpmpp_sde"] = dict(i2i, sampler="DPM++ SDE", seed=1107, denoising_strength=0.6)
+    out["i2i-dpmpp_2m_sde"] = dict(i2i, sampler="DPM++ 2M SDE", seed=1108, denoising_strength=0.7)
+    out["i2i-dpmpp_2m_sde_heun"] = dict(i2i, sampler="DPM++ 2M SDE Heun", seed=1109, denoising_strength=0.65)
+    out["i2i-dpmpp_3m_sde"] = dict(i2i, sampler="DPM++ 3M SDE", seed=1110, denoising_strength=0.75)
+    out["i2i-dpm_adaptive"] = dict(i2i, sampler="DPM adaptive", seed=1111, denoising_strength=0.6)
     return out
 
 
@@ -742,7 +766,7 @@ class A1111Img2ImgExtras:
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
           "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases,
           "samplers2": samplers2_cases, "inpaint2": inpaint2_cases,
-          "vae": vae_cases, "img2img2": img2img2_cases}  # appended: index.json keeps the older cases' order
+          "vae": vae_cases, "img2img2": img2img2_cases, "sde": sde_cases}  # appended: index.json keeps the older cases' order
 # files of KEEP not kept for a group's cases (size)
 DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "seeds": ("image_float.npy",),
         "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
@@ -750,7 +774,7 @@ DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "se
         "controlnet": ("image_float.npy", "control_hint.npy"),
         # firstpass_image_float.npy: the first pass's decoded float image (firstpass_image.png is kept)
         "hires": ("image_float.npy", "firstpass_image_float.npy"), "inpaint2": ("image_float.npy",),
-        "vae": ("image_float.npy",), "img2img2": ("image_float.npy",)}
+        "vae": ("image_float.npy",), "img2img2": ("image_float.npy",), "sde": ("image_float.npy",)}
 # further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
 # one per distinct conditioning, in the order of params.json["distinct_conds"]; control_residual_NN.npy:
 # the first active ControlNet call's 13 weighted residuals; firstpass_*.npy: the hires first pass's

@@ -567,6 +567,10 @@ public final class Pipeline: @unchecked Sendable {
             let grid = r.sampler == .lcm ? DiscreteSchedule(lcmFrom: schedule.alphasCumprod) : schedule
             var sigmas = sched.sigmas(steps: scheduleSteps + (r.sampler.discardsPenultimateSigma ? 1 : 0), schedule: grid)
             if r.sampler.discardsPenultimateSigma { sigmas.remove(at: sigmas.count - 2) }
+            /// the SDE samplers' Brownian trees span the full schedule (before img2img keeps its tail)
+            let brownian = r.sampler.brownianNoise
+                ? BrownianNoiseSampler(seeds: seeds, perImage: per, sigmaMin: sigmas.filter { $0 > 0 }.min() ?? 0, sigmaMax: sigmas.max() ?? 0)
+                : nil
             if let initLatent {
                 sigmas = Array(sigmas[(scheduleSteps - tEnc - 1)...])
                 x = (0..<noise.count).map { initLatent[$0] + noise[$0] * sigmas[0] }
@@ -615,11 +619,22 @@ public final class Pipeline: @unchecked Sendable {
             case .lcm:
                 guard model.prediction == .epsilon else { throw RequestError(field: "sampler_name", "LCM needs an ε-prediction model; this checkpoint predicts v") }
                 x = try KSamplers.lcm(lcmDenoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
-            case .dpmFast:
-                // A1111 hands DPM fast the model's σ range (txt2img) or the img2img tail's ends
+            case .dpmFast, .dpmAdaptive:
+                // A1111 hands DPM fast / adaptive the model's σ range (txt2img) or the img2img tail's ends
                 let (smin, smax, n) = initLatent != nil ? (sigmas[sigmas.count - 2], sigmas[0], sigmas.count - 1)
                                                          : (schedule.sigmaMin, schedule.sigmaMax, scheduleSteps)
-                x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
+                if r.sampler == .dpmFast {
+                    x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
+                } else {
+                    x = try KSamplers.dpmAdaptive(denoise, x, sigmaMin: smin, sigmaMax: smax, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
+                }
+            case .dpmppSDE:
+                x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: brownian!, onStep: stepCallback)
+            case .dpmpp2mSDE, .dpmpp2mSDEHeun:
+                x = try KSamplers.dpmpp2MSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), heun: r.sampler == .dpmpp2mSDEHeun,
+                                             noise: brownian!, onStep: stepCallback)
+            case .dpmpp3mSDE:
+                x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: brownian!, onStep: stepCallback)
             case .ddim, .ddimCFGpp, .plms: fatalError("unreachable")
             }
         }

@@ -2,37 +2,48 @@ import Foundation
 
 /// A1111's samplers (the names of its `/samplers` list) that Atelier has.
 public enum Sampler: String, CaseIterable, Sendable, Codable {
+    // in the order of A1111 1.10's `/samplers` list
     case dpmpp2m = "DPM++ 2M"
+    case dpmppSDE = "DPM++ SDE"
+    case dpmpp2mSDE = "DPM++ 2M SDE"
+    case dpmpp2mSDEHeun = "DPM++ 2M SDE Heun"
     case dpmpp2sA = "DPM++ 2S a"
+    case dpmpp3mSDE = "DPM++ 3M SDE"
     case eulerA = "Euler a"
     case euler = "Euler"
     case lms = "LMS"
     case heun = "Heun"
     case dpm2 = "DPM2"
     case dpm2A = "DPM2 a"
+    case dpmFast = "DPM fast"
+    case dpmAdaptive = "DPM adaptive"
+    case restart = "Restart"
     case ddim = "DDIM"
     case ddimCFGpp = "DDIM CFG++"
     case plms = "PLMS"
-    case restart = "Restart"
     case lcm = "LCM"
-    case dpmFast = "DPM fast"
 
     public var aliases: [String] {
         switch self {
         case .dpmpp2m: ["k_dpmpp_2m"]
+        case .dpmppSDE: ["k_dpmpp_sde"]
+        case .dpmpp2mSDE: ["k_dpmpp_2m_sde"]
+        case .dpmpp2mSDEHeun: ["k_dpmpp_2m_sde_heun"]
         case .dpmpp2sA: ["k_dpmpp_2s_a"]
+        case .dpmpp3mSDE: ["k_dpmpp_3m_sde"]
         case .eulerA: ["k_euler_a", "k_euler_ancestral"]
         case .euler: ["k_euler"]
         case .lms: ["k_lms"]
         case .heun: ["k_heun"]
         case .dpm2: ["k_dpm_2"]
         case .dpm2A: ["k_dpm_2_a"]
+        case .dpmFast: ["k_dpm_fast"]
+        case .dpmAdaptive: ["k_dpm_ad"]
+        case .restart: ["restart"]
         case .ddim: ["ddim"]
         case .ddimCFGpp: ["ddim_cfgpp"]
         case .plms: ["plms"]
-        case .restart: ["restart"]
         case .lcm: ["k_lcm"]
-        case .dpmFast: ["k_dpm_fast"]
         }
     }
 
@@ -42,22 +53,34 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
     /// The schedule "Automatic" stands for (nil: the model's own `get_sigmas`, i.e. Uniform).
     public var defaultScheduler: Scheduler? {
         switch self {
-        case .dpmpp2m, .dpmpp2sA, .dpm2, .dpm2A, .restart: .karras
+        case .dpmpp2m, .dpmppSDE, .dpmpp2sA, .dpm2, .dpm2A, .restart: .karras
+        case .dpmpp2mSDE, .dpmpp2mSDEHeun, .dpmpp3mSDE: .exponential
         default: nil
         }
     }
 
-    /// DPM2 and DPM2 a make the schedule for steps + 1 and drop the penultimate σ.
-    public var discardsPenultimateSigma: Bool { self == .dpm2 || self == .dpm2A }
+    /// DPM2, DPM2 a and DPM++ 3M SDE make the schedule for steps + 1 and drop the penultimate σ.
+    public var discardsPenultimateSigma: Bool { self == .dpm2 || self == .dpm2A || self == .dpmpp3mSDE }
 
-    /// Whether the sampler draws noise (so `eta_noise_seed_delta` is written to the infotext).
-    public var usesENSD: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA || self == .dpmFast }
+    /// Whether the sampler draws image-stream noise (so `eta_noise_seed_delta` is written to the infotext).
+    public var usesENSD: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA || self == .dpmFast || self == .dpmAdaptive }
 
     /// Evaluates the model twice per step.
-    public var secondOrder: Bool { self == .heun || self == .dpm2 || self == .dpm2A || self == .dpmpp2sA || self == .restart }
+    public var secondOrder: Bool {
+        self == .heun || self == .dpm2 || self == .dpm2A || self == .dpmpp2sA || self == .restart || self == .dpmppSDE
+    }
 
-    /// Has an eta (ancestral noise) parameter.
-    public var ancestral: Bool { self == .eulerA || self == .dpm2A || self == .dpmpp2sA || self == .dpmFast }
+    /// Has an `eta` parameter (k-diffusion's signature), so A1111 passes `eta_ancestral` and
+    /// writes `Eta` to the infotext when it is not 1.
+    public var ancestral: Bool {
+        switch self {
+        case .eulerA, .dpm2A, .dpmpp2sA, .dpmFast, .dpmAdaptive, .dpmppSDE, .dpmpp2mSDE, .dpmpp2mSDEHeun, .dpmpp3mSDE: true
+        default: false
+        }
+    }
+
+    /// Draws its noise from k-diffusion's Brownian tree (torchsde), seeded by the image seeds.
+    public var brownianNoise: Bool { self == .dpmppSDE || self == .dpmpp2mSDE || self == .dpmpp2mSDEHeun || self == .dpmpp3mSDE }
 
     /// A1111's `/samplers` options object.
     public var options: [String: String] {
@@ -65,6 +88,8 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
         if let d = defaultScheduler { o["scheduler"] = d.name }
         if discardsPenultimateSigma { o["discard_next_to_last_sigma"] = "true" }
         if usesENSD { o["uses_ensd"] = "true" }
+        if brownianNoise { o["brownian_noise"] = "true" }
+        if self == .dpmpp2mSDEHeun { o["solver_type"] = "heun" }
         if secondOrder { o["second_order"] = "true" }
         return o
     }

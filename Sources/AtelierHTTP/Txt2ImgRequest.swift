@@ -279,15 +279,23 @@ struct Txt2ImgRequest {
                 guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
                 if img2img && (body["initial_noise_multiplier"] ?? .null) == .null { r.initialNoiseMultiplier = d }
             case "eta_ancestral":
-                if r.sampler == .eulerA && r.eta == nil { r.eta = v.double }
+                guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
+                if r.sampler.ancestral && r.eta == nil { r.eta = d }
             case "eta_ddim":
-                if r.sampler == .ddim && r.eta == nil { r.eta = v.double }
+                guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
+                if r.sampler == .ddim && r.eta == nil { r.eta = d }
             default:
                 guard OptionsStore.defaults[k] != nil else { throw ServiceError(422, field: field, "\(field): unknown option") }
                 if generationOptions.contains(k) && OptionsStore.defaults[k] != v && !(OptionsStore.defaults[k]?.double != nil && OptionsStore.defaults[k]?.double == v.double) {
                     throw notYet(field, "option \(k) = \(String(decoding: v.data(), as: UTF8.self))")
                 }
             }
+        }
+
+        // no request eta: A1111 takes the instance's eta_ancestral (k-diffusion samplers with an eta) or eta_ddim
+        if r.eta == nil {
+            if r.sampler.ancestral, let e = opts["eta_ancestral"]?.double, e != 1 { r.eta = e }
+            if r.sampler == .ddim, let e = opts["eta_ddim"]?.double, e != 0 { r.eta = e }
         }
 
         // EAS keys inside alwayson_scripts (a1111-api.md §14.2), then real scripts.
