@@ -597,7 +597,14 @@ def test_filebrowser_tab_only_with_the_flag(make_server, page):
         assert f.read() == "uploaded through the page"
     href = page.js("return document.querySelector('#filebrowser_table a[download=\"notes.txt\"]').href")
     assert requests.get(href, timeout=10).text == "uploaded through the page"
+    # the row shows the size as a file manager does; the path bar names where we are
+    row = page.js("return [...document.querySelector('#filebrowser_table a[download=\"notes.txt\"]').closest('tr').cells].map(c => c.textContent)")
+    assert row[1] == "25 B" and row[2] != ""
+    assert page.js("return [...document.querySelectorAll('#filebrowser_path .crumb')].map(b => b.textContent)") == ["/", "models"]
+    assert page.js("return document.querySelector('#filebrowser_path [aria-current]').textContent") == "models"
     page.shot("filebrowser")
+    page.js("document.querySelector('#filebrowser_path .crumb[data-path=\"\"]').click()")
+    page.wait(lambda d: page.js("return !!document.querySelector('#filebrowser_table [data-dir=\"outputs\"]')"), 10, "back at the top")
     s2 = make_server()
     page.open(s2.url + "/")
     assert page.js("return document.getElementById('tabbtn_filebrowser')") is None

@@ -290,6 +290,10 @@ export default {
 
   'filebrowser.title': 'FileBrowser',
   'filebrowser.hint': 'The data folder: put checkpoints into models/Stable-diffusion, LoRAs into models/Lora; pictures are under outputs.',
+  'filebrowser.name': 'Name',
+  'filebrowser.size': 'Size',
+  'filebrowser.modified': 'Modified',
+  'filebrowser.root': 'The data folder',
   'filebrowser.upload': 'Upload here',
   'filebrowser.delete': 'Delete',
   'filebrowser.empty': 'This folder is empty.',

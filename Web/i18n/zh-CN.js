@@ -290,6 +290,10 @@ export default {
 
   'filebrowser.title': '文件浏览器',
   'filebrowser.hint': '数据文件夹：模型放入 models/Stable-diffusion，LoRA 放入 models/Lora；图片在 outputs 下。',
+  'filebrowser.name': '名称',
+  'filebrowser.size': '大小',
+  'filebrowser.modified': '修改时间',
+  'filebrowser.root': '数据文件夹',
   'filebrowser.upload': '上传到此处',
   'filebrowser.delete': '删除',
   'filebrowser.empty': '此文件夹为空。',

@@ -41,40 +41,58 @@ export function createExtensionsTab() {
 
 export function createFileBrowserTab() {
   const panel = h('section', { id: 'tab_filebrowser', class: 'panel', role: 'tabpanel' });
-  const crumbs = h('div', { class: 'row', id: 'filebrowser_path' });
+  const crumbs = h('nav', { class: 'crumbs', id: 'filebrowser_path', 'aria-label': 'path' });
   const list = h('div', { id: 'filebrowser_list' });
   const file = h('input', { type: 'file', id: 'filebrowser_upload_file' });
   const upload = h('button', { type: 'button', class: 'btn', id: 'filebrowser_upload', i18n: 'filebrowser.upload' });
   const status = h('p', { class: 'muted', id: 'filebrowser_status', role: 'status' });
-  panel.append(h('div', { class: 'group wide' },
+  panel.append(h('div', { class: 'group wide filebrowser' },
     h('h2', { i18n: 'filebrowser.title' }), h('p', { class: 'muted', i18n: 'filebrowser.hint' }),
-    crumbs, list, h('div', { class: 'row' }, file, upload), status));
+    crumbs, list, h('div', { class: 'upload-row' }, file, upload), status));
   let here = '';
   const q = (p) => 'path=' + encodeURIComponent(p);
+  /** 1536 → "1.5 KB", as file managers show sizes (powers of 1024) */
+  const human = (n) => {
+    const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return (i === 0 ? String(n) : n.toFixed(n < 10 ? 1 : 0)) + ' ' + units[i];
+  };
+  const when = (iso) => {
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) || d.getTime() === 0 ? '' : d.toLocaleString();
+  };
 
   async function load(path) {
     try {
       const out = await get('atelier/files?' + q(path));
       here = out.path;
       const parts = here ? here.split('/') : [];
-      crumbs.replaceChildren(
-        h('button', { type: 'button', class: 'btn small', 'data-path': '', text: '/' }),
-        ...parts.map((p, i) => h('button', { type: 'button', class: 'btn small', 'data-path': parts.slice(0, i + 1).join('/'), text: p })));
+      const links = [h('button', { type: 'button', class: 'crumb', 'data-path': '', text: '/', title: t('filebrowser.root') })];
+      parts.forEach((p, i) => {
+        if (i > 0) links.push(h('span', { class: 'sep', 'aria-hidden': 'true', text: '/' }));
+        links.push(h('button', { type: 'button', class: 'crumb', 'data-path': parts.slice(0, i + 1).join('/'), text: p }));
+      });
+      links[links.length - 1].setAttribute('aria-current', 'location');
+      crumbs.replaceChildren(...links);
       crumbs.querySelectorAll('button').forEach((b) => b.addEventListener('click', () => load(b.dataset.path)));
       if (!out.items.length) { list.replaceChildren(h('p', { class: 'muted', id: 'filebrowser_empty', i18n: 'filebrowser.empty' })); apply(list); return; }
-      list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'params', id: 'filebrowser_table' },
+      list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'files', id: 'filebrowser_table' },
+        h('thead', {}, h('tr', {}, h('th', { i18n: 'filebrowser.name' }), h('th', { class: 'num', i18n: 'filebrowser.size' }),
+          h('th', { class: 'when', i18n: 'filebrowser.modified' }), h('th', {}))),
         h('tbody', {}, ...out.items.map((it) => {
           const full = here ? here + '/' + it.name : it.name;
           const name = it.is_dir
-            ? h('button', { type: 'button', class: 'btn small', 'data-dir': full, text: it.name + '/' })
+            ? h('button', { type: 'button', class: 'link dir', 'data-dir': full, text: '📁 ' + it.name + '/' })
             : h('a', { href: 'atelier/files/download?' + q(full), download: it.name, text: it.name });
           if (it.is_dir) name.addEventListener('click', () => load(full));
-          const del = h('button', { type: 'button', class: 'btn small', 'data-delete': full, i18n: 'filebrowser.delete' });
+          const del = h('button', { type: 'button', class: 'btn small danger', 'data-delete': full, i18n: 'filebrowser.delete' });
           del.addEventListener('click', async () => {
             if (!window.confirm(t('filebrowser.confirm_delete', { name: full }))) return;
             try { await api('atelier/files?' + q(full), { method: 'DELETE' }); load(here); } catch (e) { toast(e.message, 'error'); }
           });
-          return h('tr', {}, h('td', {}, name), h('td', { text: it.is_dir ? '' : String(it.size) }), h('td', {}, del));
+          return h('tr', {}, h('td', { class: 'name' }, name), h('td', { class: 'num', text: it.is_dir ? '' : human(it.size), title: it.is_dir ? '' : String(it.size) }),
+            h('td', { class: 'when', text: when(it.modified) }), h('td', { class: 'actions' }, del));
         })))));
       apply(list);
     } catch (e) {
