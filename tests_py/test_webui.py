@@ -249,6 +249,25 @@ def test_progress_bar_and_live_preview_then_interrupt(server, page):
     requests.post(server.url + "/sdapi/v1/options", json={"show_progress_every_n_steps": 10})
 
 
+def test_skip_moves_on_to_the_next_image_of_the_batch(server, page):
+    page.open(server.url + "/")
+    page.type("txt2img_prompt", "two long pictures")
+    for k, v in (("steps", 300), ("width", 128), ("height", 128), ("seed", 40), ("batch_count", 2)):
+        page.type("txt2img_" + k, v)
+    page.click("txt2img_generate")
+    page.wait(lambda d: page.visible("txt2img_skip") and "batch 1/2" in page.text("txt2img_progress_text"), 20, "skip button and progress")
+    page.click("txt2img_skip")
+    # the first picture stops early; the job goes on with the second (A1111's job_no 1)
+    page.wait(lambda d: requests.get(server.url + "/sdapi/v1/progress").json()["state"]["job_no"] == 1, 30, "second image")
+    assert page.visible("txt2img_interrupt")
+    page.click("txt2img_interrupt")
+    page.wait(lambda d: page.visible("txt2img_generate") and page.visible("txt2img_result_image"), 30, "the result")
+    thumbs = page.js("return document.querySelectorAll('#txt2img_thumbs img').length")
+    info = page.text("html_info_txt2img")
+    assert thumbs == 3 and "Seed: 40" in info   # the grid, then the two pictures (A1111 shows the grid first)
+    page.shot("skipped")
+
+
 def test_api_errors_are_shown_next_to_the_control(server, page):
     page.open(server.url + "/")
     page.type("txt2img_prompt", "x")
