@@ -3,10 +3,11 @@
 
 Run by hand with the reference venv (see tools/README.md); the Swift tests never run it
 and never read the oracle. The oracle's diffusers UNet gets A1111's rule for sizes that are
-not multiples of 64 (tools/a1111_unet.py, applied before any UNet runs):
+not multiples of 64 (tools/a1111_unet.py, applied before any UNet runs), and the oracle gets
+A1111's UniPC sampler, the one it does not model (tools/a1111_unipc.py, applied with it):
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae|img2img2|sde] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae|img2img2|sde|unipc] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -84,6 +85,15 @@ Writes (paths relative to the repository root):
       The img2img2 group (img2img2_cases(), `--group img2img2`: 7 cases, 128 px, 10 steps, seeds 1000-1006)
       drops image_float.npy: img2img from init-128.png on Heun, DPM2, DPM2 a, LMS, DPM++ 2S a, LCM and
       DDIM CFG++ (strength 0.6-0.75, eta at A1111's defaults, not in the args).
+      The unipc group (unipc_cases(), `--group unipc`: 3 cases, 128 px, seeds 1200-1202) is A1111's UniPC
+      (tools/a1111_unipc.py: bh1, time_uniform, order 3, lower order final), txt2img 10 / 20 steps and img2img
+      (strength 0.6): it keeps timesteps.npy (A1111's get_timesteps list UniPC is given, [:t_enc] for img2img)
+      and drops image_float.npy and ddim_alphas{,_prev}.npy (DDIM's tables, which UniPC does not use);
+      params.json["unipc"] has the options, the continuous time grid t (steps + 1 float32 values) with the
+      schedule there (log_alpha, alpha, sigma, lambda), model_t / model_input_t (each UNet call's t and the
+      float timestep (t - 1/1000) * 1000 it gets), orders / correctors per update and every update's
+      coefficients (h, rks, R, b, rhos_p, rhos_c, ...); index.json "unipc" the grid, the model input times
+      and the orders.
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -295,6 +305,20 @@ def sde_cases():
     out["i2i-dpmpp_2m_sde_heun"] = dict(i2i, sampler="DPM++ 2M SDE Heun", seed=1109, denoising_strength=0.65)
     out["i2i-dpmpp_3m_sde"] = dict(i2i, sampler="DPM++ 3M SDE", seed=1110, denoising_strength=0.75)
     out["i2i-dpm_adaptive"] = dict(i2i, sampler="DPM adaptive", seed=1111, denoising_strength=0.6)
+    return out
+
+
+def unipc_cases():
+    """A1111's UniPC (tools/a1111_unipc.py, patched into the oracle: bh1, time_uniform, order 3, lower order final;
+    a timestep sampler, so the schedule is ignored): txt2img 10 and 20 steps, img2img 10 steps at strength 0.6
+    (t_enc 6: UniPC gets timesteps[:6], 6 steps from t_start = 501/1000 + 1/1000 while x is noised to
+    timesteps[6] = 601, as A1111). 128 px, the usual prompt, seeds 1200-1202. timesteps.npy is kept;
+    image_float.npy and ddim_alphas{,_prev}.npy are not (DROP); params.json["unipc"] has the time grid."""
+    out = {}
+    t = dict(BASE, scheduler="Automatic", sampler="UniPC")
+    out["unipc"] = dict(t, steps=10, seed=1200)        # 10 model calls, orders 1,2,3,3,3,3,3,3,2,1
+    out["unipc-20"] = dict(t, steps=20, seed=1201)
+    out["i2i-unipc"] = dict(t, steps=10, seed=1202, init_image=INIT_IMAGE, denoising_strength=0.6)  # orders 1,2,3,3,2,1
     return out
 
 
@@ -766,7 +790,7 @@ class A1111Img2ImgExtras:
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
           "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases,
           "samplers2": samplers2_cases, "inpaint2": inpaint2_cases,
-          "vae": vae_cases, "img2img2": img2img2_cases, "sde": sde_cases}  # appended: index.json keeps the older cases' order
+          "vae": vae_cases, "img2img2": img2img2_cases, "sde": sde_cases, "unipc": unipc_cases}  # appended: index.json keeps the older cases' order
 # files of KEEP not kept for a group's cases (size)
 DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "seeds": ("image_float.npy",),
         "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
@@ -774,7 +798,9 @@ DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "se
         "controlnet": ("image_float.npy", "control_hint.npy"),
         # firstpass_image_float.npy: the first pass's decoded float image (firstpass_image.png is kept)
         "hires": ("image_float.npy", "firstpass_image_float.npy"), "inpaint2": ("image_float.npy",),
-        "vae": ("image_float.npy",), "img2img2": ("image_float.npy",), "sde": ("image_float.npy",)}
+        "vae": ("image_float.npy",), "img2img2": ("image_float.npy",), "sde": ("image_float.npy",),
+        # ddim_alphas{,_prev}.npy: DDIM's tables for A1111's timesteps, which UniPC does not use
+        "unipc": ("image_float.npy", "ddim_alphas.npy", "ddim_alphas_prev.npy")}
 # further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
 # one per distinct conditioning, in the order of params.json["distinct_conds"]; control_residual_NN.npy:
 # the first active ControlNet call's 13 weighted residuals; firstpass_*.npy: the hires first pass's
@@ -868,6 +894,8 @@ def make_goldens(args):
     import reference as R  # the oracle, imported from --ref
     import a1111_unet  # A1111's UNet rule for sizes not multiples of 64 (tools/a1111_unet.py), before any UNet runs
     a1111_unet.apply()
+    import a1111_unipc  # A1111's UniPC sampler (tools/a1111_unipc.py): SAMPLERS["UniPC"], reference.run / sample_ddim
+    a1111_unipc.apply(R)
 
     got = sha256(args.ckpt)
     if got != CKPT_SHA256:
@@ -941,6 +969,9 @@ def make_goldens(args):
                        "files": sorted(os.listdir(dest)), "float32_vs_float64": floor}
         if params.get("t_enc") is not None:  # img2img only (txt2img entries keep their old keys)
             index[name]["t_enc"] = params["t_enc"]
+        if params.get("unipc"):  # UniPC: its continuous time grid, the UNet's float timesteps, the order per update
+            u = params["unipc"]
+            index[name]["unipc"] = {"t": u["t"], "model_input_t": u["model_input_t"], "orders": u["orders"]}
         if params.get("hires"):  # hires fix: sizes, truncation, step counts (not the first pass's schedules)
             index[name]["hires"] = {k: v for k, v in params["hires"].items() if k != "firstpass_prompt_schedules"}
         print(f"{name:24} {params['sampler']:9} {params['scheduler']:11} {params['unet_calls']:3} UNet calls "
@@ -981,7 +1012,8 @@ def main():
                          "controlnet: one ControlNet unit; hires: the hires fix; "
                          "inpaint2: more inpainting / img2img variants, resize modes 1-3, noise multiplier; "
                          "vae: a separate VAE file; img2img2: img2img on Heun, DPM2, DPM2 a, LMS, DPM++ 2S a, "
-                         "LCM, DDIM CFG++ (default: all)")
+                         "LCM, DDIM CFG++; sde: the Brownian-tree SDE samplers, DPM adaptive; unipc: UniPC "
+                         "(default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")

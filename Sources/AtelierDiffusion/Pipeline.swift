@@ -284,9 +284,13 @@ public final class Pipeline: @unchecked Sendable {
     /// How many sampler steps a request runs: `steps` for txt2img; for img2img `t_enc + 1`
     /// (k-diffusion) or `t_enc − 1` (A1111's DDIM), `t_enc = int(min(strength, 0.999) · steps)`.
     public static func samplingSteps(_ r: GenerationRequest) -> Int {
-        guard r.initImage != nil else { return r.sampler.isTimestepSampler ? max(1, DDIMSampler.timesteps(steps: r.steps).count - 1) : r.steps }
+        // UniPC takes one step per timestep; DDIM / PLMS one fewer
+        let timestepShortfall = r.sampler == .uniPC ? 0 : 1
+        guard r.initImage != nil else {
+            return r.sampler.isTimestepSampler ? max(1, DDIMSampler.timesteps(steps: r.steps).count - timestepShortfall) : r.steps
+        }
         let tEnc = Int(min(r.denoisingStrength, 0.999) * Double(r.steps))
-        return r.sampler.isTimestepSampler ? max(0, tEnc - 1) : tEnc + 1
+        return r.sampler.isTimestepSampler ? max(0, tEnc - timestepShortfall) : tEnc + 1
     }
 
     /// The seeds and variation seeds of every image of the job: `seed + i` (or `seed` for all
@@ -547,7 +551,20 @@ public final class Pipeline: @unchecked Sendable {
             }
             if dump != nil { steps.append(x) }
             dump?.write("timesteps", shape: [ts.count], values: ts.map(Float.init))
-            if r.sampler == .plms {
+            if r.sampler == .uniPC {
+                // A1111 asserts steps >= order (3) here; Atelier names the field instead
+                guard ts.count >= 3 else {
+                    throw RequestError(field: initLatent != nil ? "denoising_strength" : "steps",
+                                       "UniPC needs at least 3 sampling steps (its order); this job has \(ts.count)")
+                }
+                x = try UniPCSampler.sample(eps: { x, t in
+                    let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
+                    // a v-model's ε uses the integer part of the float timestep (A1111: t.to(torch.int))
+                    let (c, u) = epsFromModel(unetAll(x, t: t), x: x, t: Int(t))
+                    return cfg(c, u)
+                }, x, steps: ts.count, lastTimestep: initLatent != nil ? ts.last : nil, alphasCumprod: schedule.alphasCumprod,
+                   onStep: stepCallback)
+            } else if r.sampler == .plms {
                 x = try DDIMSampler.plms(eps: { x, t in
                     let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
                     let (c, u) = epsFromModel(unetAll(x, t: Float(t)), x: x, t: t)
@@ -635,7 +652,7 @@ public final class Pipeline: @unchecked Sendable {
                                              noise: brownian!, onStep: stepCallback)
             case .dpmpp3mSDE:
                 x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: brownian!, onStep: stepCallback)
-            case .ddim, .ddimCFGpp, .plms: fatalError("unreachable")
+            case .ddim, .ddimCFGpp, .plms, .uniPC: fatalError("unreachable")
             }
         }
         } catch is StopSampling {

@@ -21,6 +21,7 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
     case ddim = "DDIM"
     case ddimCFGpp = "DDIM CFG++"
     case plms = "PLMS"
+    case uniPC = "UniPC"
     case lcm = "LCM"
 
     public var aliases: [String] {
@@ -43,12 +44,13 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
         case .ddim: ["ddim"]
         case .ddimCFGpp: ["ddim_cfgpp"]
         case .plms: ["plms"]
+        case .uniPC: ["unipc"]
         case .lcm: ["k_lcm"]
         }
     }
 
     /// A1111's timestep samplers (`sd_samplers_timesteps`): ε on integer timesteps, no σ schedule.
-    public var isTimestepSampler: Bool { self == .ddim || self == .ddimCFGpp || self == .plms }
+    public var isTimestepSampler: Bool { self == .ddim || self == .ddimCFGpp || self == .plms || self == .uniPC }
 
     /// The schedule "Automatic" stands for (nil: the model's own `get_sigmas`, i.e. Uniform).
     public var defaultScheduler: Scheduler? {

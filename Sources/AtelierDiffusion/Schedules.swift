@@ -57,13 +57,14 @@ public struct DiscreteSchedule: Sendable {
     }
 }
 
-/// `torch.linspace(start, end, n)` in float32: the first half counts up from `start`,
-/// the second half down from `end`.
+/// `torch.linspace(start, end, n)` in float32 as PyTorch's CPU kernel computes it: the first
+/// half counts up, `start + step·i`, the rest down, `end − step·(n−1−i)`, each one fused
+/// multiply-add (a single rounding).
 func linspace(_ start: Float, _ end: Float, _ n: Int) -> [Float] {
     if n == 1 { return [start] }
     let step = (end - start) / Float(n - 1)
     let half = n / 2
-    return (0..<n).map { i in i < half ? start + step * Float(i) : end - step * Float(n - i - 1) }
+    return (0..<n).map { i in i < half ? fmaf(step, Float(i), start) : fmaf(-step, Float(n - i - 1), end) }
 }
 
 /// A1111's schedule types (the "Schedule type" menu), all 12 of 1.10.
