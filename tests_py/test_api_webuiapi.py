@@ -558,3 +558,50 @@ def test_sde_samplers_dpm_adaptive_and_unipc_reproduce_the_oracle_picture(server
     info = r.info["infotexts"][0]
     assert f"Sampler: {a['sampler']}" in info
     assert ("Eta: 0.5" in info) == (a.get("eta") == 0.5)
+
+
+@pytest.mark.parametrize("case,infotext", [
+    ("euler-churn", ["Sigma churn: 0.5"]),
+    ("heun-churn-window", ["Sigma churn: 1.0", "Sigma tmin: 0.5", "Sigma tmax: 5.0"]),
+    ("dpmpp_2m-karras-sigmas", ["Schedule min sigma: 0.1", "Schedule max sigma: 10.0", "Schedule rho: 5.0"]),
+    ("euler-discard", ["Discard penultimate sigma: True"]),
+])
+def test_sampler_options_from_override_settings_reproduce_the_oracle_picture(server, case, infotext):
+    """A1111's sampler options (churn, s_noise, schedule sigma/rho overrides, discarding the penultimate sigma)
+    given as override_settings: the oracle's picture within 40 dB and A1111's infotext entries."""
+    golden = os.path.join(ROOT, "Tests", "Fixtures", "golden", case)
+    with open(os.path.join(golden, "params.json")) as f:
+        a = json.load(f)["golden_args"]
+    names = ("s_churn", "s_tmin", "s_tmax", "s_noise", "sigma_min", "sigma_max", "rho", "always_discard_next_to_last_sigma")
+    overrides = {"randn_source": "CPU", **{k: a[k] for k in names if k in a}}
+    r = client(server).txt2img(prompt=a["prompt"], negative_prompt=a.get("negative", ""), seed=a["seed"], steps=a["steps"],
+                               cfg_scale=a["cfg"], width=a["width"], height=a["height"], sampler_name=a["sampler"],
+                               scheduler=a.get("scheduler", "Automatic"), override_settings=overrides,
+                               eta=a.get("eta", 1.0), alwayson_scripts={})
+    ref = Image.open(os.path.join(golden, "image.png")).convert("RGB")
+    diff = np.asarray(r.image.convert("RGB"), dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    mse = float(np.mean(diff ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    info = r.info["infotexts"][0]
+    for entry in infotext:
+        assert entry in info
+
+
+def test_sampler_options_are_checked_and_a_request_field_is_applied_without_infotext(server):
+    # out of range: 422 naming the option
+    r = post(server, "txt2img", {"steps": 2, "width": 64, "height": 64, "override_settings": {"s_churn": -1}})
+    assert r.status_code == 422 and "override_settings.s_churn" in json.dumps(r.json())
+    r = post(server, "txt2img", {"steps": 2, "width": 64, "height": 64, "s_noise": "loud"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "s_noise"]
+    # A1111 applies the request's s_churn but writes "Sigma churn" only for the setting
+    base = dict(prompt="a cube", seed=5, steps=4, width=128, height=128, sampler_name="Euler", override_settings={"randn_source": "CPU"})
+    plain = client(server).txt2img(**base, alwayson_scripts={})
+    churned = client(server).txt2img(**base, s_churn=0.5, alwayson_scripts={})
+    assert np.asarray(plain.image).tobytes() != np.asarray(churned.image).tobytes()
+    assert "Sigma churn" not in churned.info["infotexts"][0]
+    # Euler a takes no s_noise in A1111 (not in its sampler_extra_params): same picture, nothing written
+    ea = dict(base, sampler_name="Euler a")
+    one = client(server).txt2img(**ea, alwayson_scripts={})
+    noisy = client(server).txt2img(**dict(ea, override_settings={"randn_source": "CPU", "s_noise": 0.5}), alwayson_scripts={})
+    assert np.asarray(one.image).tobytes() == np.asarray(noisy.image).tobytes()
+    assert "Sigma noise" not in noisy.info["infotexts"][0]

@@ -4,10 +4,12 @@
 Run by hand with the reference venv (see tools/README.md); the Swift tests never run it
 and never read the oracle. The oracle's diffusers UNet gets A1111's rule for sizes that are
 not multiples of 64 (tools/a1111_unet.py, applied before any UNet runs), and the oracle gets
-A1111's UniPC sampler, the one it does not model (tools/a1111_unipc.py, applied with it):
+A1111's UniPC sampler, the one it does not model (tools/a1111_unipc.py, applied with it), and A1111's sampler
+options s_churn / s_tmin / s_tmax / s_noise / sigma_min / sigma_max / rho / always_discard_next_to_last_sigma
+(tools/a1111_sampler_options.py, applied with it; a no-op for cases that set none):
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae|img2img2|sde|unipc] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae|img2img2|sde|unipc|options] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -94,6 +96,17 @@ Writes (paths relative to the repository root):
       float timestep (t - 1/1000) * 1000 it gets), orders / correctors per update and every update's
       coefficients (h, rks, R, b, rhos_p, rhos_c, ...); index.json "unipc" the grid, the model input times
       and the orders.
+      The options group (options_cases(), `--group options`: 9 cases, 128 px, 10 steps, seeds 1300-1308) sets A1111's
+      sampler options (args under their A1111 names s_churn, s_tmin, s_tmax, s_noise, sigma_min, sigma_max, rho,
+      always_discard_next_to_last_sigma; modelled as API override_settings, tools/a1111_sampler_options.py): churn on
+      Euler / Heun (with a sigma window) / DPM2 / img2img Euler, s_noise on Euler a (ignored by A1111: no
+      infotext, the plain Euler a result) and DPM++ 2M SDE, sigma_min / sigma_max / rho on Karras, sigma_max on
+      Exponential, always discard on Euler. It drops image_float.npy and keeps sampler_noise.npy (churn: one
+      image-RNG draw per step, also where gamma is 0); params.json["sampler_options"] has the given options, the
+      k-diffusion function and kwargs A1111 passes, the schedule kwargs, which options applied / were ignored,
+      the infotext entries (also appended to params.json's infotext and image.png's text chunk) and, for churn,
+      every step's gamma, sigma_hat and churn std; index.json "sampler_options" the kwargs, applied / ignored
+      and the infotext entries.
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -319,6 +332,29 @@ def unipc_cases():
     out["unipc"] = dict(t, steps=10, seed=1200)        # 10 model calls, orders 1,2,3,3,3,3,3,3,2,1
     out["unipc-20"] = dict(t, steps=20, seed=1201)
     out["i2i-unipc"] = dict(t, steps=10, seed=1202, init_image=INIT_IMAGE, denoising_strength=0.6)  # orders 1,2,3,3,2,1
+    return out
+
+
+def options_cases():
+    """A1111's sampler options (settings, as the API's override_settings sets them; tools/a1111_sampler_options.py),
+    128 px, the usual prompt, 10 steps, seeds 1300-1308, each case's args carrying the options under their A1111 names.
+    Floats throughout (A1111 writes the JSON value's str() into the infotext: 5.0 -> "5.0"). image_float.npy is not
+    kept (DROP); sampler_noise.npy is (churn: one image-RNG draw per step, the first after the initial noise)."""
+    out = {}
+    t = dict(BASE, steps=10, scheduler="Automatic")
+    out["euler-churn"] = dict(t, sampler="Euler", seed=1300, s_churn=0.5)                  # gamma 0.05 every step
+    out["heun-churn-window"] = dict(t, sampler="Heun", seed=1301, s_churn=1.0, s_tmin=0.5,
+                                    s_tmax=5.0)                                           # gamma 0.1 for 0.5 <= sigma <= 5
+    out["dpm2-churn"] = dict(t, sampler="DPM2", seed=1302, s_churn=0.3)                    # Automatic = Karras, discard
+    out["euler_a-snoise"] = dict(t, sampler="Euler a", seed=1303, s_noise=0.9)             # ignored by A1111
+    out["dpmpp_2m_sde-snoise"] = dict(t, sampler="DPM++ 2M SDE", seed=1304, s_noise=0.95)  # Brownian noise * 0.95
+    out["dpmpp_2m-karras-sigmas"] = dict(t, sampler="DPM++ 2M", scheduler="Karras", seed=1305, sigma_min=0.1,
+                                         sigma_max=10.0, rho=5.0)
+    out["euler-exponential-sigmas"] = dict(t, sampler="Euler", scheduler="Exponential", seed=1306,
+                                           sigma_max=8.0)                                 # no rho for Exponential
+    out["euler-discard"] = dict(t, sampler="Euler", seed=1307, always_discard_next_to_last_sigma=True)
+    out["i2i-euler-churn"] = dict(t, sampler="Euler", seed=1308, init_image=INIT_IMAGE, denoising_strength=0.6,
+                                  s_churn=0.5)                                            # t_enc 6: 7 steps, gamma 0.5/7
     return out
 
 
@@ -790,7 +826,8 @@ class A1111Img2ImgExtras:
 GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases, "seeds": seed_cases,
           "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases,
           "samplers2": samplers2_cases, "inpaint2": inpaint2_cases,
-          "vae": vae_cases, "img2img2": img2img2_cases, "sde": sde_cases, "unipc": unipc_cases}  # appended: index.json keeps the older cases' order
+          "vae": vae_cases, "img2img2": img2img2_cases, "sde": sde_cases, "unipc": unipc_cases,
+          "options": options_cases}  # appended: index.json keeps the older cases' order
 # files of KEEP not kept for a group's cases (size)
 DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "seeds": ("image_float.npy",),
         "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
@@ -800,7 +837,8 @@ DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "se
         "hires": ("image_float.npy", "firstpass_image_float.npy"), "inpaint2": ("image_float.npy",),
         "vae": ("image_float.npy",), "img2img2": ("image_float.npy",), "sde": ("image_float.npy",),
         # ddim_alphas{,_prev}.npy: DDIM's tables for A1111's timesteps, which UniPC does not use
-        "unipc": ("image_float.npy", "ddim_alphas.npy", "ddim_alphas_prev.npy")}
+        "unipc": ("image_float.npy", "ddim_alphas.npy", "ddim_alphas_prev.npy"),
+        "options": ("image_float.npy",)}
 # further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
 # one per distinct conditioning, in the order of params.json["distinct_conds"]; control_residual_NN.npy:
 # the first active ControlNet call's 13 weighted residuals; firstpass_*.npy: the hires first pass's
@@ -896,6 +934,8 @@ def make_goldens(args):
     a1111_unet.apply()
     import a1111_unipc  # A1111's UniPC sampler (tools/a1111_unipc.py): SAMPLERS["UniPC"], reference.run / sample_ddim
     a1111_unipc.apply(R)
+    import a1111_sampler_options  # A1111's sampler options (tools/a1111_sampler_options.py): reference.py flags, run /
+    a1111_sampler_options.apply(R)  # get_sigmas / the samplers taking them; nothing changes for a case without options
 
     got = sha256(args.ckpt)
     if got != CKPT_SHA256:
@@ -972,6 +1012,9 @@ def make_goldens(args):
         if params.get("unipc"):  # UniPC: its continuous time grid, the UNet's float timesteps, the order per update
             u = params["unipc"]
             index[name]["unipc"] = {"t": u["t"], "model_input_t": u["model_input_t"], "orders": u["orders"]}
+        if params.get("sampler_options"):  # A1111 sampler options: what the sampler got, what applied, the infotext
+            so = params["sampler_options"]
+            index[name]["sampler_options"] = {k: so[k] for k in ("sampler_kwargs", "applied", "ignored", "infotext")}
         if params.get("hires"):  # hires fix: sizes, truncation, step counts (not the first pass's schedules)
             index[name]["hires"] = {k: v for k, v in params["hires"].items() if k != "firstpass_prompt_schedules"}
         print(f"{name:24} {params['sampler']:9} {params['scheduler']:11} {params['unet_calls']:3} UNet calls "
@@ -1012,8 +1055,9 @@ def main():
                          "controlnet: one ControlNet unit; hires: the hires fix; "
                          "inpaint2: more inpainting / img2img variants, resize modes 1-3, noise multiplier; "
                          "vae: a separate VAE file; img2img2: img2img on Heun, DPM2, DPM2 a, LMS, DPM++ 2S a, "
-                         "LCM, DDIM CFG++; sde: the Brownian-tree SDE samplers, DPM adaptive; unipc: UniPC "
-                         "(default: all)")
+                         "LCM, DDIM CFG++; sde: the Brownian-tree SDE samplers, DPM adaptive; unipc: UniPC; "
+                         "options: the sampler options s_churn / s_tmin / s_tmax / s_noise / sigma_min / sigma_max / "
+                         "rho / always_discard_next_to_last_sigma (default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")

@@ -32,6 +32,8 @@ public struct GenerationRequest: Sendable, Equatable {
     public var nIter = 1
     public var randnSource: NoiseSource = .gpu
     public var etaNoiseSeedDelta: Int64 = 0
+    /// A1111's sampler options (`s_churn`, …, schedule σ/ρ overrides, discarding the penultimate σ)
+    public var samplerOptions = SamplerOptions()
     /// noise multiplier of ancestral steps (default 1) and DDIM (default 0); nil = the default
     public var eta: Double?
     /// img2img: the init image (already at width × height) and how much of it to repaint
@@ -540,7 +542,8 @@ public final class Pipeline: @unchecked Sendable {
         }
         do {
         if r.sampler.isTimestepSampler {
-            var ts = DDIMSampler.timesteps(steps: scheduleSteps)
+            // always_discard_next_to_last_sigma: A1111 makes the timesteps for one step more (and drops nothing)
+            var ts = DDIMSampler.timesteps(steps: scheduleSteps + (r.samplerOptions.discardPenultimateSigma ? 1 : 0))
             if let initLatent {
                 let a = schedule.alphasCumprod[ts[tEnc]]
                 let sa = a.squareRoot(), s1 = (1 - a).squareRoot()
@@ -582,8 +585,11 @@ public final class Pipeline: @unchecked Sendable {
             let sched = r.scheduler == .automatic ? (r.sampler.defaultScheduler ?? .uniform) : r.scheduler
             // LCM's denoiser has its own 50-step grid of the model's timesteps
             let grid = r.sampler == .lcm ? DiscreteSchedule(lcmFrom: schedule.alphasCumprod) : schedule
-            var sigmas = sched.sigmas(steps: scheduleSteps + (r.sampler.discardsPenultimateSigma ? 1 : 0), schedule: grid)
-            if r.sampler.discardsPenultimateSigma { sigmas.remove(at: sigmas.count - 2) }
+            let opts = r.samplerOptions
+            let discard = r.sampler.discardsPenultimateSigma || opts.discardPenultimateSigma
+            var sigmas = sched.sigmas(steps: scheduleSteps + (discard ? 1 : 0), schedule: grid,
+                                      sigmaMin: opts.sigmaMin, sigmaMax: opts.sigmaMax, rho: opts.rho)
+            if discard { sigmas.remove(at: sigmas.count - 2) }
             /// the SDE samplers' Brownian trees span the full schedule (before img2img keeps its tail)
             let brownian = r.sampler.brownianNoise
                 ? BrownianNoiseSampler(seeds: seeds, perImage: per, sigmaMin: sigmas.filter { $0 > 0 }.min() ?? 0, sigmaMax: sigmas.max() ?? 0)
@@ -624,14 +630,16 @@ public final class Pipeline: @unchecked Sendable {
                 return cfg(ec.map(consistency), consistency(eu))
             }
             switch r.sampler {
-            case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, onStep: stepCallback)
+            case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
             case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
             case .dpmpp2m: x = try KSamplers.dpmpp2M(denoise, x, sigmas: sigmas, onStep: stepCallback)
-            case .heun: x = try KSamplers.heun(denoise, x, sigmas: sigmas, onStep: stepCallback)
-            case .dpm2: x = try KSamplers.dpm2(denoise, x, sigmas: sigmas, onStep: stepCallback)
-            case .dpm2A: x = try KSamplers.dpm2Ancestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
+            case .heun: x = try KSamplers.heun(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
+            case .dpm2: x = try KSamplers.dpm2(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
+            case .dpm2A: x = try KSamplers.dpm2Ancestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise),
+                                                           noise: drawNoise, onStep: stepCallback)
             case .lms: x = try KSamplers.lms(denoise, x, sigmas: sigmas, onStep: stepCallback)
-            case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
+            case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise),
+                                                               noise: drawNoise, onStep: stepCallback)
             case .restart: x = try KSamplers.restart(denoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
             case .lcm:
                 guard model.prediction == .epsilon else { throw RequestError(field: "sampler_name", "LCM needs an ε-prediction model; this checkpoint predicts v") }
@@ -641,17 +649,18 @@ public final class Pipeline: @unchecked Sendable {
                 let (smin, smax, n) = initLatent != nil ? (sigmas[sigmas.count - 2], sigmas[0], sigmas.count - 1)
                                                          : (schedule.sigmaMin, schedule.sigmaMax, scheduleSteps)
                 if r.sampler == .dpmFast {
-                    x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
+                    x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise),
+                                              noise: drawNoise, onStep: stepCallback)
                 } else {
                     x = try KSamplers.dpmAdaptive(denoise, x, sigmaMin: smin, sigmaMax: smax, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
                 }
             case .dpmppSDE:
-                x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .dpmpp2mSDE, .dpmpp2mSDEHeun:
-                x = try KSamplers.dpmpp2MSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), heun: r.sampler == .dpmpp2mSDEHeun,
+                x = try KSamplers.dpmpp2MSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise), heun: r.sampler == .dpmpp2mSDEHeun,
                                              noise: brownian!, onStep: stepCallback)
             case .dpmpp3mSDE:
-                x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .ddim, .ddimCFGpp, .plms, .uniPC: fatalError("unreachable")
             }
         }
@@ -736,9 +745,10 @@ public final class Pipeline: @unchecked Sendable {
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
             ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
+        ] + r.samplerOptions.scheduleInfotext(r, model: schedule) + [
             ("Eta", r.sampler.ancestral && (r.eta ?? 1) != 1 ? Infotext.pythonFloat(r.eta!) : nil),
             ("Eta DDIM", r.sampler == .ddim && (r.eta ?? 0) != 0 ? Infotext.pythonFloat(r.eta!) : nil),
-        ]
+        ] + r.samplerOptions.samplerInfotext(r.sampler)
         let hr = r.hires
         let hires: [(String, String?)] = [
             ("Hires upscale", hr.flatMap { $0.resizeX == 0 && $0.resizeY == 0 ? Infotext.pythonFloat($0.scale) : nil }),

@@ -119,10 +119,13 @@ public typealias StepCallback = (_ step: Int, _ x: [Float]) throws -> Void
 
 /// k-diffusion's samplers over a σ list ending in 0, with A1111's `to_d`.
 public enum KSamplers {
-    public static func euler(_ model: Denoise, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
+    /// `sample_euler` with A1111's churn options (`noise` is drawn every step, as A1111 does).
+    public static func euler(_ model: Denoise, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: () -> [Float],
+                             onStep: StepCallback) throws -> [Float] {
         var x = x0
-        for i in 0..<(sigmas.count - 1) {
-            let s = sigmas[i] * (0 + 1)
+        let n = sigmas.count - 1
+        for i in 0..<n {
+            let s = churn.apply(&x, sigma: sigmas[i], steps: n, noise: noise())
             x = eulerStep(x, den: try model(x, s), from: s, to: sigmas[i + 1])
             try onStep(i, x)
         }
@@ -180,10 +183,12 @@ public enum KSamplers {
         return x.indices.map { j in x[j] + ((d[j] + (x2[j] - den2[j]) / target) / 2) * dt }
     }
 
-    public static func heun(_ model: Denoise, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
+    public static func heun(_ model: Denoise, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: () -> [Float],
+                            onStep: StepCallback) throws -> [Float] {
         var x = x0
-        for i in 0..<(sigmas.count - 1) {
-            let s = sigmas[i] * (0 + 1)
+        let n = sigmas.count - 1
+        for i in 0..<n {
+            let s = churn.apply(&x, sigma: sigmas[i], steps: n, noise: noise())
             x = try heunStep(model, x, den: try model(x, s), from: s, to: sigmas[i + 1])
             try onStep(i, x)
         }
@@ -206,17 +211,19 @@ public enum KSamplers {
         return x.indices.map { x[$0] + ((x2[$0] - den2[$0]) / mid) * (target - s) }
     }
 
-    public static func dpm2(_ model: Denoise, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
+    public static func dpm2(_ model: Denoise, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: () -> [Float],
+                            onStep: StepCallback) throws -> [Float] {
         var x = x0
-        for i in 0..<(sigmas.count - 1) {
-            let s = sigmas[i] * (0 + 1)
+        let n = sigmas.count - 1
+        for i in 0..<n {
+            let s = churn.apply(&x, sigma: sigmas[i], steps: n, noise: noise())
             x = try dpm2Step(model, x, den: try model(x, s), from: s, to: sigmas[i + 1])
             try onStep(i, x)
         }
         return x
     }
 
-    public static func dpm2Ancestral(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1,
+    public static func dpm2Ancestral(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
                                      noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
         var x = x0
         for i in 0..<(sigmas.count - 1) {
@@ -224,7 +231,7 @@ public enum KSamplers {
             let den = try model(x, s)
             let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
             x = try dpm2Step(model, x, den: den, from: s, to: down)
-            if down != 0 { addNoise(&x, noise(), up: up) }
+            if down != 0 { addNoise(&x, noise(), sNoise: sNoise, up: up) }
             try onStep(i, x)
         }
         return x
@@ -267,7 +274,7 @@ public enum KSamplers {
         return x
     }
 
-    public static func dpmpp2SAncestral(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1,
+    public static func dpmpp2SAncestral(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
                                         noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
         var x = x0
         func t(_ s: Float) -> Float { -logf(s) }
@@ -287,7 +294,7 @@ public enum KSamplers {
                 let r2 = expf(-tn) / expf(-ti), c2 = expm1f(-h)
                 for j in x.indices { x[j] = r2 * x[j] - c2 * den2[j] }
             }
-            if sigmas[i + 1] > 0 { addNoise(&x, noise(), up: up) }
+            if sigmas[i + 1] > 0 { addNoise(&x, noise(), sNoise: sNoise, up: up) }
             try onStep(i, x)
         }
         return x

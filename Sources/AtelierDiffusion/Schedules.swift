@@ -93,34 +93,43 @@ public enum Scheduler: String, CaseIterable, Sendable, Codable {
         self = s
     }
 
-    /// k-diffusion's `get_sigmas_karras` (ρ = 7) from `smax` down to `smin`, then 0.
-    public static func karras(n: Int, smin: Double, smax: Double) -> [Float] {
-        let rho: Double = 7
+    /// The schedule's ρ (A1111's `default_rho`), for those that have one.
+    public var defaultRho: Double? { self == .karras ? 7 : (self == .polyexponential ? 1 : nil) }
+
+    /// k-diffusion's `get_sigmas_karras` (ρ = 7 unless given) from `smax` down to `smin`, then 0.
+    public static func karras(n: Int, smin: Double, smax: Double, rho: Double = 7) -> [Float] {
         let lo = smin.pow(1 / rho), hi = smax.pow(1 / rho)
         let (fhi, fd) = (Float(hi), Float(lo - hi))
         return linspace(0, 1, n).map { powf(fhi + $0 * fd, Float(rho)) } + [0]
     }
 
     /// The σ list for `steps` steps, ending in 0 (KL Optimal ends at σ_min, as in A1111 1.10).
-    public func sigmas(steps n: Int, schedule m: DiscreteSchedule) -> [Float] {
-        let smin = Double(m.sigmaMin), smax = Double(m.sigmaMax)
+    /// `sigmaMin` / `sigmaMax` / `rho` are A1111's option overrides (0: the model's / the schedule's
+    /// own), applied as A1111 does: only to schedules that take them, only where they differ.
+    public func sigmas(steps n: Int, schedule m: DiscreteSchedule, sigmaMin: Double = 0, sigmaMax: Double = 0, rho: Double = 0) -> [Float] {
+        var o = SamplerOptions()
+        (o.sigmaMin, o.sigmaMax, o.rho) = (sigmaMin, sigmaMax, rho)
+        let given = o.overrides(self, model: m)
+        let smin = given.min ?? Double(m.sigmaMin), smax = given.max ?? Double(m.sigmaMax)
+        let (fmin, fmax) = (Float(smin), Float(smax))
         switch self {
         case .automatic, .uniform:
             if m.timestepSkip > 1 { return linspace(m.sigmaToT(m.sigmaMax), m.sigmaToT(m.sigmaMin), n).map { m.tToSigma($0) } + [0] }
             return linspace(Float(m.sigmas.count - 1), 0, n).map { m.tToSigma($0) } + [0]
         case .karras:
-            return Self.karras(n: n, smin: smin, smax: smax)
+            return Self.karras(n: n, smin: smin, smax: smax, rho: given.rho ?? 7)
         case .exponential:
             return linspace(Float(Foundation.log(smax)), Float(Foundation.log(smin)), n).map { expf($0) } + [0]
         case .polyexponential:
             let d = Float(Foundation.log(smax) - Foundation.log(smin)), l = Float(Foundation.log(smin))
-            return linspace(1, 0, n).map { expf($0 * d + l) } + [0]
+            let r = given.rho.map(Float.init)
+            return linspace(1, 0, n).map { ramp in expf((r.map { powf(ramp, $0) } ?? ramp) * d + l) } + [0]
         case .sgmUniform, .normal:
-            let t0 = m.sigmaToT(m.sigmaMax), t1 = m.sigmaToT(m.sigmaMin)
+            let t0 = m.sigmaToT(fmax), t1 = m.sigmaToT(fmin)
             let ts = self == .sgmUniform ? Array(linspace(t0, t1, n + 1).dropLast()) : linspace(t0, t1, n)
             return ts.map { m.tToSigma($0) } + [0]
         case .klOptimal:
-            let aMin = atanf(m.sigmaMin), aMax = atanf(m.sigmaMax)
+            let aMin = atanf(fmin), aMax = atanf(fmax)
             return (0...n).map { k in
                 let f = Float(k) / Float(n)
                 return tanf(f * aMin + (1 - f) * aMax)

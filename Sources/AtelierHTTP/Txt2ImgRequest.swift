@@ -98,8 +98,10 @@ struct Txt2ImgRequest {
         }
         let restoreFaces = f.bool("restore_faces", false)
         let tiling = f.bool("tiling", false)
-        let sChurn = f.double("s_churn", 0)
-        let sNoise = f.double("s_noise", 1)
+        // the request's sampler-option fields (A1111's p.s_churn …; null = the settings' value)
+        let requestSamplerFields = ["s_churn", "s_tmin", "s_tmax", "s_noise"].reduce(into: [String: Double]()) { d, k in
+            if let v = f.optionalDouble(k) { d[k] = v }
+        }
         let sendImages = f.bool("send_images", true)
         let saveImages = f.bool("save_images", false)
         let scriptName = f.optionalString("script_name")
@@ -225,8 +227,8 @@ struct Txt2ImgRequest {
         r.seedResizeFromW = resizeW
         r.seedResizeFromH = resizeH
         if r.subseed != -1 && !(0...4_294_967_295).contains(r.subseed) { throw RequestError(field: "subseed", "subseed must be -1 (random) or between 0 and 4294967295") }
-        if sChurn != 0 { throw notYet("s_churn", "churn") }
-        if sNoise != 1 { throw notYet("s_noise", "s_noise other than 1") }
+        for (k, v) in requestSamplerFields { f.check(k, v, min: 0, max: Self.samplerOptionMax[k]!) }
+        guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
         // Extra networks: LoRA / LyCORIS tags are applied (resolved by the instance); other
         // kinds (hypernetworks) are not available, which is said rather than ignored.
         for tag in ExtraNetworkTags.parse(r.prompt).tags where tag.kind != "lora" && tag.kind != "lyco" {
@@ -254,6 +256,10 @@ struct Txt2ImgRequest {
         r.inpaintingMaskWeight = opts["inpainting_mask_weight"]?.double ?? 1
         var checkpoint: String?
         var vae: String?
+        // sampler options: the instance's settings, overridden per request
+        var samplerSettings: [String: Double] = [:]
+        for k in Self.samplerOptionMax.keys { if let d = opts[k]?.double { samplerSettings[k] = d } }
+        var discardSetting = opts["always_discard_next_to_last_sigma"] == .bool(true)
         for (k, v) in overrides {
             let field = "override_settings.\(k)"
             switch k {
@@ -278,6 +284,14 @@ struct Txt2ImgRequest {
             case "initial_noise_multiplier":
                 guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
                 if img2img && (body["initial_noise_multiplier"] ?? .null) == .null { r.initialNoiseMultiplier = d }
+            case "s_churn", "s_tmin", "s_tmax", "s_noise", "sigma_min", "sigma_max", "rho":
+                guard let d = v.double, d.isFinite, (0...Self.samplerOptionMax[k]!).contains(d) else {
+                    throw ServiceError(422, field: field, "\(field): a number 0…\(Infotext.pythonFloat(Self.samplerOptionMax[k]!))")
+                }
+                samplerSettings[k] = d
+            case "always_discard_next_to_last_sigma":
+                guard case .bool(let b) = v else { throw ServiceError(422, field: field, "\(field): true or false") }
+                discardSetting = b
             case "eta_ancestral":
                 guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
                 if r.sampler.ancestral && r.eta == nil { r.eta = d }
@@ -291,6 +305,8 @@ struct Txt2ImgRequest {
                 }
             }
         }
+
+        r.samplerOptions = Self.samplerOptions(request: requestSamplerFields, settings: samplerSettings, discard: discardSetting)
 
         // no request eta: A1111 takes the instance's eta_ancestral (k-diffusion samplers with an eta) or eta_ddim
         if r.eta == nil {
@@ -395,9 +411,39 @@ struct Txt2ImgRequest {
     }
 
     /// Options that change the picture; a request may not set them to values the engine lacks.
+    /// Upper bounds of the sampler options (A1111's sliders; the API does not check them).
+    static let samplerOptionMax: [String: Double] = ["s_churn": 100, "s_tmin": 10, "s_tmax": 999, "s_noise": 10,
+                                                     "sigma_min": 1000, "sigma_max": 1000, "rho": 100]
+
+    /// A1111's rule (`processing` + `Sampler.initialize`): a request field wins over the setting,
+    /// but a setting that differs from the sampler's default (0, 0, ∞, 1) overrides both and is
+    /// written to the infotext; `s_tmax` 0 means ∞. Schedule overrides are settings only.
+    static func samplerOptions(request: [String: Double], settings: [String: Double], discard: Bool) -> SamplerOptions {
+        var o = SamplerOptions()
+        let defaults: [String: Double] = ["s_churn": 0, "s_tmin": 0, "s_tmax": 0, "s_noise": 1]
+        var value: [String: Double] = [:]
+        for (k, d) in defaults {
+            let setting = settings[k] ?? d
+            value[k] = request[k] ?? setting
+            if setting != d {
+                value[k] = setting
+                o.fromSettings.insert(k)
+            }
+        }
+        o.sChurn = value["s_churn"]!
+        o.sTmin = value["s_tmin"]!
+        o.sTmax = value["s_tmax"]! == 0 ? .infinity : value["s_tmax"]!
+        o.sNoise = value["s_noise"]!
+        o.sigmaMin = settings["sigma_min"] ?? 0
+        o.sigmaMax = settings["sigma_max"] ?? 0
+        o.rho = settings["rho"] ?? 0
+        o.discardPenultimateSigma = discard
+        return o
+    }
+
     static let generationOptions: Set<String> = [
-        "emphasis", "sigma_min", "sigma_max", "rho", "always_discard_next_to_last_sigma", "sgm_noise_multiplier",
-        "s_churn", "s_tmin", "s_tmax", "s_noise", "s_min_uncond", "pad_cond_uncond", "use_old_emphasis_implementation",
+        "emphasis", "sgm_noise_multiplier",
+        "s_min_uncond", "pad_cond_uncond", "use_old_emphasis_implementation",
         "comma_padding_backtrack", "token_merging_ratio", "tiling", "sd_unet",
     ]
 

@@ -64,6 +64,17 @@ import Testing
         r.subseed = Int64(a["subseed"] ?? "-1")!
         r.subseedStrength = Double(a["subseed_strength"] ?? "0")!
         r.eta = a["eta"].flatMap(Double.init)
+        // A1111's sampler options as the cases give them (settings: they win and are written)
+        var o = SamplerOptions()
+        if let v = a["s_churn"].flatMap(Double.init) { o.sChurn = v; o.fromSettings.insert("s_churn") }
+        if let v = a["s_tmin"].flatMap(Double.init) { o.sTmin = v; o.fromSettings.insert("s_tmin") }
+        if let v = a["s_tmax"].flatMap(Double.init) { o.sTmax = v == 0 ? .infinity : v; o.fromSettings.insert("s_tmax") }
+        if let v = a["s_noise"].flatMap(Double.init) { o.sNoise = v; o.fromSettings.insert("s_noise") }
+        o.sigmaMin = a["sigma_min"].flatMap(Double.init) ?? 0
+        o.sigmaMax = a["sigma_max"].flatMap(Double.init) ?? 0
+        o.rho = a["rho"].flatMap(Double.init) ?? 0
+        o.discardPenultimateSigma = ["true", "1"].contains((a["always_discard_next_to_last_sigma"] ?? "").lowercased())
+        r.samplerOptions = o
         r.seedResizeFromW = Int(a["seed_resize_from_w"] ?? "-1")!
         r.seedResizeFromH = Int(a["seed_resize_from_h"] ?? "-1")!
         if let dir = a["embeddings_dir"] {
@@ -227,6 +238,18 @@ import Testing
                 let d = relativeL2(mine.values, ref.values)
                 #expect(d <= tol, "\(name): relative L2 \(d) > \(tol)")
             }
+        }
+        // Sampler options: exactly A1111's infotext entries for them (none for an option the sampler ignores).
+        if let so = params["sampler_options"] as? [String: Any] {
+            let entries = (so["infotext"] as? [[Any]] ?? []).map { e in "\(e[0]): \(Infotext.pythonFloat((e[1] as? NSNumber)?.doubleValue ?? .nan))" }
+            let info = images[0].infotext
+            for e in entries where !e.hasPrefix("Discard") { #expect(info.contains(e), "infotext lacks \(e)") }
+            if (so["infotext"] as? [[Any]] ?? []).contains(where: { ($0[0] as? String) == "Discard penultimate sigma" }) {
+                #expect(info.contains("Discard penultimate sigma: True"))
+            }
+            let labels = ["Sigma churn", "Sigma tmin", "Sigma tmax", "Sigma noise", "Schedule min sigma", "Schedule max sigma", "Schedule rho", "Discard penultimate sigma"]
+            let written = labels.filter { info.contains($0 + ":") }
+            #expect(written.count == entries.count, "option entries written: \(written), A1111's: \(entries)")
         }
         // ControlNet: the map bit for bit, the per-call step bookkeeping, the first active call's residuals.
         if let cn = params["controlnet"] as? [String: Any] {
