@@ -25,6 +25,21 @@ def test_every_bench_reports_time_work_rss_and_a_null_reference():
             assert r["gflop"] > 0 and 0 < r["fraction_of_sgemm"]
 
 
+def test_bench_reports_the_lora_patch_and_the_hires_step_next_to_the_plain_step():
+    lora = os.path.join(os.path.dirname(TINY), "..", "networks", "Lora", "tiny_lora.safetensors")
+    out = subprocess.run([BINARY, "bench", "unet", "--model", TINY, "--runs", "1", "--size", "128", "--json",
+                          "--lora", lora, "--hires-scale", "2"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in map(json.loads, out.stdout.strip().splitlines())}
+    plain, patch, hires = rows["unet"], rows["lora-patch"], rows["hires-step"]
+    assert patch["modules"] > 0 and patch["median_s"] > 0 and patch["restore_median_s"] > 0
+    assert patch["plain_median_s"] == plain["median_s"] and patch["extra_over_plain"] > 0
+    assert hires["size"] == 256 and hires["plain_size"] == 128 and hires["ratio_to_plain_step"] > 1
+    out = subprocess.run([BINARY, "bench", "unet", "--model", TINY, "--runs", "1", "--size", "128", "--hires-scale", "9"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "--hires-scale" in out.stderr
+
+
 def test_generate_writes_a_png_with_infotext(tmp_path):
     out = tmp_path / "x.png"
     r = subprocess.run([BINARY, "generate", "--model", TINY, "--prompt", "a cat", "--seed", "3", "--steps", "4",

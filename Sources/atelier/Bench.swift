@@ -25,6 +25,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "One JSON object per line.") var json = false
     @Flag(help: "Print the time per operation kind.") var profile = false
     @Option(help: "unet: also time one step with this ControlNet (.safetensors/.pth), next to the plain step.") var controlnet: String?
+    @Option(help: "unet, txt2img: also time patching this LoRA / LyCORIS file in at weight 1 (and restoring the weights), next to the plain step.") var lora: String?
+    @Option(help: "unet, txt2img: also time one UNet step at the hires fix's second-pass size (size × this factor), next to the plain step.") var hiresScale: Double?
 
     func run() throws {
         if let threads {
@@ -32,6 +34,8 @@ struct Bench: ParsableCommand {
             Compute.setThreads(threads)
         }
         guard runs > 0 else { throw ValidationError("--runs must be positive") }
+        if let hiresScale, !(1...4).contains(hiresScale) { throw ValidationError("--hires-scale must be between 1 and 4") }
+        if let lora, !FileManager.default.fileExists(atPath: lora) { throw ValidationError("--lora: no such file \(lora)") }
         if what == .queue { return try runQueue() }
         if what == .gateway || what == .api {
             guard items >= 16 else { throw ValidationError("--items must be at least 16") }
@@ -134,6 +138,10 @@ struct Bench: ParsableCommand {
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }
         }
         if what == .unet, let controlnet { try benchControlNet(controlnet, model: try m(), plainMedian: median, sgemm: sgemm) }
+        if what == .unet || what == .txt2img {
+            if let lora { try benchLoRA(lora, model: try m(), plainMedian: median, plainName: what.rawValue) }
+            if let hiresScale { try benchHiresStep(hiresScale, model: try m(), sgemm: sgemm) }
+        }
         if profile {
             for (name, secs, calls, fl) in Profiler.report {
                 print(String(format: "  %-14@ %8.3f s  %6d calls  %8.1f GFLOP  %6.1f GFLOP/s", name as NSString, secs, calls, fl / 1e9, fl / 1e9 / max(secs, 1e-9)))
@@ -177,6 +185,63 @@ struct Bench: ParsableCommand {
         } else {
             print("unet+controlnet: median \(f(median)) s (min \(f(times.first!)), max \(f(times.last!))) = plain step + \(f(extra * 100)) %")
             print("  work \(f(Profiler.flops / 1e9)) GFLOP, \(f(gflops)) GFLOP/s = \(f(gflops / sgemm)) of sgemm; the hint block runs once per job (not timed)")
+        }
+    }
+
+    /// Patching a network into the weights (A1111's `W += updown · scale`) and restoring them, the
+    /// cost a job with `<lora:…>` pays once when the network set changes, next to the plain run.
+    func benchLoRA(_ path: String, model: StableDiffusionModel, plainMedian: Double, plainName: String) throws {
+        let use = NetworkUse(file: try NetworkFile(path: path), te: 1, unet: 1)
+        try model.applyNetworks([])
+        var patch: [Double] = [], restore: [Double] = []
+        var modules = 0
+        for _ in 0...runs {  // the first pair warms up
+            var t = now()
+            modules = try model.applyNetworks([use])
+            patch.append(now() - t)
+            t = now()
+            try model.applyNetworks([])
+            restore.append(now() - t)
+        }
+        patch = Array(patch.dropFirst()).sorted()
+        restore = Array(restore.dropFirst()).sorted()
+        let (pm, rm) = (patch[patch.count / 2], restore[restore.count / 2])
+        if json {
+            let o: [String: Any] = ["name": "lora-patch", "median_s": pm, "min_s": patch.first!, "max_s": patch.last!, "runs": runs,
+                                    "restore_median_s": rm, "modules": modules, "plain": plainName, "plain_median_s": plainMedian,
+                                    "extra_over_plain": pm / plainMedian, "peak_rss_bytes": peakRSS(), "reference_median_s": NSNull(), "ratio": NSNull()]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            print("lora patch: median \(f(pm)) s (min \(f(patch.first!)), max \(f(patch.last!))), \(modules) modules; restore \(f(rm)) s")
+            print("  = \(f(pm / plainMedian * 100)) % of one \(plainName) (paid once per change of the network set, not per step)")
+        }
+    }
+
+    /// One UNet step at the hires fix's second-pass size next to the plain step (the second pass's
+    /// per-step cost; its step count is `hr_second_pass_steps` or the job's).
+    func benchHiresStep(_ scale: Double, model: StableDiffusionModel, sgemm: Double) throws {
+        func step(_ px: Int) -> Double {
+            let h = px / 8
+            let x = Tensor(filling: [2, 4, h, h], with: 0.1)
+            let ctx = Tensor(filling: [2, 77, model.unet.config.contextDim], with: 0.1)
+            _ = model.unet(x, timesteps: [500, 500], context: ctx)  // warm-up
+            var times: [Double] = []
+            for _ in 0..<runs {
+                let t = now()
+                _ = model.unet(x, timesteps: [500, 500], context: ctx)
+                times.append(now() - t)
+            }
+            return times.sorted()[times.count / 2]
+        }
+        let hiresSize = Int((Double(size) * scale / 8).rounded(.down)) * 8
+        let plain = step(size), hires = step(hiresSize)
+        if json {
+            let o: [String: Any] = ["name": "hires-step", "median_s": hires, "size": hiresSize, "plain_size": size, "plain_step_median_s": plain,
+                                    "ratio_to_plain_step": hires / plain, "runs": runs, "threads": Compute.threads, "sgemm_gflops": sgemm,
+                                    "peak_rss_bytes": peakRSS(), "reference_median_s": NSNull(), "ratio": NSNull()]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            print("hires step (\(hiresSize)²): median \(f(hires)) s = \(f(hires / plain))× the plain step at \(size)² (\(f(plain)) s)")
         }
     }
 
