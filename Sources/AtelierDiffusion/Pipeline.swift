@@ -729,7 +729,8 @@ public final class Pipeline: @unchecked Sendable {
         let fields: [(String, String?)] = [
             ("Steps", String(r.steps)),
             ("Sampler", r.sampler.rawValue),
-            ("Schedule type", r.scheduler.rawValue),
+            // A1111 writes p.scheduler, which get_sigmas replaces by the schedule "Automatic" resolved to
+            ("Schedule type", r.scheduler == .automatic && !r.sampler.isTimestepSampler ? (r.sampler.defaultScheduler ?? .automatic).rawValue : r.scheduler.rawValue),
             ("CFG scale", Infotext.pythonFloat(r.cfgScale)),
             ("Seed", String(seed)),
             ("Size", "\(r.width)x\(r.height)"),

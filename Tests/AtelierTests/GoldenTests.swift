@@ -239,6 +239,13 @@ import Testing
                 #expect(d <= tol, "\(name): relative L2 \(d) > \(tol)")
             }
         }
+        // "Schedule type": the schedule Automatic resolved to (the oracle omits the entry where it resolves to
+        // none, i.e. A1111's "Automatic"; A1111 1.10 writes p.scheduler there)
+        if let refInfo = params["infotext"] as? String, let line = refInfo.split(separator: "\n").last {
+            let ref = line.components(separatedBy: ", ").first { $0.hasPrefix("Schedule type: ") }
+            let mine = images[0].infotext.split(separator: "\n").last!.components(separatedBy: ", ").first { $0.hasPrefix("Schedule type: ") }
+            #expect(mine == (ref ?? "Schedule type: Automatic"), "infotext \(mine ?? "-") vs the oracle's \(ref ?? "-")")
+        }
         // Sampler options: exactly A1111's infotext entries for them (none for an option the sampler ignores).
         if let so = params["sampler_options"] as? [String: Any] {
             let entries = (so["infotext"] as? [[Any]] ?? []).map { e in "\(e[0]): \(Infotext.pythonFloat((e[1] as? NSNumber)?.doubleValue ?? .nan))" }
