@@ -270,47 +270,29 @@ class UniPC:
                 rhos_c = torch.linalg.solve(R, b)
 
         model_t = None
-        if self.predict_x0:
-            x_t_ = (
-                expand_dims(sigma_t / sigma_prev_0, dims) * x
-                - expand_dims(alpha_t * h_phi_1, dims) * model_prev_0
-            )
+        # A1111's unipc() always asks for data prediction (predict_x0=True): its noise-prediction branch is not ported
+        if not self.predict_x0:
+            raise NotImplementedError("UniPC with predict_x0=False (A1111 never uses it)")
+        x_t_ = (
+            expand_dims(sigma_t / sigma_prev_0, dims) * x
+            - expand_dims(alpha_t * h_phi_1, dims) * model_prev_0
+        )
 
-            if x_t is None:
-                if use_predictor:
-                    pred_res = torch.einsum("k,bkchw->bchw", rhos_p, D1s)
-                else:
-                    pred_res = 0
-                x_t = x_t_ - expand_dims(alpha_t * B_h, dims) * pred_res
+        if x_t is None:
+            if use_predictor:
+                pred_res = torch.einsum("k,bkchw->bchw", rhos_p, D1s)
+            else:
+                pred_res = 0
+            x_t = x_t_ - expand_dims(alpha_t * B_h, dims) * pred_res
 
-            if use_corrector:
-                model_t = self.model_fn(x_t, t)
-                if D1s is not None:
-                    corr_res = torch.einsum("k,bkchw->bchw", rhos_c[:-1], D1s)
-                else:
-                    corr_res = 0
-                D1_t = (model_t - model_prev_0)
-                x_t = x_t_ - expand_dims(alpha_t * B_h, dims) * (corr_res + rhos_c[-1] * D1_t)
-        else:
-            x_t_ = (
-                expand_dims(torch.exp(log_alpha_t - log_alpha_prev_0), dims) * x
-                - expand_dims(sigma_t * h_phi_1, dims) * model_prev_0
-            )
-            if x_t is None:
-                if use_predictor:
-                    pred_res = torch.einsum("k,bkchw->bchw", rhos_p, D1s)
-                else:
-                    pred_res = 0
-                x_t = x_t_ - expand_dims(sigma_t * B_h, dims) * pred_res
-
-            if use_corrector:
-                model_t = self.model_fn(x_t, t)
-                if D1s is not None:
-                    corr_res = torch.einsum("k,bkchw->bchw", rhos_c[:-1], D1s)
-                else:
-                    corr_res = 0
-                D1_t = (model_t - model_prev_0)
-                x_t = x_t_ - expand_dims(sigma_t * B_h, dims) * (corr_res + rhos_c[-1] * D1_t)
+        if use_corrector:
+            model_t = self.model_fn(x_t, t)
+            if D1s is not None:
+                corr_res = torch.einsum("k,bkchw->bchw", rhos_c[:-1], D1s)
+            else:
+                corr_res = 0
+            D1_t = (model_t - model_prev_0)
+            x_t = x_t_ - expand_dims(alpha_t * B_h, dims) * (corr_res + rhos_c[-1] * D1_t)
 
         fl = (lambda v: None if v is None else [float(e) for e in v.reshape(-1)])  # noqa: E731
         self.record["updates"].append({
