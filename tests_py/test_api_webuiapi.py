@@ -593,6 +593,15 @@ def test_sampler_options_are_checked_and_a_request_field_is_applied_without_info
     assert r.status_code == 422 and "override_settings.s_churn" in json.dumps(r.json())
     r = post(server, "txt2img", {"steps": 2, "width": 64, "height": 64, "s_noise": "loud"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "s_noise"]
+    # a rho near 0 overflows the Karras schedule: a 4xx naming it, and the server keeps serving
+    r = post(server, "txt2img", {"steps": 3, "width": 64, "height": 64, "sampler_name": "DPM++ 2M",
+                                 "override_settings": {"rho": 0.001}})
+    assert r.status_code == 422 and "override_settings.rho" in json.dumps(r.json())
+    r = post(server, "txt2img", {"steps": 3, "width": 64, "height": 64, "sampler_name": "DPM++ SDE",
+                                 "override_settings": {"rho": 0.001}})
+    assert r.status_code == 422 and "override_settings.rho" in json.dumps(r.json())
+    r = requests.post(server.url + "/sdapi/v1/options", json={"sigma_min": -1}, timeout=30)
+    assert r.status_code == 422 and "sigma_min" in r.text
     # A1111 applies the request's s_churn but writes "Sigma churn" only for the setting
     base = dict(prompt="a cube", seed=5, steps=4, width=128, height=128, sampler_name="Euler", override_settings={"randn_source": "CPU"})
     plain = client(server).txt2img(**base, alwayson_scripts={})

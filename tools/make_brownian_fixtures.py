@@ -14,7 +14,9 @@ Writes Tests/Fixtures/noise/brownian/:
   <case>-increments.npy  the same calls' W(sigma_next) - W(sigma) before the division by
                       sqrt|sigma_next - sigma| (bit for bit; the division's sqrt is MKL's on PyTorch's CPU
                       build, within 1 ulp but not always correctly rounded)
-  cases.json          per case: seeds, shape, sigma_min, sigma_max, the call pairs (float32 values as
+  nv-*.npy            the same with A1111's patch of torchsde (`_randn` = its `randn_local`, which follows
+                      randn_source): NV = A1111's Philox (the oracle's noise.PhiloxGenerator; --ref REF)
+  cases.json          per case: seeds, shape, randn_source, sigma_min, sigma_max, the call pairs (float32 values as
                       Python floats) and the file name
 """
 import json
@@ -82,7 +84,24 @@ def pairs_dpmpp_sde(sigmas):
     return out
 
 
+def use_randn_source(source, ref):
+    """A1111's sd_samplers_common patch: torchsde._brownian.brownian_interval._randn = randn_local(seed, size)."""
+    import torchsde._brownian.brownian_interval as bi
+    if not hasattr(bi, "_atelier_original_randn"):
+        bi._atelier_original_randn = bi._randn
+    if source == "CPU":
+        bi._randn = bi._atelier_original_randn
+        return
+    sys.path.insert(0, ref)
+    import noise as N
+    bi._randn = lambda size, dtype, device, seed: torch.from_numpy(N.PhiloxGenerator(int(seed)).randn(size)).to(dtype)
+
+
 def main():
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ref", default=os.path.join(ROOT, "..", "shared", "ref"), help="the oracle (for NV's Philox)")
+    args = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
     # numpy's SeedSequence as torchsde uses it (pool 24; spawn keys (key, depth)), plus the default pool of 4
@@ -102,11 +121,13 @@ def main():
     ac = torch.cumprod(1 - torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2, 0)
     model_sigmas = (((1 - ac) / ac) ** 0.5).float()
     smin, smax = float(model_sigmas[0]), float(model_sigmas[-1])
-    for name, seeds, shape, sigmas, pairs in (
-            ("dpmpp_sde-karras-10", [42], (4, 16, 16), karras(10, smin, smax), pairs_dpmpp_sde),
-            ("dpmpp_2m_sde-exp-12", [1234567], (4, 16, 16), exponential(12, smin, smax), pairs_plain),
-            ("batch2-exp-6", [4294967295, 7], (4, 8, 12), exponential(6, smin, smax), pairs_plain),
-            ("small-3x3", [3], (4, 3, 3), karras(5, smin, smax), pairs_dpmpp_sde)):
+    for name, source, seeds, shape, sigmas, pairs in (
+            ("dpmpp_sde-karras-10", "CPU", [42], (4, 16, 16), karras(10, smin, smax), pairs_dpmpp_sde),
+            ("dpmpp_2m_sde-exp-12", "CPU", [1234567], (4, 16, 16), exponential(12, smin, smax), pairs_plain),
+            ("batch2-exp-6", "CPU", [4294967295, 7], (4, 8, 12), exponential(6, smin, smax), pairs_plain),
+            ("small-3x3", "CPU", [3], (4, 3, 3), karras(5, smin, smax), pairs_dpmpp_sde),
+            ("nv-dpmpp_sde-karras-8", "NV", [42, 43], (4, 8, 8), karras(8, smin, smax), pairs_dpmpp_sde)):
+        use_randn_source(source, args.ref)
         positive = sigmas[sigmas > 0]
         x = torch.zeros((len(seeds),) + shape)
         ns = NoiseSampler(x, positive.min(), sigmas.max(), seeds)
@@ -115,8 +136,9 @@ def main():
         np.save(os.path.join(OUT, name + ".npy"), w.numpy().astype(np.float32))
         raw = torch.stack([ns.increments(a, b) for a, b in calls])
         np.save(os.path.join(OUT, name + "-increments.npy"), raw.numpy().astype(np.float32))
-        cases[name] = {"seeds": seeds, "shape": list(shape), "sigma_min": float(positive.min()), "sigma_max": float(sigmas.max()),
+        cases[name] = {"seeds": seeds, "shape": list(shape), "randn_source": source, "sigma_min": float(positive.min()), "sigma_max": float(sigmas.max()),
                        "pairs": [[float(a), float(b)] for a, b in calls], "file": name + ".npy"}
+    use_randn_source("CPU", args.ref)
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"torchsde": torchsde.__version__, "torch": torch.__version__, "cases": cases}, f, indent=1)
     print("wrote", OUT, file=sys.stderr)

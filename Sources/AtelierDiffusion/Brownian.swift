@@ -53,10 +53,12 @@ public struct NumpySeedSequence: Sendable {
 }
 
 /// torchsde 0.2.6's `BrownianTree` (a `BrownianInterval` with `halfway_tree=True`, `tol=1e-6`,
-/// `pool_size=24`, no Lévy area) on the CPU in float32: the Brownian motion W over [t0, t1]
-/// made by bisecting intervals at their (6-decimal rounded) midpoints, every node's bridge
-/// noise a `torch.randn` of the sample shape from its own seed (numpy SeedSequence of the
-/// entropy and the node's (spawn key, depth)). Queries give `W(tb) − W(ta)` exactly as torchsde.
+/// `pool_size=24`, no Lévy area) in float32: the Brownian motion W over [t0, t1] made by
+/// bisecting intervals at their (6-decimal rounded) midpoints, every node's bridge noise a
+/// standard-normal draw of the sample shape from its own seed (numpy SeedSequence of the entropy
+/// and the node's (spawn key, depth)). A1111 replaces torchsde's `_randn` by its `randn_local`,
+/// so the draws follow `randn_source` (CPU: PyTorch's CPU generator; NV/GPU: Philox).
+/// Queries give `W(tb) − W(ta)` exactly as torchsde.
 public final class BrownianTree {
     final class Node {
         let start: Double, end: Double
@@ -75,6 +77,7 @@ public final class BrownianTree {
 
     let count: Int
     let entropy: UInt64
+    let source: NoiseSource
     let root: Node
     let rootW: [Float]
     /// torchsde keeps the 45 most recent node increments; values never depend on it (a node's
@@ -86,13 +89,14 @@ public final class BrownianTree {
     /// Python's `round(x, 6)` (correctly rounded decimal, as printf's `%.6f`).
     static func round6(_ x: Double) -> Double { Double(String(format: "%.6f", x))! }
 
-    public init(t0: Double, t1: Double, count: Int, entropy: UInt64) {
-        precondition(t0 <= t1, "t0 must not exceed t1")
+    /// `t0 ≤ t1`, both finite (the sampler checks its schedule first).
+    public init(t0: Double, t1: Double, count: Int, entropy: UInt64, source: NoiseSource = .cpu) {
         self.count = count
         self.entropy = entropy
+        self.source = source
         root = Node(start: Self.round6(t0), end: Self.round6(t1), parent: nil, isLeft: false)
         let seeds = NumpySeedSequence(entropy: entropy, poolSize: 24).generateState(3)
-        var g = TorchCPUGenerator(seed: UInt64(seeds[0]))
+        var g = ImageNoise.generator(source, seed: UInt64(seeds[0]))
         let scale = Float((t1 - t0).squareRoot())
         rootW = g.randn(count).map { $0 * scale }
     }
@@ -100,7 +104,7 @@ public final class BrownianTree {
     /// `W(tb) − W(ta)` for ta ≤ tb (clamped to [t0, t1] as torchsde does, with its warning).
     public func increment(_ a: Double, _ b: Double) -> [Float] {
         let ta = min(max(a, root.start), root.end), tb = min(max(b, root.start), root.end)
-        precondition(ta <= tb, "Brownian query needs ta <= tb")
+        guard ta <= tb else { return [Float](repeating: .nan, count: count) }  // NaN times: NaN noise, no trap
         let ra = Self.round6(ta), rb = Self.round6(tb)
         if ta == tb || ra == rb { return [Float](repeating: 0, count: count) }
         var nodes: [Node] = []
@@ -125,7 +129,7 @@ public final class BrownianTree {
     /// The tree's nodes that tile [ta, tb], left to right (torchsde's `_loc`; with the halfway
     /// tree the nodes do not depend on where the search starts).
     private func locate(_ node: Node, _ ta: Double, _ tb: Double, _ out: inout [Node], depth: Int) {
-        precondition(depth < 256, "Brownian tree search did not converge")
+        if depth >= 256 { out.append(node); return }  // cannot happen for times on the 1e-6 grid
         if ta == node.start && tb == node.end { out.append(node); return }
         if node.midway == nil { split(node) }
         let mid = node.midway!
@@ -152,7 +156,7 @@ public final class BrownianTree {
         let hRecip = 1 / (parent.end - parent.start)
         let leftDiff = parent.midway! - parent.start, rightDiff = parent.end - parent.midway!
         let l = Float(leftDiff), hr = Float(hRecip), sd = Float((leftDiff * rightDiff * hRecip).squareRoot())
-        var g = TorchCPUGenerator(seed: UInt64(parent.wSeed))
+        var g = ImageNoise.generator(source, seed: UInt64(parent.wSeed))
         let z = g.randn(count)
         var out = [Float](repeating: 0, count: count)
         for j in 0..<count {
@@ -174,9 +178,9 @@ public final class BrownianTree {
 public final class BrownianNoiseSampler {
     let trees: [BrownianTree]
 
-    public init(seeds: [UInt64], perImage: Int, sigmaMin: Float, sigmaMax: Float) {
+    public init(seeds: [UInt64], perImage: Int, sigmaMin: Float, sigmaMax: Float, source: NoiseSource = .cpu) {
         let (lo, hi) = sigmaMin < sigmaMax ? (sigmaMin, sigmaMax) : (sigmaMax, sigmaMin)
-        trees = seeds.map { BrownianTree(t0: Double(lo), t1: Double(hi), count: perImage, entropy: $0) }
+        trees = seeds.map { BrownianTree(t0: Double(lo), t1: Double(hi), count: perImage, entropy: $0, source: source) }
     }
 
     /// `W(σ_next) − W(σ)` of every image's tree (sign-corrected), before the scaling.

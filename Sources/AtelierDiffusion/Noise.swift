@@ -233,7 +233,7 @@ public struct ImageNoise {
         generators = seeds.map { Self.generator(source, seed: $0) }
     }
 
-    static func generator(_ source: NoiseSource, seed: UInt64) -> any NormalGenerator {
+    public static func generator(_ source: NoiseSource, seed: UInt64) -> any NormalGenerator {
         switch source {
         case .cpu: TorchCPUGenerator(seed: seed)
         case .gpu, .nv: PhiloxGenerator(seed: seed)

@@ -97,6 +97,13 @@ public struct GenerationRequest: Sendable, Equatable {
             }
         }
         if let eta, !(eta.isFinite && eta >= 0 && eta <= 10) { throw RequestError(field: "eta", "ensure this value is between 0 and 10") }
+        if sampler == .uniPC {
+            // A1111 asserts steps >= order (3) inside the sampler; Atelier names the field before any work
+            let n = initImage == nil ? DDIMSampler.timesteps(steps: steps).count : Int(min(denoisingStrength, 0.999) * Double(steps))
+            if n < 3 {
+                throw RequestError(field: initImage == nil ? "steps" : "denoising_strength", "UniPC needs at least 3 sampling steps (its order); this job has \(n)")
+            }
+        }
         if let img = initImage {
             guard denoisingStrength.isFinite, denoisingStrength > 0, denoisingStrength <= 1 else {
                 throw RequestError(field: "denoising_strength", "ensure this value is greater than 0 and at most 1")
@@ -591,8 +598,14 @@ public final class Pipeline: @unchecked Sendable {
                                       sigmaMin: opts.sigmaMin, sigmaMax: opts.sigmaMax, rho: opts.rho)
             if discard { sigmas.remove(at: sigmas.count - 2) }
             /// the SDE samplers' Brownian trees span the full schedule (before img2img keeps its tail)
+            // option overrides can make a schedule that is not one (e.g. ρ near 0 overflows Karras)
+            guard sigmas.dropLast().allSatisfy({ $0.isFinite && $0 > 0 }), sigmas.last.map({ $0.isFinite && $0 >= 0 }) ?? false else {
+                let field = opts.rho != 0 ? "override_settings.rho" : (opts.sigmaMin != 0 ? "override_settings.sigma_min" : "override_settings.sigma_max")
+                throw RequestError(field: field, "\(field): the \(sched.rawValue) schedule made from these settings is not a valid σ schedule (σ must be finite and positive)")
+            }
             let brownian = r.sampler.brownianNoise
-                ? BrownianNoiseSampler(seeds: seeds, perImage: per, sigmaMin: sigmas.filter { $0 > 0 }.min() ?? 0, sigmaMax: sigmas.max() ?? 0)
+                ? BrownianNoiseSampler(seeds: seeds, perImage: per, sigmaMin: sigmas.filter { $0 > 0 }.min() ?? 0, sigmaMax: sigmas.max() ?? 0,
+                                       source: r.randnSource)
                 : nil
             if let initLatent {
                 sigmas = Array(sigmas[(scheduleSteps - tEnc - 1)...])
@@ -713,7 +726,8 @@ public final class Pipeline: @unchecked Sendable {
             for c in 0..<3 {
                 let plane = p + (n * 3 + c) * h * w
                 for i in 0..<(h * w) {
-                    let v = min(max((plane[i] + 1) / 2, 0), 1)
+                    let raw = (plane[i] + 1) / 2
+                    let v = raw.isNaN ? 0 : min(max(raw, 0), 1)  // a NaN latent decodes to black (A1111 too), never a trap
                     floats[i * 3 + c] = v
                     rgb[i * 3 + c] = UInt8(255 * v)
                 }
@@ -744,9 +758,12 @@ public final class Pipeline: @unchecked Sendable {
             ("Denoising strength", r.initImage != nil || r.hires != nil ? Infotext.pythonFloat(r.denoisingStrength) : nil),
             ("Conditional mask weight", model.isInpainting ? Infotext.pythonFloat(r.inpaintingMaskWeight) : nil),
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
-            ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD ? String(r.etaNoiseSeedDelta) : nil),
+            // A1111's is_sampler_using_eta_noise_seed_delta: not with eta 0
+            ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD && (r.eta ?? 1) != 0 ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
-        ] + r.samplerOptions.scheduleInfotext(r, model: schedule) + [
+        ]
+        // set while sampling (get_sigmas, then Sampler.initialize): after everything set before it
+        let sampling: [(String, String?)] = r.samplerOptions.scheduleInfotext(r, model: schedule) + [
             ("Eta", r.sampler.ancestral && (r.eta ?? 1) != 1 ? Infotext.pythonFloat(r.eta!) : nil),
             ("Eta DDIM", r.sampler == .ddim && (r.eta ?? 0) != 0 ? Infotext.pythonFloat(r.eta!) : nil),
         ] + r.samplerOptions.samplerInfotext(r.sampler)
@@ -775,6 +792,6 @@ public final class Pipeline: @unchecked Sendable {
             ("Noise multiplier", r.initImage != nil && r.initialNoiseMultiplier != 1 ? Infotext.pythonFloat(r.initialNoiseMultiplier) : nil),
         ]
         let extra: [(String, String?)] = r.extraInfotext.map { ($0.key, $0.value) }
-        return Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: fields + hires + inpaint + hashes + extra + [("Version", "v1.10.1")])
+        return Infotext.make(prompt: r.prompt, negativePrompt: r.negativePrompt, fields: fields + hires + inpaint + hashes + extra + sampling + [("Version", "v1.10.1")])
     }
 }

@@ -146,6 +146,9 @@ extension KSamplers {
         }
         let tStart = -logf(sigmaMax), tEnd = -logf(sigmaMin)
         let forward = tEnd > tStart
+        guard sigmaMin > 0, sigmaMax > 0, tStart.isFinite, tEnd.isFinite, forward || eta == 0 else {
+            throw RequestError(field: "sampler_name", "DPM adaptive needs 0 < σ_min < σ_max (k-diffusion: eta must be 0 for reverse sampling)")
+        }
         var h = 0.05 * (forward ? 1.0 : -1.0)
         let bOrder = eta != 0 ? 1.5 : Double(order)
         let b1 = (pcoeff + icoeff + dcoeff) / bOrder, b2 = -(pcoeff + 2 * dcoeff) / bOrder, b3 = dcoeff / bOrder
@@ -157,7 +160,7 @@ extension KSamplers {
         var attempts = 0
         while forward ? s < limit : s > limit {
             attempts += 1
-            if attempts > 10_000 { throw RequestError(field: "sampler_name", "DPM adaptive did not converge") }
+            if attempts > 1_000 { throw RequestError(field: "sampler_name", "DPM adaptive did not converge") }
             let t = forward ? min(tEnd, s + Float(h)) : max(tEnd, s + Float(h))
             var target = t, su: Float = 0
             if eta != 0 {
@@ -191,6 +194,7 @@ extension KSamplers {
                 sq += q * q
             }
             let error = Float(Float(sq.squareRoot()) / Float(Double(x.count).squareRoot()))
+            guard error.isFinite else { throw RequestError(field: "sampler_name", "DPM adaptive: the step error is not finite (the latents diverged)") }
             let inv = 1 / (Double(error) + 1e-8)
             if errs.isEmpty { errs = [inv, inv, inv] }
             errs[0] = inv

@@ -411,9 +411,8 @@ struct Txt2ImgRequest {
     }
 
     /// Options that change the picture; a request may not set them to values the engine lacks.
-    /// Upper bounds of the sampler options (A1111's sliders; the API does not check them).
-    static let samplerOptionMax: [String: Double] = ["s_churn": 100, "s_tmin": 10, "s_tmax": 999, "s_noise": 10,
-                                                     "sigma_min": 1000, "sigma_max": 1000, "rho": 100]
+    /// Upper bounds of the sampler options (A1111's sliders; A1111's API does not check them).
+    static var samplerOptionMax: [String: Double] { OptionsStore.samplerOptionMax }
 
     /// A1111's rule (`processing` + `Sampler.initialize`): a request field wins over the setting,
     /// but a setting that differs from the sampler's default (0, 0, ∞, 1) overrides both and is

@@ -67,6 +67,10 @@ public final class OptionsStore: @unchecked Sendable {
 
     /// Checks a partial update: unknown keys and values of the wrong JSON type are refused,
     /// naming the key; `outdir_*` paths must stay relative.
+    /// Ranges of the sampler options (A1111's sliders), checked for settings and per-request overrides.
+    public static let samplerOptionMax: [String: Double] = ["s_churn": 100, "s_tmin": 10, "s_tmax": 999, "s_noise": 10,
+                                                            "sigma_min": 1000, "sigma_max": 1000, "rho": 100]
+
     public func validate(_ update: [String: JSONValue]) throws {
         for (k, v) in update {
             guard let current = Self.defaults[k] else { throw ServiceError(422, field: k, "unknown option \(k)") }
@@ -78,6 +82,9 @@ public final class OptionsStore: @unchecked Sendable {
                 break
             default:
                 throw ServiceError(422, field: k, "option \(k): wrong type")
+            }
+            if let hi = Self.samplerOptionMax[k], !(v.double.map { $0.isFinite && $0 >= 0 && $0 <= hi } ?? false) {
+                throw ServiceError(422, field: k, "option \(k): a number 0…\(hi)")
             }
             if k.hasPrefix("outdir_") || k == "temp_dir", let p = v.string, p.hasPrefix("/") || p.split(separator: "/").contains("..") {
                 throw ServiceError(422, field: k, "option \(k): path must stay inside the data dir")

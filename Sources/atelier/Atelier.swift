@@ -192,9 +192,10 @@ final class ProgressBar {
     init(total: Int) { self.total = total }
     func update(_ done: Int) {
         let width = 30
-        let filled = total == 0 ? width : done * width / total
+        // DPM adaptive may take more steps than asked for
+        let filled = total == 0 ? width : min(max(done * width / total, 0), width)
         let elapsed = Date().timeIntervalSince(start)
-        let eta = done == 0 ? 0 : elapsed / Double(done) * Double(total - done)
+        let eta = done == 0 ? 0 : elapsed / Double(done) * Double(max(total - done, 0))
         let line = "\r[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
             + "] \(done)/\(total) steps, \(String(format: "%.1f", elapsed)) s, ETA \(String(format: "%.1f", eta)) s"
         FileHandle.standardError.write(line)

@@ -9,7 +9,9 @@ struct BrownianTests {
     static let dir = Fixtures.root.appendingPathComponent("noise/brownian")
 
     struct SeedCase: Decodable { let entropy: UInt64; let spawn_key: [UInt64]; let pool_size: Int; let state: [UInt32] }
-    struct TreeCase: Decodable { let seeds: [UInt64]; let shape: [Int]; let sigma_min: Float; let sigma_max: Float; let pairs: [[Float]]; let file: String }
+    struct TreeCase: Decodable {
+        let seeds: [UInt64]; let shape: [Int]; let randn_source: String; let sigma_min: Float; let sigma_max: Float; let pairs: [[Float]]; let file: String
+    }
     struct TreeCases: Decodable { let cases: [String: TreeCase] }
 
     @Test func seedSequenceStatesEqualNumpys() throws {
@@ -26,14 +28,17 @@ struct BrownianTests {
     /// the scaled noise within 2 ulp (1.2e-7 relative × 2), because PyTorch's CPU `sqrt` of the
     /// step length is MKL's (HA mode: within 1 ulp, not always correctly rounded — e.g.
     /// √3.0805168 gives 1.7551402 where the correctly rounded value is 1.7551401).
-    @Test(arguments: ["dpmpp_sde-karras-10", "dpmpp_2m_sde-exp-12", "batch2-exp-6", "small-3x3"])
+    /// (nv-*: A1111 patches torchsde's `_randn` with its `randn_local`, so with randn_source NV the
+    /// tree's draws are A1111's Philox.)
+    @Test(arguments: ["dpmpp_sde-karras-10", "dpmpp_2m_sde-exp-12", "batch2-exp-6", "small-3x3", "nv-dpmpp_sde-karras-8"])
     func noiseSamplerCallsMatchTorchsde(_ name: String) throws {
         let all = try JSONDecoder().decode(TreeCases.self, from: Data(contentsOf: Self.dir.appendingPathComponent("cases.json")))
         let c = try #require(all.cases[name])
         let ref = try NPY.read(Self.dir.appendingPathComponent(c.file)).floats
         let refIncrements = try NPY.read(Self.dir.appendingPathComponent(c.file.replacingOccurrences(of: ".npy", with: "-increments.npy"))).floats
         let per = c.shape.reduce(1, *)
-        let sampler = BrownianNoiseSampler(seeds: c.seeds, perImage: per, sigmaMin: c.sigma_min, sigmaMax: c.sigma_max)
+        let source = try #require(NoiseSource(label: c.randn_source))
+        let sampler = BrownianNoiseSampler(seeds: c.seeds, perImage: per, sigmaMin: c.sigma_min, sigmaMax: c.sigma_max, source: source)
         var increments: [Float] = [], noise: [Float] = []
         for p in c.pairs {
             increments += sampler.increments(p[0], p[1])
