@@ -138,12 +138,8 @@ extension KSamplers {
         let rtol: Float = 0.05, atol: Float = 0.0078
         let (pcoeff, icoeff, dcoeff) = (0.0, 1.0, 0.0)
         let acceptSafety = 0.81
-        func sig(_ t: Float) -> Float { expf(-t) }
-        func eps(_ x: [Float], _ t: Float) throws -> [Float] {
-            let s = sig(t)
-            let den = try model(x, s)
-            return x.indices.map { (x[$0] - den[$0]) / s }
-        }
+        let sig = DPMSolverStep.sigma
+        func eps(_ x: [Float], _ t: Float) throws -> [Float] { try DPMSolverStep.epsilon(model, x, t) }
         let tStart = -logf(sigmaMax), tEnd = -logf(sigmaMin)
         let forward = tEnd > tStart
         guard sigmaMin > 0, sigmaMax > 0, tStart.isFinite, tEnd.isFinite, forward || eta == 0 else {
@@ -169,23 +165,11 @@ extension KSamplers {
                 let a = sig(t), b = sig(target)
                 su = (a * a - b * b).squareRoot()
             }
-            let e = try eps(x, s)
-            let hh = target - s
             // x_low: DPM-Solver-2 with r1 = 1/3; x_high: DPM-Solver-3 (shares the r1 evaluation)
-            let r1 = Float(1.0 / 3.0), r2 = Float(2.0 / 3.0)
-            let s1 = s + r1 * hh, s2 = s + r2 * hh
-            let k1 = sig(s1) * expm1f(r1 * hh)
-            let u1 = x.indices.map { x[$0] - k1 * e[$0] }
-            let e1 = try eps(u1, s1)
-            let sn = sig(target), em = expm1f(hh)
-            let aLow = sn * em, bLow = (sn / (2 * r1)) * em
-            let xLow = x.indices.map { (x[$0] - aLow * e[$0]) - bLow * (e1[$0] - e[$0]) }
-            let em2 = expm1f(r2 * hh)
-            let a2 = sig(s2) * em2, c2 = (sig(s2) * (r2 / r1)) * (em2 / (r2 * hh) - 1)
-            let u2 = x.indices.map { (x[$0] - a2 * e[$0]) - c2 * (e1[$0] - e[$0]) }
-            let e2 = try eps(u2, s2)
-            let bHigh = (sn / r2) * (em / hh - 1)
-            let xHigh = x.indices.map { (x[$0] - aLow * e[$0]) - bHigh * (e2[$0] - e[$0]) }
+            let step = DPMSolverStep(x: x, e: try eps(x, s), t: s, target: target)
+            let e1 = try step.stage(DPMSolverStep.third, eps)
+            let xLow = step.order2(e1: e1, r1: DPMSolverStep.third)
+            let xHigh = try step.order3(e1: e1, eps)
             // error: ‖(x_low − x_high) / δ‖ / √n with δ = max(atol, rtol · max(|x_low|, |x_prev|))
             var sq = 0.0
             for j in x.indices {

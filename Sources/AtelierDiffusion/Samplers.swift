@@ -363,18 +363,13 @@ public enum KSamplers {
     /// every step, also at eta 0 (× 0).
     public static func dpmFast(_ model: Denoise, _ x0: [Float], sigmaMin: Float, sigmaMax: Float, n: Int, eta: Float = 1,
                                sNoise: Float = 1, noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
-        func sig(_ t: Float) -> Float { expf(-t) }
+        let sig = DPMSolverStep.sigma
         let tStart = -logf(sigmaMax), tEnd = -logf(sigmaMin)
         let m = n / 3 + 1
         let ts = linspace(tStart, tEnd, m + 1)
         let orders = n % 3 == 0 ? Array(repeating: 3, count: max(m - 2, 0)) + [2, 1] : Array(repeating: 3, count: m - 1) + [n % 3]
         var x = x0
-        /// ε at t: `(x − denoised(x, σ(t))) / σ(t)`
-        func eps(_ x: [Float], _ t: Float) throws -> [Float] {
-            let s = sig(t)
-            let den = try model(x, s)
-            return x.indices.map { (x[$0] - den[$0]) / s }
-        }
+        func eps(_ x: [Float], _ t: Float) throws -> [Float] { try DPMSolverStep.epsilon(model, x, t) }
         for (i, order) in orders.enumerated() {
             let t = ts[i], tn = ts[i + 1]
             var target = tn, up: Float = 0
@@ -384,33 +379,15 @@ public enum KSamplers {
                 let a = sig(tn), b = sig(target)
                 up = max(a * a - b * b, 0).squareRoot()  // 0 on the last step (never a NaN)
             }
-            let e = try eps(x, t)
-            let h = target - t
-            let sn = sig(target), em = expm1f(h)
+            let step = DPMSolverStep(x: x, e: try eps(x, t), t: t, target: target)
             switch order {
             case 1:
-                let k = sn * em
-                x = x.indices.map { x[$0] - k * e[$0] }
+                x = step.order1()
             case 2:
                 let r1: Float = 0.5
-                let s1 = t + r1 * h
-                let k1 = sig(s1) * expm1f(r1 * h)
-                let u1 = x.indices.map { x[$0] - k1 * e[$0] }
-                let e1 = try eps(u1, s1)
-                let a = sn * em, b = (sn / (2 * r1)) * em
-                x = x.indices.map { (x[$0] - a * e[$0]) - b * (e1[$0] - e[$0]) }
+                x = step.order2(e1: try step.stage(r1, eps), r1: r1)
             default:
-                let r1 = Float(1.0 / 3.0), r2 = Float(2.0 / 3.0)
-                let s1 = t + r1 * h, s2 = t + r2 * h
-                let k1 = sig(s1) * expm1f(r1 * h)
-                let u1 = x.indices.map { x[$0] - k1 * e[$0] }
-                let e1 = try eps(u1, s1)
-                let em2 = expm1f(r2 * h)
-                let a2 = sig(s2) * em2, b2 = (sig(s2) * 2) * (em2 / (r2 * h) - 1)
-                let u2 = x.indices.map { (x[$0] - a2 * e[$0]) - b2 * (e1[$0] - e[$0]) }
-                let e2 = try eps(u2, s2)
-                let a = sn * em, b = (sn / r2) * (em / h - 1)
-                x = x.indices.map { (x[$0] - a * e[$0]) - b * (e2[$0] - e[$0]) }
+                x = try step.order3(e1: try step.stage(DPMSolverStep.third, eps), eps)
             }
             let n = noise()
             let f = up * sNoise
@@ -516,5 +493,62 @@ public enum DDIMSampler {
             try onStep(i, x)
         }
         return x
+    }
+}
+
+/// One step of k-diffusion's `DPMSolver` (DPM fast, DPM adaptive) from t to `target` on
+/// t = −log σ, with ε(x, t) = (x − denoised(x, σ(t)))/σ(t) known at the start: the r1 stage
+/// (shared by DPM adaptive's order-2 and order-3 updates) and each order's update, in k-diffusion's
+/// float32 operation order.
+struct DPMSolverStep {
+    let x: [Float], e: [Float], t: Float, target: Float
+    let h: Float, sn: Float, em: Float
+
+    init(x: [Float], e: [Float], t: Float, target: Float) {
+        self.x = x; self.e = e; self.t = t; self.target = target
+        h = target - t
+        sn = Self.sigma(target)
+        em = expm1f(h)
+    }
+
+    static func sigma(_ t: Float) -> Float { expf(-t) }
+    static let third = Float(1.0 / 3.0), twoThirds = Float(2.0 / 3.0)
+
+    /// ε at t: `(x − denoised(x, σ(t))) / σ(t)`
+    static func epsilon(_ model: Denoise, _ x: [Float], _ t: Float) throws -> [Float] {
+        let s = sigma(t)
+        let den = try model(x, s)
+        return x.indices.map { (x[$0] - den[$0]) / s }
+    }
+
+    /// ε at s1 = t + r·h of `u1 = x − σ(s1)·expm1(r·h)·ε`.
+    func stage(_ r: Float, _ eps: (_ x: [Float], _ t: Float) throws -> [Float]) throws -> [Float] {
+        let s1 = t + r * h
+        let k1 = Self.sigma(s1) * expm1f(r * h)
+        return try eps(x.indices.map { x[$0] - k1 * e[$0] }, s1)
+    }
+
+    /// DPM-Solver-1: `x − σ(t')·expm1(h)·ε`.
+    func order1() -> [Float] {
+        let k = sn * em
+        return x.indices.map { x[$0] - k * e[$0] }
+    }
+
+    /// DPM-Solver-2 from the r1 stage's ε.
+    func order2(e1: [Float], r1: Float) -> [Float] {
+        let a = sn * em, b = (sn / (2 * r1)) * em
+        return x.indices.map { (x[$0] - a * e[$0]) - b * (e1[$0] - e[$0]) }
+    }
+
+    /// DPM-Solver-3 (r1 = 1/3, r2 = 2/3) from the r1 stage's ε; evaluates the r2 stage.
+    func order3(e1: [Float], _ eps: (_ x: [Float], _ t: Float) throws -> [Float]) throws -> [Float] {
+        let (r1, r2) = (Self.third, Self.twoThirds)
+        let s2 = t + r2 * h
+        let em2 = expm1f(r2 * h)
+        let a2 = Self.sigma(s2) * em2, b2 = (Self.sigma(s2) * (r2 / r1)) * (em2 / (r2 * h) - 1)
+        let u2 = x.indices.map { (x[$0] - a2 * e[$0]) - b2 * (e1[$0] - e[$0]) }
+        let e2 = try eps(u2, s2)
+        let a = sn * em, b = (sn / r2) * (em / h - 1)
+        return x.indices.map { (x[$0] - a * e[$0]) - b * (e2[$0] - e[$0]) }
     }
 }

@@ -227,7 +227,7 @@ struct Txt2ImgRequest {
         r.seedResizeFromW = resizeW
         r.seedResizeFromH = resizeH
         if r.subseed != -1 && !(0...4_294_967_295).contains(r.subseed) { throw RequestError(field: "subseed", "subseed must be -1 (random) or between 0 and 4294967295") }
-        for (k, v) in requestSamplerFields { f.check(k, v, min: 0, max: Self.samplerOptionMax[k]!) }
+        for (k, v) in requestSamplerFields { f.check(k, v, min: 0, max: OptionsStore.samplerOptionMax[k]!) }
         guard f.problems.isEmpty else { throw ValidationFailure(problems: f.problems) }
         // Extra networks: LoRA / LyCORIS tags are applied (resolved by the instance); other
         // kinds (hypernetworks) are not available, which is said rather than ignored.
@@ -258,7 +258,7 @@ struct Txt2ImgRequest {
         var vae: String?
         // sampler options: the instance's settings, overridden per request
         var samplerSettings: [String: Double] = [:]
-        for k in Self.samplerOptionMax.keys { if let d = opts[k]?.double { samplerSettings[k] = d } }
+        for k in OptionsStore.samplerOptionMax.keys { if let d = opts[k]?.double { samplerSettings[k] = d } }
         var discardSetting = opts["always_discard_next_to_last_sigma"] == .bool(true)
         for (k, v) in overrides {
             let field = "override_settings.\(k)"
@@ -285,8 +285,8 @@ struct Txt2ImgRequest {
                 guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
                 if img2img && (body["initial_noise_multiplier"] ?? .null) == .null { r.initialNoiseMultiplier = d }
             case "s_churn", "s_tmin", "s_tmax", "s_noise", "sigma_min", "sigma_max", "rho":
-                guard let d = v.double, d.isFinite, (0...Self.samplerOptionMax[k]!).contains(d) else {
-                    throw ServiceError(422, field: field, "\(field): a number 0…\(Infotext.pythonFloat(Self.samplerOptionMax[k]!))")
+                guard let d = v.double, d.isFinite, (0...OptionsStore.samplerOptionMax[k]!).contains(d) else {
+                    throw ServiceError(422, field: field, "\(field): a number 0…\(Infotext.pythonFloat(OptionsStore.samplerOptionMax[k]!))")
                 }
                 samplerSettings[k] = d
             case "always_discard_next_to_last_sigma":
@@ -411,8 +411,6 @@ struct Txt2ImgRequest {
     }
 
     /// Options that change the picture; a request may not set them to values the engine lacks.
-    /// Upper bounds of the sampler options (A1111's sliders; A1111's API does not check them).
-    static var samplerOptionMax: [String: Double] { OptionsStore.samplerOptionMax }
 
     /// A1111's rule (`processing` + `Sampler.initialize`): a request field wins over the setting,
     /// but a setting that differs from the sampler's default (0, 0, ∞, 1) overrides both and is
