@@ -54,3 +54,30 @@ public func sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
+
+/// Reusable scratch memory for kernels (im2col columns, Winograd tiles). Buffers are kept
+/// after use, so a step loop of same-shaped calls does not fault in fresh pages each call.
+public enum Scratch {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var pool: [TensorStorage] = []
+    /// Buffers kept at most (the largest win when full).
+    static let poolLimit = 4
+
+    /// Runs `body` with at least `count` floats of uninitialised memory.
+    public static func with<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        let buffer = lock.withLock { () -> TensorStorage? in
+            guard let i = pool.indices.filter({ pool[$0].count >= count })
+                .min(by: { pool[$0].count < pool[$1].count }) else { return nil }
+            return pool.remove(at: i)
+        } ?? TensorStorage(count: count)
+        defer {
+            lock.withLock {
+                pool.append(buffer)
+                if pool.count > poolLimit {
+                    pool.remove(at: pool.indices.min(by: { pool[$0].count < pool[$1].count })!)
+                }
+            }
+        }
+        return try body(buffer.pointer)
+    }
+}

@@ -29,15 +29,48 @@ public enum Ops {
     }
     }
 
+    /// How `conv2d` computes a convolution.
+    public enum ConvAlgorithm: String, Sendable {
+        /// 1×1, stride 1, no padding: one GEMM per image.
+        case gemm
+        /// Winograd F(4×4, 3×3) (`Winograd`): 3×3, stride 1, padding 1, enough 4×4 tiles.
+        case winograd
+        /// im2col over tiles of output rows, then GEMM.
+        case im2col
+    }
+
+    /// Winograd on/off (benchmarks compare both in one run: ATELIER_WINOGRAD=0 turns it off).
+    nonisolated(unsafe) public static var winogradEnabled = ProcessInfo.processInfo.environment["ATELIER_WINOGRAD"] != "0"
+
+    /// The algorithm `conv2d` uses for this input shape `[B, C, H, W]` and weight `[O, C, kh, kw]`.
+    /// Winograd needs enough output tiles for its 36 GEMMs to be well shaped and a kernel
+    /// transform that stays small (the UNet's 1280-channel levels at 16² and 8² stay im2col).
+    public static func convAlgorithm(input: [Int], weight: [Int], stride: Int,
+                                     padding: (top: Int, left: Int, bottom: Int, right: Int)) -> ConvAlgorithm {
+        let (kh, kw) = (weight[2], weight[3])
+        if kh == 1 && kw == 1 && stride == 1 && padding == (0, 0, 0, 0) { return .gemm }
+        let tiles = input[0] * ((input[2] + 3) / 4) * ((input[3] + 3) / 4)
+        if winogradEnabled && kh == 3 && kw == 3 && stride == 1 && padding == (1, 1, 1, 1)
+            && tiles >= 128 && 36 * weight[0] * weight[1] <= 1 << 24 {
+            return .winograd
+        }
+        return .im2col
+    }
+
     /// 2-D convolution, NCHW input, OIHW weight. Padding is (top, left, bottom, right)
     /// so the VAE encoder's asymmetric (0,0,1,1) downsampling pad fits too.
-    /// 1×1 stride-1 convs are one GEMM; others are im2col over tiles of output rows so
-    /// the column buffer stays a few MB (a 512² VAE layer would need 1.2 GB unbounded).
+    /// 1×1 stride-1 convs are one GEMM; 3×3 stride-1 convs with enough pixels are Winograd;
+    /// others are im2col over tiles of output rows so the column buffer stays a few MB
+    /// (a 512² VAE layer would need 1.2 GB unbounded).
     public static func conv2d(
         _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1,
         padding: (top: Int, left: Int, bottom: Int, right: Int)
     ) -> Tensor {
-        Profiler.measure("conv2d") {
+        precondition(weight.shape[1] == x.shape[1], "conv2d: input channels \(x.shape[1]) vs weight \(weight.shape)")
+        if convAlgorithm(input: x.shape, weight: weight.shape, stride: stride, padding: padding) == .winograd {
+            return Profiler.measure("conv2d.winograd") { Winograd.conv3x3(x, weight: weight, bias: bias) }
+        }
+        return Profiler.measure("conv2d") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         precondition(weight.shape[1] == c, "conv2d: input channels \(c) vs weight \(weight.shape)")
@@ -62,8 +95,7 @@ public enum Ops {
             // Tile of output rows so that the column buffer is about 4 MB.
             // at least ~1024 output columns per GEMM (small N starves BLAS), else ~convTileFloats of columns
             let rowsPerTile = max(1, min(ho, max((1024 + wo - 1) / wo, Ops.convTileFloats / max(1, kdim * wo))))
-            let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * rowsPerTile * wo)
-            defer { col.deallocate() }
+            Scratch.with(kdim * rowsPerTile * wo) { col in
             var r0 = 0
             while r0 < ho {
                 let rows = min(rowsPerTile, ho - r0)
@@ -73,6 +105,7 @@ public enum Ops {
                 sgemm(m: o, n: ncols, k: kdim, a: wp, lda: kdim, b: col, ldb: ncols,
                       beta: beta, c: on + r0 * wo, ldc: hw)
                 r0 += rows
+            }
             }
         }
         return out

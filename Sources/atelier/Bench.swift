@@ -11,10 +11,10 @@ struct Bench: ParsableCommand {
         abstract: "Time the engine's hot paths (ratio to PyTorch when --reference-python is given).")
 
     enum What: String, ExpressibleByArgument, CaseIterable {
-        case unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode", textEncoder = "text-encoder", txt2img, load, matmul, queue, gateway, api
+        case unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode", textEncoder = "text-encoder", txt2img, load, matmul, conv, queue, gateway, api
     }
 
-    @Argument(help: "unet | vae-decode | vae-encode | text-encoder | txt2img | load | matmul | queue | gateway | api") var what: What
+    @Argument(help: "unet | vae-decode | vae-encode | text-encoder | txt2img | load | matmul | conv | queue | gateway | api") var what: What
     @Option(help: "queue, gateway, api: items (requests) per measurement.") var items: Int = 2000
     @Option(help: "queue: a PostgreSQL URL to measure besides SQLite (postgres://user@host:port/db).") var queueDb: String?
     @Option(help: "Checkpoint (.safetensors); not needed for matmul.") var model: String?
@@ -55,6 +55,7 @@ struct Bench: ParsableCommand {
         guard size % 8 == 0, size >= 64 else { throw ValidationError("--size must be a multiple of 8, at least 64") }
         let load0 = loadAverage()
         let sgemm = measureSGEMM()
+        if what == .conv { return benchConv(sgemm: sgemm, load: load0) }
         var loaded: StableDiffusionModel?
         func m() throws -> StableDiffusionModel {
             if let loaded { return loaded }
@@ -66,7 +67,7 @@ struct Bench: ParsableCommand {
         let h = size / 8
         var work: () throws -> Void
         switch what {
-        case .queue, .gateway, .api: return
+        case .queue, .gateway, .api, .conv: return
         case .matmul:
             work = { _ = measureSGEMM(n: 2048, runs: 1) }
         case .load:
@@ -147,6 +148,56 @@ struct Bench: ParsableCommand {
                 print(String(format: "  %-14@ %8.3f s  %6d calls  %8.1f GFLOP  %6.1f GFLOP/s", name as NSString, secs, calls, fl / 1e9, fl / 1e9 / max(secs, 1e-9)))
             }
         }
+    }
+
+    /// The 3×3 convolutions of SD 1.5 at each shape class, im2col+sgemm and Winograd one after
+    /// the other in this run: time, rate in direct-convolution FLOP/s, fraction of sgemm.
+    func benchConv(sgemm: Double, load: Double) {
+        let shapes: [(String, [Int], Int)] = [
+            ("unet 320ch 64²", [2, 320, 64, 64], 320), ("unet 640ch 32²", [2, 640, 32, 32], 640),
+            ("unet 1280ch 16²", [2, 1280, 16, 16], 1280), ("unet 1280ch 8²", [2, 1280, 8, 8], 1280),
+            ("vae 512ch 64²", [1, 512, 64, 64], 512), ("vae 512ch 256²", [1, 512, 256, 256], 512),
+            ("vae 128ch 512²", [1, 128, 512, 512], 128),
+        ]
+        let pad = (top: 1, left: 1, bottom: 1, right: 1)
+        let saved = Ops.winogradEnabled
+        defer { Ops.winogradEnabled = saved }
+        for (name, shape, o) in shapes {
+            let x = Tensor(filling: shape, with: 0.1)
+            let weight = Tensor(filling: [o, shape[1], 3, 3], with: 0.01)
+            let flop = 2.0 * Double(o * shape[1] * 9 * shape[0] * shape[2] * shape[3])
+            var medians: [String: Double] = [:]
+            for fast in [false, true] {
+                Ops.winogradEnabled = fast
+                let algorithm = Ops.convAlgorithm(input: shape, weight: weight.shape, stride: 1, padding: pad)
+                if fast && algorithm != .winograd { continue }
+                _ = Ops.conv2d(x, weight: weight, bias: nil, padding: pad)
+                var times: [Double] = []
+                for _ in 0..<max(runs, 3) {
+                    let t = now()
+                    _ = Ops.conv2d(x, weight: weight, bias: nil, padding: pad)
+                    times.append(now() - t)
+                }
+                times.sort()
+                medians[algorithm.rawValue] = times[times.count / 2]
+            }
+            let base = medians["im2col"]!, fast = medians["winograd"]
+            if json {
+                let o: [String: Any] = ["name": "conv", "shape": name, "median_s": fast ?? base, "im2col_median_s": base,
+                                        "winograd_median_s": fast ?? NSNull(), "gflops": flop / (fast ?? base) / 1e9,
+                                        "sgemm_gflops": sgemm, "fraction_of_sgemm": flop / (fast ?? base) / 1e9 / sgemm,
+                                        "reference_median_s": NSNull(), "ratio": NSNull(), "peak_rss_bytes": peakRSS(),
+                                        "load_average": load]
+                if let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) { print(String(decoding: data, as: UTF8.self)) }
+            } else {
+                var line = String(format: "%-16@ im2col %7.1f ms (%5.1f GFLOP/s, %.2f of sgemm)", name as NSString, base * 1e3, flop / base / 1e9, flop / base / 1e9 / sgemm)
+                if let fast {
+                    line += String(format: "  winograd %7.1f ms (%5.1f GFLOP/s-equivalent, %.2f of sgemm) → %.2f×", fast * 1e3, flop / fast / 1e9, flop / fast / 1e9 / sgemm, fast / base)
+                }
+                print(line)
+            }
+        }
+        if !json { print(String(format: "sgemm %.1f GFLOP/s measured now, load average before %.2f", sgemm, load)) }
     }
 
     /// One UNet step with a ControlNet unit (its residuals, then the UNet taking them), at the
