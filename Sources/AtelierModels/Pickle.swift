@@ -122,7 +122,7 @@ public struct TorchTensorRef {
                 }
             }
         }
-        return Tensor(shape: size.isEmpty ? [1] : size, data: out)
+        return Tensor(shape: size.isEmpty ? [1] : size, data: out, pooled: false)
     }
 }
 

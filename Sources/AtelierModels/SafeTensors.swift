@@ -129,7 +129,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     static func convert(_ src: UnsafeRawPointer, type: StoredType, shape: [Int]) -> Tensor {
         let n = shape.reduce(1, *)
-        let t = Tensor(uninitialized: shape)
+        let t = Tensor(uninitialized: shape, pooled: false)
         let d = t.unsafePointer
         switch type {
         case .f32:

@@ -4,22 +4,99 @@ import Foundation
 ///
 /// Tensors are values whose storage is shared until written: every op in this layer
 /// returns a fresh tensor, and in-place helpers (`withMutablePointer`) copy first when
-/// the storage is shared.
+/// the storage is shared. Activations come from `BufferPool` (a step loop reuses the
+/// previous step's buffers); weights are allocated outside it (`pooled: false`).
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    let pooled: Bool
 
-    public init(count: Int) {
+    public init(count: Int, pooled: Bool = true) {
         self.count = count
+        self.pooled = pooled
+        pointer = pooled ? BufferPool.take(count) : BufferPool.allocate(count)
+    }
+
+    deinit {
+        if pooled { BufferPool.give(pointer, count: count) } else { free(pointer) }
+    }
+}
+
+/// Freed activation buffers kept for reuse, by exact size.
+///
+/// Every op returns a fresh tensor; without reuse each large buffer is a fresh `mmap` whose
+/// pages fault in (zeroed by the kernel) on first write — measured at about 1.2 GB and
+/// several seconds of system time per SD 1.5 UNet forward. The same shapes recur every
+/// sampler step, so steps 2…N find every buffer here (`freshAllocations` stops growing).
+/// Bounded: past `limitBytes` the oldest cached buffers are freed.
+public enum BufferPool {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var cached: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    /// (count, pointer) in the order they were cached, for eviction.
+    nonisolated(unsafe) private static var order: [(Int, UnsafeMutablePointer<Float>)] = []
+    nonisolated(unsafe) private static var cachedBytes = 0
+    nonisolated(unsafe) private static var _fresh = 0
+
+    /// Cache bound (ATELIER_BUFFER_POOL_MB, default 1024 MB).
+    nonisolated(unsafe) public static var limitBytes =
+        (Int(ProcessInfo.processInfo.environment["ATELIER_BUFFER_POOL_MB"] ?? "") ?? 1024) << 20
+
+    /// Activation buffers allocated from the system (not found in the pool) since start.
+    public static var freshAllocations: Int { lock.withLock { _fresh } }
+
+    /// Bytes held for reuse now.
+    public static var bytesCached: Int { lock.withLock { cachedBytes } }
+
+    static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
         var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
             fatalError("out of memory allocating \(bytes) bytes")
         }
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        return raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { free(pointer) }
+    static func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let reused = lock.withLock { () -> UnsafeMutablePointer<Float>? in
+            guard var list = cached[count], let p = list.popLast() else { _fresh += 1; return nil }
+            cached[count] = list.isEmpty ? nil : list
+            cachedBytes -= count * 4
+            if let i = order.lastIndex(where: { $0.1 == p }) { order.remove(at: i) }
+            return p
+        }
+        return reused ?? allocate(count)
+    }
+
+    static func give(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        var evicted: [UnsafeMutablePointer<Float>] = []
+        lock.withLock {
+            let bytes = count * 4
+            guard bytes <= limitBytes else { evicted.append(p); return }
+            while cachedBytes + bytes > limitBytes, !order.isEmpty {
+                let (n, q) = order.removeFirst()
+                if var list = cached[n], let i = list.lastIndex(of: q) {
+                    list.remove(at: i)
+                    cached[n] = list.isEmpty ? nil : list
+                }
+                cachedBytes -= n * 4
+                evicted.append(q)
+            }
+            cached[count, default: []].append(p)
+            order.append((count, p))
+            cachedBytes += bytes
+        }
+        for q in evicted { free(q) }
+    }
+
+    /// Frees every cached buffer (after a model is unloaded, or when idle).
+    public static func drain() {
+        let all = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
+            let ps = order.map(\.1)
+            cached = [:]; order = []; cachedBytes = 0
+            return ps
+        }
+        for p in all { free(p) }
+    }
 }
 
 /// A dense, row-major (C-contiguous) float32 tensor. Activations are NCHW, token
@@ -40,15 +117,16 @@ public struct Tensor: @unchecked Sendable {
         storage.pointer.initialize(repeating: 0, count: n)
     }
 
-    /// A tensor with unspecified contents, to be filled by the caller.
-    public init(uninitialized shape: [Int]) {
+    /// A tensor with unspecified contents, to be filled by the caller. Weights that live as
+    /// long as their model pass `pooled: false` (see `BufferPool`).
+    public init(uninitialized shape: [Int], pooled: Bool = true) {
         self.shape = shape
-        storage = TensorStorage(count: shape.reduce(1, *))
+        storage = TensorStorage(count: shape.reduce(1, *), pooled: pooled)
     }
 
-    public init(shape: [Int], data: [Float]) {
+    public init(shape: [Int], data: [Float], pooled: Bool = true) {
         precondition(shape.reduce(1, *) == data.count, "shape \(shape) does not hold \(data.count) values")
-        self.init(uninitialized: shape)
+        self.init(uninitialized: shape, pooled: pooled)
         data.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: data.count) }
     }
 

@@ -103,6 +103,7 @@ struct Bench: ParsableCommand {
         try work()  // warm-up
         var times: [Double] = []
         let ru0 = cpuSeconds()
+        let faults0 = minorFaults(), fresh0 = BufferPool.freshAllocations
         let wall0 = now()
         Profiler.reset()
         Profiler.enabled = true
@@ -114,6 +115,8 @@ struct Bench: ParsableCommand {
         }
         Profiler.enabled = false
         let utilisation = (cpuSeconds() - ru0) / (now() - wall0)
+        let faultsPerRun = (minorFaults() - faults0) / runs
+        let freshPerRun = Double(BufferPool.freshAllocations - fresh0) / Double(runs)
         times.sort()
         let median = times[times.count / 2]
         let flops = Profiler.flops
@@ -128,6 +131,7 @@ struct Bench: ParsableCommand {
                                     "runs": runs, "threads": Compute.threads, "size": size, "gflop": flops / 1e9,
                                     "gflops": gflops, "sgemm_gflops": sgemm, "fraction_of_sgemm": gflops / sgemm,
                                     "cpu_utilisation": utilisation, "peak_rss_bytes": rss, "load_average": load0,
+                                    "page_faults_per_run": faultsPerRun, "fresh_buffers_per_run": freshPerRun,
                                     "reference_median_s": refMedian ?? NSNull(), "ratio": refMedian.map { median / $0 } ?? NSNull()]
             if what == .matmul { o["gflops"] = sgemm }
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
@@ -136,6 +140,7 @@ struct Bench: ParsableCommand {
             print("\(what.rawValue): median \(f(median)) s (min \(f(times.first!)), max \(f(times.last!)), \(runs) runs, \(Compute.threads) threads)")
             print("  work \(f(flops / 1e9)) GFLOP, \(f(gflops)) GFLOP/s = \(f(gflops / sgemm)) of sgemm (\(f(sgemm)) GFLOP/s measured now)")
             print("  CPU utilisation \(f(utilisation)), peak RSS \(f(Double(rss) / 1_073_741_824)) GiB, load average before \(f(load0))")
+            print("  per run after the warm-up: \(f(freshPerRun)) tensor buffers allocated (0 = all reused), \(faultsPerRun) minor page faults")
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }
         }
         if what == .unet, let controlnet { try benchControlNet(controlnet, model: try m(), plainMedian: median, sgemm: sgemm) }
@@ -354,6 +359,13 @@ func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Minor page faults of this process so far (fresh pages touched).
+func minorFaults() -> Int {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return u.ru_minflt
 }
 
 func cpuSeconds() -> Double {
