@@ -25,6 +25,27 @@ def test_every_bench_reports_time_work_rss_and_a_null_reference():
             assert r["gflop"] > 0 and 0 < r["fraction_of_sgemm"]
 
 
+def test_txt2img_bench_allocates_no_tensor_buffer_after_the_first_step():
+    r = bench("txt2img")
+    assert r["name"] == "txt2img" and r["median_s"] > 0
+    # BufferPool: steps 2…N reuse the buffers step 1 freed
+    assert r["fresh_buffers_steps_2_to_n"] == 0
+    assert r["fresh_buffers_per_run"] >= 0 and r["page_faults_per_run"] >= 0
+
+
+def test_conv_bench_compares_im2col_and_winograd_at_each_shape_class():
+    out = subprocess.run([BINARY, "bench", "conv", "--runs", "1", "--size", "128", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert len(rows) == 7 and all(r["name"] == "conv" and r["im2col_median_s"] > 0 for r in rows)
+    shapes = {r["shape"]: r for r in rows}
+    # at --size 128 the UNet's 320-channel level is 16² × batch 2 = 32 tiles: too few for Winograd;
+    # the VAE's 128-channel layer at 128² has 1024 tiles
+    assert shapes["unet 320ch 16²"]["winograd_median_s"] is None
+    assert shapes["vae 128ch 128²"]["winograd_median_s"] > 0
+
+
 def test_bench_reports_the_lora_patch_and_the_hires_step_next_to_the_plain_step():
     lora = os.path.join(os.path.dirname(TINY), "..", "networks", "Lora", "tiny_lora.safetensors")
     out = subprocess.run([BINARY, "bench", "unet", "--model", TINY, "--runs", "1", "--size", "128", "--json",

@@ -66,6 +66,7 @@ struct Bench: ParsableCommand {
         }
         let h = size / 8
         var work: () throws -> Void
+        nonisolated(unsafe) var freshInLoop: Int?
         switch what {
         case .queue, .gateway, .api, .conv: return
         case .matmul:
@@ -98,7 +99,14 @@ struct Bench: ParsableCommand {
             r.width = size
             r.height = size
             r.randnSource = .cpu
-            work = { _ = try p.txt2img(r) }
+            // tensor buffers allocated over steps 2…N (the step loop should reuse step 1's)
+            work = {
+                var atFirst = 0
+                _ = try p.txt2img(r, progress: { progress in
+                    if progress.step == 1 { atFirst = BufferPool.freshAllocations }
+                    if progress.step == progress.steps { freshInLoop = BufferPool.freshAllocations - atFirst }
+                })
+            }
         }
         try work()  // warm-up
         var times: [Double] = []
@@ -134,6 +142,7 @@ struct Bench: ParsableCommand {
                                     "page_faults_per_run": faultsPerRun, "fresh_buffers_per_run": freshPerRun,
                                     "reference_median_s": refMedian ?? NSNull(), "ratio": refMedian.map { median / $0 } ?? NSNull()]
             if what == .matmul { o["gflops"] = sgemm }
+            if let freshInLoop { o["fresh_buffers_steps_2_to_n"] = freshInLoop }
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
@@ -141,6 +150,7 @@ struct Bench: ParsableCommand {
             print("  work \(f(flops / 1e9)) GFLOP, \(f(gflops)) GFLOP/s = \(f(gflops / sgemm)) of sgemm (\(f(sgemm)) GFLOP/s measured now)")
             print("  CPU utilisation \(f(utilisation)), peak RSS \(f(Double(rss) / 1_073_741_824)) GiB, load average before \(f(load0))")
             print("  per run after the warm-up: \(f(freshPerRun)) tensor buffers allocated (0 = all reused), \(faultsPerRun) minor page faults")
+            if let freshInLoop { print("  tensor buffers allocated over steps 2…N of the last run: \(freshInLoop)") }
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }
         }
         if what == .unet, let controlnet { try benchControlNet(controlnet, model: try m(), plainMedian: median, sgemm: sgemm) }
@@ -158,11 +168,12 @@ struct Bench: ParsableCommand {
     /// The 3×3 convolutions of SD 1.5 at each shape class, im2col+sgemm and Winograd one after
     /// the other in this run: time, rate in direct-convolution FLOP/s, fraction of sgemm.
     func benchConv(sgemm: Double, load: Double) {
+        let h = size / 8   // latent side; the shapes below are SD 1.5's at --size
         let shapes: [(String, [Int], Int)] = [
-            ("unet 320ch 64²", [2, 320, 64, 64], 320), ("unet 640ch 32²", [2, 640, 32, 32], 640),
-            ("unet 1280ch 16²", [2, 1280, 16, 16], 1280), ("unet 1280ch 8²", [2, 1280, 8, 8], 1280),
-            ("vae 512ch 64²", [1, 512, 64, 64], 512), ("vae 512ch 256²", [1, 512, 256, 256], 512),
-            ("vae 128ch 512²", [1, 128, 512, 512], 128),
+            ("unet 320ch \(h)²", [2, 320, h, h], 320), ("unet 640ch \(h / 2)²", [2, 640, h / 2, h / 2], 640),
+            ("unet 1280ch \(h / 4)²", [2, 1280, h / 4, h / 4], 1280), ("unet 1280ch \(h / 8)²", [2, 1280, h / 8, h / 8], 1280),
+            ("vae 512ch \(h)²", [1, 512, h, h], 512), ("vae 512ch \(4 * h)²", [1, 512, 4 * h, 4 * h], 512),
+            ("vae 128ch \(8 * h)²", [1, 128, 8 * h, 8 * h], 128),
         ]
         let pad = (top: 1, left: 1, bottom: 1, right: 1)
         let saved = Ops.winogradEnabled
