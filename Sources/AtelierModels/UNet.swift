@@ -61,9 +61,10 @@ struct CrossAttention {
         self.heads = heads
     }
 
-    func callAsFunction(_ x: Tensor, context: Tensor? = nil) -> Tensor {
+    /// `residual + attention(x, context)`: the block's residual add is folded into `to_out`.
+    func callAsFunction(_ x: Tensor, context: Tensor? = nil, residual: Tensor) -> Tensor {
         let ctx = context ?? x
-        return out(Ops.attention(q: q(x), k: k(ctx), v: v(ctx), heads: heads))
+        return out(Ops.attention(q: q(x), k: k(ctx), v: v(ctx), heads: heads), residual: residual)
     }
 }
 
@@ -84,9 +85,9 @@ struct TransformerBlock {
 
     /// x: [N, tokens, dim]; context: [N, 77·k, contextDim]
     func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
-        var x = Ops.add(x, attn1(norm1(x)))
-        x = Ops.add(x, attn2(norm2(x), context: context))
-        return Ops.add(x, ffOut(Ops.geglu(ffIn(norm3(x)))))
+        var x = attn1(norm1(x), residual: x)
+        x = attn2(norm2(x), context: context, residual: x)
+        return ffOut(Ops.geglu(ffIn(norm3(x))), residual: x)
     }
 }
 
@@ -114,10 +115,11 @@ struct SpatialTransformer {
 
     func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        var t = projIn(Ops.transposeLast2(norm(x).reshaped([n, c, h * w])))
+        // projections straight between the channels-first and token-major layouts
+        var t = Ops.linear(channelsFirst: norm(x).reshaped([n, c, h * w]), weight: projIn.weight, bias: projIn.bias)
         for b in blocks { t = b(t, context: context) }
-        let back = Ops.transposeLast2(projOut(t)).reshaped([n, c, h, w])
-        return Ops.add(back, x)
+        return Ops.linear(toChannelsFirst: t, weight: projOut.weight, bias: projOut.bias, residual: x)
+            .reshaped([n, c, h, w])
     }
 }
 

@@ -86,15 +86,106 @@ public struct VAEDecoder {
         convOut = try Conv2d(s, p + "conv_out", in: ch, out: c.outChannels, kernel: 3)
     }
 
-    /// z: [N, 4, h, w] (scaled latents × 1/scaleFactor) → [N, 3, 8h, 8w]
-    public func callAsFunction(_ z: Tensor) -> Tensor {
+    /// Latent area above which `callAsFunction` decodes in tiles by default (96² latents = 768²
+    /// pixels): below it the untiled decode is A1111's, bit for bit; above it memory stays
+    /// that of a 512² decode whatever the size.
+    public static let tilingThreshold = 96 * 96
+    /// Default tile side in latent pixels.
+    public static let defaultTile = 64
+
+    /// z: [N, 4, h, w] (scaled latents × 1/scaleFactor) → [N, 3, 8h, 8w].
+    /// `tile`: nil decodes in tiles of `defaultTile` above `tilingThreshold`, 0 never tiles,
+    /// n tiles with side n latent pixels (see `tiledUpsampling`).
+    public func callAsFunction(_ z: Tensor, tile: Int? = nil) -> Tensor {
         var h = convIn(postQuant(z))
         h = mid2(midAttn(mid1(h)))
-        for (blocks, up) in levels {
+        for b in levels[0].0 { h = b(h) }
+        let side = tile ?? (h.shape[2] * h.shape[3] > Self.tilingThreshold ? Self.defaultTile : 0)
+        if side <= 0 || (h.shape[2] <= side && h.shape[3] <= side) { return upsampling(h) }
+        return tiledUpsampling(h, tile: side)
+    }
+
+    /// Everything after the first level's res blocks: the upsampling levels, norm and conv out.
+    func upsampling(_ h0: Tensor) -> Tensor {
+        var h = h0
+        if let up = levels[0].1 { h = up(Ops.upsampleNearest2x(h)) }
+        for (blocks, up) in levels.dropFirst() {
             for b in blocks { h = b(h) }
             if let up { h = up(Ops.upsampleNearest2x(h)) }
         }
         return convOut(normOut(h, silu: true))
+    }
+
+    /// Latent pixels decoded around each tile beyond its blend band: the upsampling path's
+    /// 3×3 convolutions see 6¼ latent pixels (7 convs at 2×, 7 at 4×, 7 at 8×), so the band's
+    /// convolutions are exact and only the GroupNorm statistics are the tile's own.
+    static let tileHalo = 8
+    /// Latent pixels over which neighbouring tiles cross-fade, each side of their border.
+    static let tileBlend = 2
+
+    /// The upsampling path (the memory-hungry part: 256 channels at 4× and 128 at 8× the
+    /// latent size) one tile of latents at a time, as diffusers' and ComfyUI's tiled VAE
+    /// decodes do; the deep part (mid attention over all positions) stays whole. Each tile
+    /// is decoded with `tileHalo + tileBlend` latent pixels of context, and neighbours
+    /// cross-fade linearly over ±`tileBlend` latent pixels around their shared border.
+    /// GroupNorm statistics are each tile's own (its context included): whole-picture
+    /// statistics gathered in a first pass were tried and matched the untiled decode worse
+    /// (the first pass's per-tile normalisation shifts every later layer's statistics).
+    func tiledUpsampling(_ h0: Tensor, tile: Int) -> Tensor {
+        let (n, c, lh, lw) = (h0.shape[0], h0.shape[1], h0.shape[2], h0.shape[3])
+        let f = 1 << (levels.count - 1)          // latent → pixel scale (8)
+        let (ph, pw) = (lh * f, lw * f)
+        let out = Tensor(zeros: [n, config.outChannels, ph, pw])
+        var weights = [Float](repeating: 0, count: ph * pw)
+        let pad = Self.tileHalo + Self.tileBlend
+        let blend = Float(Self.tileBlend * f)
+        /// Cross-fade weight of pixel p for a tile whose interior is [lo, hi) pixels.
+        func ramp(_ p: Int, _ lo: Int, _ hi: Int, _ size: Int) -> Float {
+            var w: Float = 1
+            if lo > 0 { w = min(w, max(0, (Float(p - lo) + 0.5 + blend) / (2 * blend))) }
+            if hi < size { w = min(w, max(0, (Float(hi - p) - 0.5 + blend) / (2 * blend))) }
+            return w
+        }
+        /// Runs the upsampling path on the tile at (y0, x0) with its context.
+        func run(_ y0: Int, _ x0: Int) -> (Tensor, y1: Int, x1: Int, ry0: Int, rx0: Int, rh: Int, rw: Int) {
+            let (y1, x1) = (min(lh, y0 + tile), min(lw, x0 + tile))
+            let (ry0, ry1) = (max(0, y0 - pad), min(lh, y1 + pad))
+            let (rx0, rx1) = (max(0, x0 - pad), min(lw, x1 + pad))
+            let (rh, rw) = (ry1 - ry0, rx1 - rx0)
+            let region = Tensor(uninitialized: [n, c, rh, rw])
+            for plane in 0..<(n * c) {
+                for y in 0..<rh {
+                    (region.unsafePointer + (plane * rh + y) * rw)
+                        .update(from: h0.unsafePointer + (plane * lh + ry0 + y) * lw + rx0, count: rw)
+                }
+            }
+            return (upsampling(region), y1, x1, ry0, rx0, rh, rw)
+        }
+        for y0 in stride(from: 0, to: lh, by: tile) {
+            for x0 in stride(from: 0, to: lw, by: tile) {
+                let (decoded, y1, x1, ry0, rx0, rh, rw) = run(y0, x0)
+                let (dh, dw) = (rh * f, rw * f)
+                // pixels this tile contributes to: its interior widened by the blend band
+                let (py0, py1) = (max(0, (y0 - Self.tileBlend) * f), min(ph, (y1 + Self.tileBlend) * f))
+                let (px0, px1) = (max(0, (x0 - Self.tileBlend) * f), min(pw, (x1 + Self.tileBlend) * f))
+                let wx = (px0..<px1).map { ramp($0, x0 * f, x1 * f, pw) }
+                for py in py0..<py1 {
+                    let wy = ramp(py, y0 * f, y1 * f, ph)
+                    let dy = py - ry0 * f
+                    for px in px0..<px1 { weights[py * pw + px] += wy * wx[px - px0] }
+                    for plane in 0..<(n * config.outChannels) {
+                        let src = decoded.unsafePointer + (plane * dh + dy) * dw - rx0 * f
+                        let dst = out.unsafePointer + (plane * ph + py) * pw
+                        for px in px0..<px1 { dst[px] += wy * wx[px - px0] * src[px] }
+                    }
+                }
+            }
+        }
+        for plane in 0..<(n * config.outChannels) {
+            let dst = out.unsafePointer + plane * ph * pw
+            for i in 0..<(ph * pw) { dst[i] /= weights[i] }
+        }
+        return out
     }
 }
 

@@ -117,6 +117,11 @@ public struct Linear {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { Ops.linear(x, weight: weight, bias: bias) }
+
+    /// `self(x) + residual` in one pass (the add folded into the GEMM).
+    public func callAsFunction(_ x: Tensor, residual: Tensor) -> Tensor {
+        Ops.linear(x, weight: weight, bias: bias, residual: residual)
+    }
 }
 
 /// `nn.Conv2d` with square kernels; padding (top, left, bottom, right).

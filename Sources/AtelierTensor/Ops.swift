@@ -29,6 +29,74 @@ public enum Ops {
     }
     }
 
+    /// `x[..., K] · W[N, K]ᵀ + b + residual` → `[..., N]`: the residual add of a transformer
+    /// block folded into the GEMM (the output starts as `residual + b`, GEMM with β = 1).
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor) -> Tensor {
+        Profiler.measure("linear") {
+        let k = x.shape.last!, n = weight.shape[0]
+        precondition(weight.shape[1] == k, "linear: input width \(k) vs weight \(weight.shape)")
+        let m = x.count / k
+        precondition(residual.count == m * n, "linear: residual \(residual.shape) vs output [\(m), \(n)]")
+        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
+        let o = out.unsafePointer, r = residual.unsafePointer
+        Compute.split(m, minimum: max(1, (1 << 15) / n)) { rows in
+            for row in rows {
+                if let bias {
+                    mapVector(r + row * n, bias.unsafePointer, o + row * n, n) { $0 + $1 }
+                } else {
+                    (o + row * n).update(from: r + row * n, count: n)
+                }
+            }
+        }
+        sgemm(transB: true, m: m, n: n, k: k, a: x.unsafePointer, lda: k,
+              b: weight.unsafePointer, ldb: k, beta: 1, c: o, ldc: n)
+        return out
+        }
+    }
+
+    /// Channels-first `x [B, K, T]` (NCHW with T = H·W) · W[N, K]ᵀ + b → token-major
+    /// `[B, T, N]`: a transformer's projection in, without a separate transpose pass.
+    public static func linear(channelsFirst x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        Profiler.measure("linear") {
+        let (b, k, t) = (x.shape[0], x.shape[1], x.count / (x.shape[0] * x.shape[1]))
+        let n = weight.shape[0]
+        precondition(weight.shape[1] == k, "linear: input channels \(k) vs weight \(weight.shape)")
+        let out = Tensor(uninitialized: [b, t, n])
+        let o = out.unsafePointer
+        if let bias { for r in 0..<(b * t) { (o + r * n).update(from: bias.unsafePointer, count: n) } }
+        for i in 0..<b {
+            sgemm(transA: true, transB: true, m: t, n: n, k: k, a: x.unsafePointer + i * k * t, lda: t,
+                  b: weight.unsafePointer, ldb: k, beta: bias == nil ? 0 : 1, c: o + i * t * n, ldc: n)
+        }
+        return out
+        }
+    }
+
+    /// Token-major `x [B, T, K]` · W[N, K]ᵀ + b + residual, written channels first
+    /// `[B, N, T]` (the residual in that layout): a transformer's projection out and its
+    /// residual add, without a transpose or a separate add pass.
+    public static func linear(toChannelsFirst x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor) -> Tensor {
+        Profiler.measure("linear") {
+        let (b, t, k) = (x.shape[0], x.shape[1], x.shape[2])
+        let n = weight.shape[0]
+        precondition(weight.shape[1] == k && residual.count == b * n * t, "linear: \(x.shape) · \(weight.shape) vs residual \(residual.shape)")
+        let out = Tensor(uninitialized: [b, n, t])
+        let o = out.unsafePointer, r = residual.unsafePointer
+        Compute.split(b * n, minimum: max(1, (1 << 15) / t)) { planes in
+            for plane in planes {
+                let add = bias?.unsafePointer[plane % n] ?? 0
+                let addv = V16(repeating: add)
+                mapVector(r + plane * t, o + plane * t, t) { $0 + addv }
+            }
+        }
+        for i in 0..<b {
+            sgemm(transB: true, m: n, n: t, k: k, a: weight.unsafePointer, lda: k,
+                  b: x.unsafePointer + i * t * k, ldb: k, beta: 1, c: o + i * n * t, ldc: t)
+        }
+        return out
+        }
+    }
+
     /// How `conv2d` computes a convolution.
     public enum ConvAlgorithm: String, Sendable {
         /// 1×1, stride 1, no padding: one GEMM per image.

@@ -31,9 +31,9 @@ public final class TensorStorage: @unchecked Sendable {
 /// Bounded: past `limitBytes` the oldest cached buffers are freed.
 public enum BufferPool {
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var cached: [Int: [UnsafeMutablePointer<Float>]] = [:]
-    /// (count, pointer) in the order they were cached, for eviction.
-    nonisolated(unsafe) private static var order: [(Int, UnsafeMutablePointer<Float>)] = []
+    /// Free buffers by element count, and when each size was last given back (for eviction).
+    nonisolated(unsafe) private static var cached: [Int: (buffers: [UnsafeMutablePointer<Float>], used: Int)] = [:]
+    nonisolated(unsafe) private static var tick = 0
     nonisolated(unsafe) private static var cachedBytes = 0
     nonisolated(unsafe) private static var _fresh = 0
 
@@ -58,10 +58,9 @@ public enum BufferPool {
 
     static func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         let reused = lock.withLock { () -> UnsafeMutablePointer<Float>? in
-            guard var list = cached[count], let p = list.popLast() else { _fresh += 1; return nil }
-            cached[count] = list.isEmpty ? nil : list
-            cachedBytes -= count * 4
-            if let i = order.lastIndex(where: { $0.1 == p }) { order.remove(at: i) }
+            guard var entry = cached[count], let p = entry.buffers.popLast() else { _fresh += 1; return nil }
+            cached[count] = entry.buffers.isEmpty ? nil : entry
+            cachedBytes -= max(count, 1) * 4
             return p
         }
         return reused ?? allocate(count)
@@ -70,19 +69,20 @@ public enum BufferPool {
     static func give(_ p: UnsafeMutablePointer<Float>, count: Int) {
         var evicted: [UnsafeMutablePointer<Float>] = []
         lock.withLock {
-            let bytes = count * 4
+            let bytes = max(count, 1) * 4
             guard bytes <= limitBytes else { evicted.append(p); return }
-            while cachedBytes + bytes > limitBytes, !order.isEmpty {
-                let (n, q) = order.removeFirst()
-                if var list = cached[n], let i = list.lastIndex(of: q) {
-                    list.remove(at: i)
-                    cached[n] = list.isEmpty ? nil : list
-                }
-                cachedBytes -= n * 4
-                evicted.append(q)
+            // over the bound: free the sizes given back longest ago
+            while cachedBytes + bytes > limitBytes,
+                  let (size, entry) = cached.min(by: { $0.value.used < $1.value.used }) {
+                evicted += entry.buffers
+                cachedBytes -= entry.buffers.count * max(size, 1) * 4
+                cached[size] = nil
             }
-            cached[count, default: []].append(p)
-            order.append((count, p))
+            tick += 1
+            var entry = cached[count] ?? ([], 0)
+            entry.buffers.append(p)
+            entry.used = tick
+            cached[count] = entry
             cachedBytes += bytes
         }
         for q in evicted { free(q) }
@@ -91,8 +91,9 @@ public enum BufferPool {
     /// Frees every cached buffer (after a model is unloaded, or when idle).
     public static func drain() {
         let all = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
-            let ps = order.map(\.1)
-            cached = [:]; order = []; cachedBytes = 0
+            let ps = cached.values.flatMap(\.buffers)
+            cached = [:]
+            cachedBytes = 0
             return ps
         }
         for p in all { free(p) }

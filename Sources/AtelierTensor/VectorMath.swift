@@ -71,3 +71,20 @@ func mapVector(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, 
 @inline(__always) func vgelu(_ x: V16) -> V16 {
     x * V16(repeating: 0.5) * (1 + verf(x * V16(repeating: 0.707_106_781_186_547_5)))
 }
+
+/// Applies `f` to `n` pairs from `a` and `b` into `dst` (may alias either), 16 lanes at a time.
+@inline(__always)
+func mapVector(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
+               _ f: (V16, V16) -> V16) {
+    var i = 0
+    while i + 16 <= n {
+        vstore(f(vload(a + i), vload(b + i)), dst + i)
+        i += 16
+    }
+    if i < n {
+        var x = V16(repeating: 0), y = V16(repeating: 0)
+        for j in 0..<(n - i) { x[j] = a[i + j]; y[j] = b[i + j] }
+        let r = f(x, y)
+        for j in 0..<(n - i) { dst[i + j] = r[j] }
+    }
+}
