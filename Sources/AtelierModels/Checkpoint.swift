@@ -183,13 +183,17 @@ public final class StableDiffusionModel: @unchecked Sendable {
 
     /// sha256 of the whole file, hex (A1111's "Model hash" is its first 10 characters).
     public static func fileSHA256(_ path: String) throws -> String {
+        let key = FileHashes.key(path)
+        if let key, let known = FileHashes.shared.lookup(key) { return known }
         guard let h = FileHandle(forReadingAtPath: path) else {
             throw ModelFileError(file: (path as NSString).lastPathComponent, "cannot read")
         }
         defer { try? h.close() }
         var hasher = SHA256()
         while let chunk = try h.read(upToCount: 16 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        if let key { FileHashes.shared.store(key, sha) }
+        return sha
     }
 }
 
@@ -298,5 +302,42 @@ struct ModelConfigs {
             if let v = d["in_channels"] as? Int { vae.inChannels = v }
             if let v = d["out_ch"] as? Int { vae.outChannels = v }
         }
+    }
+}
+
+/// sha256 of model files by (path, size, modification time), as A1111's `cache.json` keeps them:
+/// hashing a 2 GB checkpoint took 3 s here, more than the rest of loading it. Kept in memory, and in
+/// `file` when the service sets one (its data directory), so a restart does not hash again.
+public final class FileHashes: @unchecked Sendable {
+    public static let shared = FileHashes()
+    private let lock = NSLock()
+    private var hashes: [String: String] = [:]
+    private var file: URL?
+
+    /// Persists hashes in `url` (JSON), reading those already there.
+    public func persist(in url: URL) {
+        let known = (try? Data(contentsOf: url)).flatMap { try? JSONDecoder().decode([String: String].self, from: $0) } ?? [:]
+        lock.withLock {
+            file = url
+            hashes.merge(known) { mine, _ in mine }
+        }
+    }
+
+    static func key(_ path: String) -> String? {
+        guard let a = try? FileManager.default.attributesOfItem(atPath: path), let size = a[.size] as? Int,
+              let mtime = a[.modificationDate] as? Date else { return nil }
+        return "\(URL(fileURLWithPath: path).standardizedFileURL.path)|\(size)|\(mtime.timeIntervalSince1970)"
+    }
+
+    func lookup(_ key: String) -> String? { lock.withLock { hashes[key] } }
+
+    func store(_ key: String, _ sha: String) {
+        let (snapshot, url) = lock.withLock { () -> ([String: String], URL?) in
+            hashes[key] = sha
+            return (hashes, file)
+        }
+        guard let url, let data = try? JSONEncoder().encode(snapshot) else { return }
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try? data.write(to: url, options: .atomic)
     }
 }

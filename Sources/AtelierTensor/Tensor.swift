@@ -47,12 +47,19 @@ public enum BufferPool {
     /// Bytes held for reuse now.
     public static var bytesCached: Int { lock.withLock { cachedBytes } }
 
+    /// Buffers from this size up are 2 MB aligned and asked for transparent huge pages: a
+    /// 3.4 GB model then faults in 1 700 pages instead of 850 000 (load time), where the
+    /// kernel allows it (`/sys/kernel/mm/transparent_hugepage/enabled` = madvise or always).
+    static let hugePageBytes = 4 << 20
+
     static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
         var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+        let huge = bytes >= hugePageBytes
+        guard posix_memalign(&raw, huge ? 2 << 20 : 64, bytes) == 0, let raw else {
             fatalError("out of memory allocating \(bytes) bytes")
         }
+        if huge { _ = madvise(raw, bytes, 14 /* MADV_HUGEPAGE */) }
         return raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 

@@ -4,6 +4,7 @@ import AtelierQueue
 import AtelierService
 import AtelierStorage
 import AtelierTensor
+import AtelierModels
 import Foundation
 import Logging
 
@@ -87,6 +88,8 @@ struct Serve: AsyncParsableCommand {
         var data = DataDirectory(root: root, checkpointDir: dir(ckptDir), loraDir: dir(loraDir), vaeDir: dir(vaeDir),
                                  embeddingsDir: dir(embeddingsDir), hypernetworkDir: dir(hypernetworkDir),
                                  controlNetDirs: controlnetDir.map { [URL(fileURLWithPath: $0)] } ?? [])
+        // model files' sha256, kept across restarts as A1111's cache.json
+        FileHashes.shared.persist(in: root.appendingPathComponent("cache/hashes.json"))
         if let vaePath {
             // checked now (operator flags are trusted but validated): a readable VAE file
             var isDir: ObjCBool = false
