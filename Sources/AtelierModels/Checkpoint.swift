@@ -323,10 +323,13 @@ public final class FileHashes: @unchecked Sendable {
         }
     }
 
+    /// The file behind any symlinks, its size and mtime (a link's own attributes would keep a
+    /// replaced target's old hash).
     static func key(_ path: String) -> String? {
-        guard let a = try? FileManager.default.attributesOfItem(atPath: path), let size = a[.size] as? Int,
+        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let a = try? FileManager.default.attributesOfItem(atPath: real), let size = a[.size] as? Int,
               let mtime = a[.modificationDate] as? Date else { return nil }
-        return "\(URL(fileURLWithPath: path).standardizedFileURL.path)|\(size)|\(mtime.timeIntervalSince1970)"
+        return "\(real)|\(size)|\(mtime.timeIntervalSince1970)"
     }
 
     func lookup(_ key: String) -> String? { lock.withLock { hashes[key] } }

@@ -88,7 +88,7 @@ public struct VAEDecoder {
 
     /// Latent area above which `callAsFunction` decodes in tiles by default (96² latents = 768²
     /// pixels): below it the untiled decode is A1111's, bit for bit; above it memory stays
-    /// that of a 512² decode whatever the size.
+    /// that of one tile with its context (84² latents, a 672² decode) whatever the size.
     public static let tilingThreshold = 96 * 96
     /// Default tile side in latent pixels.
     public static let defaultTile = 64
@@ -174,9 +174,9 @@ public struct VAEDecoder {
                     let dy = py - ry0 * f
                     for px in px0..<px1 { weights[py * pw + px] += wy * wx[px - px0] }
                     for plane in 0..<(n * config.outChannels) {
-                        let src = decoded.unsafePointer + (plane * dh + dy) * dw - rx0 * f
+                        let src = decoded.unsafePointer + (plane * dh + dy) * dw
                         let dst = out.unsafePointer + (plane * ph + py) * pw
-                        for px in px0..<px1 { dst[px] += wy * wx[px - px0] * src[px] }
+                        for px in px0..<px1 { dst[px] += wy * wx[px - px0] * src[px - rx0 * f] }
                     }
                 }
             }

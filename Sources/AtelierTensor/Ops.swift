@@ -449,6 +449,18 @@ public enum Ops {
 
     // MARK: - Attention
 
+    /// Whether `attention` takes the fused kernel for this head width and key count
+    /// (`FusedAttention`: 40-wide heads, SD 1.5's 64² level); otherwise BLAS per query block.
+    public static func attentionIsFused(headDim: Int, keys: Int, causal: Bool = false) -> Bool {
+        FusedAttention.applies(headDim: headDim, keys: keys, causal: causal)
+    }
+
+    /// Fused attention on/off (benchmarks compare both: ATELIER_FUSED_ATTENTION=0 turns it off).
+    public static var fusedAttentionEnabled: Bool {
+        get { FusedAttention.enabled }
+        set { FusedAttention.enabled = newValue }
+    }
+
     /// Multi-head scaled dot-product attention on token-major tensors.
     /// `q [B, Nq, H·d]`, `k, v [B, Nk, H·d]` → `[B, Nq, H·d]`. Query rows are processed in
     /// blocks so the score matrix never exceeds `block × Nk` per task (a 4096² score
@@ -458,6 +470,9 @@ public enum Ops {
         let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
         let nk = k.shape[1]
         let d = c / heads
+        if FusedAttention.applies(headDim: d, keys: nk, causal: causal) {
+            return FusedAttention.attention(q: q, k: k, v: v, heads: heads)
+        }
         let scale = 1 / Float(d).squareRoot()
         let block = Ops.attentionBlock
         let qBlocks = (nq + block - 1) / block

@@ -59,7 +59,9 @@ public enum BufferPool {
         guard posix_memalign(&raw, huge ? 2 << 20 : 64, bytes) == 0, let raw else {
             fatalError("out of memory allocating \(bytes) bytes")
         }
+        #if os(Linux)
         if huge { _ = madvise(raw, bytes, 14 /* MADV_HUGEPAGE */) }
+        #endif
         return raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
@@ -95,7 +97,7 @@ public enum BufferPool {
         for q in evicted { free(q) }
     }
 
-    /// Frees every cached buffer (after a model is unloaded, or when idle).
+    /// Frees every cached buffer (for a long idle service; nothing calls it yet).
     public static func drain() {
         let all = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
             let ps = cached.values.flatMap(\.buffers)

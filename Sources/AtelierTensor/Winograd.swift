@@ -26,6 +26,14 @@ public enum Winograd {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let o = weight.shape[0]
         let out = Tensor(uninitialized: [b, o, h, w])
+        guard b > 0, c > 0, o > 0, h > 0, w > 0 else {
+            if let bias, out.count > 0 {
+                for plane in 0..<(b * o) { (out.unsafePointer + plane * h * w).initialize(repeating: bias.unsafePointer[plane % o], count: h * w) }
+            } else if out.count > 0 {
+                out.unsafePointer.initialize(repeating: 0, count: out.count)
+            }
+            return out
+        }
         let ntx = (w + 3) / 4, nty = (h + 3) / 4
         let tileRows = b * nty
         let rowsPerChunk = max(1, min(tileRows, chunkFloats / (36 * (c + o) * ntx)))

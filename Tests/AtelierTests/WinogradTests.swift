@@ -69,6 +69,7 @@ import Testing
         (b: 2, c: 640, o: 640, h: 32, w: 32),   // UNet, 32² level (batch 2 = cond + uncond)
         (b: 1, c: 960, o: 320, h: 64, w: 64),   // UNet, first conv of an up block (skip concat)
         (b: 1, c: 128, o: 128, h: 512, w: 512), // VAE decoder, last stage
+        (b: 2, c: 128, o: 128, h: 256, w: 256), // several chunks of tile rows, one across the two images
         (b: 2, c: 3, o: 5, h: 13, w: 21),       // sizes not a multiple of the 4×4 tile
         (b: 1, c: 4, o: 8, h: 1, w: 30),        // one row
     ])
