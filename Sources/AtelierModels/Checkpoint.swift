@@ -334,6 +334,9 @@ public final class FileHashes: @unchecked Sendable {
 
     func lookup(_ key: String) -> String? { lock.withLock { hashes[key] } }
 
+    /// The file's sha256 if already known (hashed before, or in the persisted file); never hashes.
+    public func known(_ path: String) -> String? { Self.key(path).flatMap(lookup) }
+
     func store(_ key: String, _ sha: String) {
         let (snapshot, url) = lock.withLock { () -> ([String: String], URL?) in
             hashes[key] = sha

@@ -16,11 +16,9 @@ public struct CheckpointInfo: Sendable, Equatable {
 
 /// The checkpoints in the checkpoint dir. Every look-up rescans the directory (a listing is
 /// cheap), so files added while the service runs are found without a restart; sha256 hashes
-/// are cached by path, size and modification time.
+/// are kept by `FileHashes` (path, size and modification time).
 public final class ModelLibrary: @unchecked Sendable {
     public let directory: URL
-    private let lock = NSLock()
-    private var hashes: [String: (size: Int, mtime: Date, sha: String)] = [:]
     private let hashing: Bool
 
     public init(directory: URL, hashing: Bool = true) {
@@ -47,27 +45,10 @@ public final class ModelLibrary: @unchecked Sendable {
         return out.sorted { $0.name.localizedStandardCompare($1.name) == .orderedAscending }
     }
 
-    private func attributes(_ url: URL) -> (Int, Date)? {
-        guard let a = try? FileManager.default.attributesOfItem(atPath: url.path),
-              let size = a[.size] as? Int, let mtime = a[.modificationDate] as? Date else { return nil }
-        return (size, mtime)
-    }
-
-    func cachedHash(_ url: URL) -> String? {
-        guard let (size, mtime) = attributes(url) else { return nil }
-        return lock.withLock {
-            guard let h = hashes[url.path], h.size == size, h.mtime == mtime else { return nil }
-            return h.sha
-        }
-    }
+    func cachedHash(_ url: URL) -> String? { FileHashes.shared.known(url.path) }
 
     /// sha256 of the file, computed once per (size, mtime).
-    public func hash(_ url: URL) -> String? {
-        if let h = cachedHash(url) { return h }
-        guard let (size, mtime) = attributes(url), let sha = try? StableDiffusionModel.fileSHA256(url.path) else { return nil }
-        lock.withLock { hashes[url.path] = (size, mtime, sha) }
-        return sha
-    }
+    public func hash(_ url: URL) -> String? { try? StableDiffusionModel.fileSHA256(url.path) }
 
     /// Finds a checkpoint by any name A1111 accepts: title, name, name without extension,
     /// model_name, short hash, sha256, or the file name alone.

@@ -6,7 +6,6 @@ import Foundation
 /// tile (d = 40 multiply-adds per key), a row softmax, and `P·V` from a 2×40 register tile.
 /// Scores for four rows (4 × Nk floats) stay in L1/L2; no `block × Nk` matrix per task.
 enum FusedAttention {
-    typealias V8 = SIMD8<Float>
     static let headDim = 40
 
     /// Whether `Ops.attention` takes this path (ATELIER_FUSED_ATTENTION=0 turns it off).
@@ -92,7 +91,7 @@ enum FusedAttention {
             var a20 = V8(), a21 = V8(), a30 = V8(), a31 = V8()
             var col = kt + j
             for e in 0..<d {
-                let k0 = load(col), k1 = load(col + 8)
+                let k0 = vload8(col), k1 = vload8(col + 8)
                 let q0 = V8(repeating: q[e]), q1 = V8(repeating: q[d + e])
                 let q2 = V8(repeating: q[2 * d + e]), q3 = V8(repeating: q[3 * d + e])
                 a00.addProduct(q0, k0); a01.addProduct(q0, k1)
@@ -101,10 +100,10 @@ enum FusedAttention {
                 a30.addProduct(q3, k0); a31.addProduct(q3, k1)
                 col += nk
             }
-            store(a00, s + j); store(a01, s + j + 8)
-            store(a10, s + nk + j); store(a11, s + nk + j + 8)
-            store(a20, s + 2 * nk + j); store(a21, s + 2 * nk + j + 8)
-            store(a30, s + 3 * nk + j); store(a31, s + 3 * nk + j + 8)
+            vstore8(a00, s + j); vstore8(a01, s + j + 8)
+            vstore8(a10, s + nk + j); vstore8(a11, s + nk + j + 8)
+            vstore8(a20, s + 2 * nk + j); vstore8(a21, s + 2 * nk + j + 8)
+            vstore8(a30, s + 3 * nk + j); vstore8(a31, s + 3 * nk + j + 8)
             j += 16
         }
     }
@@ -117,23 +116,13 @@ enum FusedAttention {
         var b0 = V8(), b1 = V8(), b2 = V8(), b3 = V8(), b4 = V8()
         var row = v
         for j in 0..<nk {
-            let v0 = load(row), v1 = load(row + 8), v2 = load(row + 16), v3 = load(row + 24), v4 = load(row + 32)
+            let v0 = vload8(row), v1 = vload8(row + 8), v2 = vload8(row + 16), v3 = vload8(row + 24), v4 = vload8(row + 32)
             let x = V8(repeating: p0[j]), y = V8(repeating: p1[j])
             a0.addProduct(x, v0); a1.addProduct(x, v1); a2.addProduct(x, v2); a3.addProduct(x, v3); a4.addProduct(x, v4)
             b0.addProduct(y, v0); b1.addProduct(y, v1); b2.addProduct(y, v2); b3.addProduct(y, v3); b4.addProduct(y, v4)
             row += stride
         }
-        store(a0, o0); store(a1, o0 + 8); store(a2, o0 + 16); store(a3, o0 + 24); store(a4, o0 + 32)
-        if let o1 { store(b0, o1); store(b1, o1 + 8); store(b2, o1 + 16); store(b3, o1 + 24); store(b4, o1 + 32) }
-    }
-
-    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> V8 {
-        UnsafeRawPointer(p).loadUnaligned(as: V8.self)
-    }
-
-    @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> V8 { load(UnsafePointer(p)) }
-
-    @inline(__always) static func store(_ v: V8, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self)
+        vstore8(a0, o0); vstore8(a1, o0 + 8); vstore8(a2, o0 + 16); vstore8(a3, o0 + 24); vstore8(a4, o0 + 32)
+        if let o1 { vstore8(b0, o1); vstore8(b1, o1 + 8); vstore8(b2, o1 + 16); vstore8(b3, o1 + 24); vstore8(b4, o1 + 32) }
     }
 }

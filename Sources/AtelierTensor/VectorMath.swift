@@ -9,6 +9,17 @@ public typealias V16 = SIMD16<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: V16.self)
 }
 
+/// Eight lanes (one AVX2 register), for kernels tiled in 8-wide columns (Winograd, attention).
+typealias V8 = SIMD8<Float>
+
+@inline(__always) func vload8(_ p: UnsafePointer<Float>) -> V8 {
+    UnsafeRawPointer(p).loadUnaligned(as: V8.self)
+}
+
+@inline(__always) func vstore8(_ v: V8, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self)
+}
+
 /// exp on 16 lanes, relative error about 1.2e-7 on [-87, 88] (Cephes-style polynomial,
 /// rounding by the 1.5·2^23 "magic add" because `rounded()` is scalarised).
 @inline(__always) public func vexp(_ x0: V16) -> V16 {

@@ -16,7 +16,6 @@ import Foundation
 /// invalidation. Tiles are processed in chunks of whole tile rows so the transformed input
 /// and products stay a few tens of MB at 512² VAE sizes.
 public enum Winograd {
-    typealias V8 = SIMD8<Float>
 
     /// Transformed-tile budget (V and M together) per chunk, in floats.
     static let chunkFloats = 1 << 23
@@ -141,11 +140,11 @@ public enum Winograd {
                     // vertical pass along x, into t_i[1...w]; t_i[0] and t_i[w+1...] stay zero
                     var xi = 0
                     while xi + 8 <= w {
-                        let z = inputTransform(load(r0 + xi), load(r1 + xi), load(r2 + xi),
-                                               load(r3 + xi), load(r4 + xi), load(r5 + xi))
+                        let z = inputTransform(vload8(r0 + xi), vload8(r1 + xi), vload8(r2 + xi),
+                                               vload8(r3 + xi), vload8(r4 + xi), vload8(r5 + xi))
                         let d = t + 1 + xi
-                        store(z.0, d); store(z.1, d + wp); store(z.2, d + 2 * wp)
-                        store(z.3, d + 3 * wp); store(z.4, d + 4 * wp); store(z.5, d + 5 * wp)
+                        vstore8(z.0, d); vstore8(z.1, d + wp); vstore8(z.2, d + 2 * wp)
+                        vstore8(z.3, d + 3 * wp); vstore8(z.4, d + 4 * wp); vstore8(z.5, d + 5 * wp)
                         xi += 8
                     }
                     while xi < w {
@@ -170,9 +169,9 @@ public enum Winograd {
                         }
                         var tx = 0
                         while tx < ntx {
-                            let e0 = load(phases + tx), e1 = load(phases + phaseCount + tx)
-                            let e2 = load(phases + 2 * phaseCount + tx), e3 = load(phases + 3 * phaseCount + tx)
-                            let e4 = load(phases + tx + 1), e5 = load(phases + phaseCount + tx + 1)
+                            let e0 = vload8(phases + tx), e1 = vload8(phases + phaseCount + tx)
+                            let e2 = vload8(phases + 2 * phaseCount + tx), e3 = vload8(phases + 3 * phaseCount + tx)
+                            let e4 = vload8(phases + tx + 1), e5 = vload8(phases + phaseCount + tx + 1)
                             let z = inputTransform(e0, e1, e2, e3, e4, e5)
                             let dst = v + (i * 6) * plane + ch * tiles + tile0 + tx
                             let count = min(8, ntx - tx)
@@ -248,25 +247,15 @@ public enum Winograd {
         }
     }
 
-    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> V8 {
-        UnsafeRawPointer(p).loadUnaligned(as: V8.self)
-    }
-
     @inline(__always) static func load(_ p: UnsafePointer<Float>, _ count: Int) -> V8 {
-        if count == 8 { return load(p) }
+        if count == 8 { return vload8(p) }
         var v = V8()
         for l in 0..<count { v[l] = p[l] }
         return v
     }
 
-    @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> V8 { load(UnsafePointer(p)) }
-
-    @inline(__always) static func store(_ v: V8, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self)
-    }
-
     @inline(__always) static func store(_ v: V8, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
-        if count == 8 { store(v, p); return }
+        if count == 8 { vstore8(v, p); return }
         for l in 0..<count { p[l] = v[l] }
     }
 }
