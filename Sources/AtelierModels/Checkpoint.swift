@@ -95,20 +95,24 @@ public final class StableDiffusionModel: @unchecked Sendable {
     /// the masked image's latent, 5 channels concatenated to its 4
     public var isInpainting: Bool { unet.config.inChannels == 9 }
     /// the UNet's and text encoder's weights by canonical key, shared with the layers
-    public let parameters: [String: Tensor]
+    public let parameters: [String: Parameter]
+    /// bytes of every weight in memory now (UNet, text encoder, VAE)
+    public var residentBytes: Int { allParameters.reduce(0) { $0 + $1.residentBytes } }
+    private let allParameters: [Parameter]
     /// extra networks patched into `parameters` now, and the original weights they replaced
     let patches = NetworkPatches()
 
     /// Loads `path`: detects the architecture, reads `<stem>.yaml` beside it as A1111 does,
     /// builds every network and fails on any missing, misshapen or unused weight.
-    public init(path: String) throws {
+    /// `resident`: how linear and conv weights stay in memory (float16 files: float16 or float32).
+    public init(path: String, resident: ResidentWeights = ResidentWeights.current) throws {
         self.path = path
         let fileName = (path as NSString).lastPathComponent
         name = ((fileName as NSString).deletingPathExtension)
         guard let file = try openTensorFile(path) else {
             throw ModelFileError(file: fileName, "not a checkpoint (.safetensors or .ckpt)")
         }
-        let store = WeightStore(file: file)
+        let store = WeightStore(file: file, resident: resident)
         let arch = Architecture.detect(store)
         let supported: Bool
         switch arch {
@@ -151,6 +155,7 @@ public final class StableDiffusionModel: @unchecked Sendable {
         }
         sha256 = try Self.fileSHA256(path)
         parameters = store.taken.filter { $0.key.hasPrefix("model.diffusion_model.") || $0.key.hasPrefix("cond_stage_model.") }
+        allParameters = Array(store.taken.values)
     }
 
     /// A1111's `is_using_v_parameterization_for_sd2`: the UNet at t = 999 on 0.5-filled latents and

@@ -159,10 +159,12 @@ public struct NetworkUse: Equatable, Sendable {
     }
 }
 
-/// What is patched into a model's weights now, and the original values of each patched weight.
+/// What is patched into a model's weights now, and how to undo it: half-resident weights go
+/// back to their float16 values (`Parameter.demote`), float32 ones are copied back from `backups`.
 final class NetworkPatches: @unchecked Sendable {
     let lock = NSLock()
     var applied: [NetworkUse] = []
+    var patched: Set<String> = []
     var backups: [String: [Float]] = [:]
 }
 
@@ -188,11 +190,17 @@ extension StableDiffusionModel {
     @discardableResult
     public func applyNetworks(_ uses: [NetworkUse]) throws -> Int {
         try patches.lock.withLock {
-            if patches.applied == uses { return patches.backups.count }
-            for (key, original) in patches.backups {
-                let t = parameters[key]!
-                original.withUnsafeBufferPointer { t.unsafePointer.update(from: $0.baseAddress!, count: original.count) }
+            if patches.applied == uses { return patches.patched.count }
+            for key in patches.patched {
+                let p = parameters[key]!
+                if let original = patches.backups[key] {
+                    let t = p.promote()
+                    original.withUnsafeBufferPointer { t.unsafePointer.update(from: $0.baseAddress!, count: original.count) }
+                } else {
+                    p.demote()
+                }
             }
+            patches.patched = []
             patches.backups = [:]
             patches.applied = []
             let targets = networkTargets
@@ -203,13 +211,16 @@ extension StableDiffusionModel {
                           let weight = parameters[key] else { continue }
                     let multiplier = key.hasPrefix("cond_stage_model.") ? use.te : use.unet
                     guard let delta = try use.file.updown(tensors, shape: weight.shape, multiplier: multiplier) else { continue }
-                    if patches.backups[key] == nil { patches.backups[key] = weight.scalars }
-                    let w = weight.unsafePointer
+                    if !patches.patched.contains(key) {
+                        if !weight.isHalfResident { patches.backups[key] = weight.scalars }
+                        patches.patched.insert(key)
+                    }
+                    let w = weight.promote().unsafePointer
                     for i in delta.indices { w[i] += delta[i] }
                 }
             }
             patches.applied = uses
-            return patches.backups.count
+            return patches.patched.count
         }
     }
 }

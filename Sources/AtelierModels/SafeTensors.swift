@@ -119,12 +119,27 @@ public final class SafeTensorsFile: @unchecked Sendable {
             throw ModelFileError(file: (path as NSString).lastPathComponent, "missing tensor \(key)")
         }
         let t = Self.convert(base + dataStart + e.begin, type: e.type, shape: e.shape)
-        // Weights are read once: drop the file pages so the mapping does not add to peak RSS.
+        dropPages(e)
+        return t
+    }
+
+    /// A float16 entry kept as float16 (see `Parameter`); nil for other types.
+    public func halfParameter(_ key: String) throws -> Parameter? {
+        guard let e = entries[key] else {
+            throw ModelFileError(file: (path as NSString).lastPathComponent, "missing tensor \(key)")
+        }
+        guard e.type == .f16 else { return nil }
+        let p = Parameter(halfBits: base + dataStart + e.begin, shape: e.shape)
+        dropPages(e)
+        return p
+    }
+
+    /// Weights are read once: drops the entry's file pages so the mapping does not add to peak RSS.
+    private func dropPages(_ e: TensorEntry) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (dataStart + e.begin) / page * page
         let end = dataStart + e.end
         if end > start { madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED) }
-        return t
     }
 
     static func convert(_ src: UnsafeRawPointer, type: StoredType, shape: [Int]) -> Tensor {

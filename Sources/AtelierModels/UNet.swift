@@ -116,9 +116,10 @@ struct SpatialTransformer {
     func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         // projections straight between the channels-first and token-major layouts
-        var t = Ops.linear(channelsFirst: norm(x).reshaped([n, c, h * w]), weight: projIn.weight, bias: projIn.bias)
+        let normed = norm(x).reshaped([n, c, h * w])
+        var t = projIn.withMatrix { Ops.linear(channelsFirst: normed, weight: $0, bias: projIn.bias) }
         for b in blocks { t = b(t, context: context) }
-        return Ops.linear(toChannelsFirst: t, weight: projOut.weight, bias: projOut.bias, residual: x)
+        return projOut.withMatrix { Ops.linear(toChannelsFirst: t, weight: $0, bias: projOut.bias, residual: x) }
             .reshaped([n, c, h, w])
     }
 }

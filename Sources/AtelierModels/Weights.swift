@@ -7,6 +7,8 @@ public protocol TensorSource: AnyObject {
     var names: [String] { get }
     func shape(of name: String) -> [Int]?
     func tensor(_ name: String) throws -> Tensor
+    /// The tensor as a half-resident `Parameter` when the file stores it as float16; nil otherwise.
+    func halfParameter(_ name: String) throws -> Parameter?
 }
 
 extension SafeTensorsFile: TensorSource {
@@ -26,10 +28,23 @@ public final class PickledTensors: TensorSource {
 
     public var names: [String] { Array(tensors.keys) }
     public func shape(of name: String) -> [Int]? { tensors[name]?.shape }
+    /// Pickled tensors are widened to float32 as they are read.
+    public func halfParameter(_ name: String) throws -> Parameter? { nil }
     public func tensor(_ name: String) throws -> Tensor {
         guard let t = tensors[name] else { throw ModelFileError(file: (path as NSString).lastPathComponent, "missing tensor \(name)") }
         return t
     }
+}
+
+/// How a model's large weights (linear and conv kernels) are kept in memory.
+public enum ResidentWeights: String, Sendable, CaseIterable {
+    /// float16 where the file stores float16, widened per layer call (half the memory)
+    case auto
+    /// always float32 (widened once at load; no per-call widening)
+    case fp32
+
+    /// The process-wide choice (operator flag `--resident-weights`).
+    nonisolated(unsafe) public static var current: ResidentWeights = .auto
 }
 
 /// Hands out a checkpoint's tensors by key and keeps account of which were used, so a
@@ -41,11 +56,14 @@ public final class WeightStore {
     private var used: Set<String> = []
     /// every tensor handed out, by canonical key (they share storage with the layers, so
     /// weight patches — LoRA — can be applied in place)
-    public private(set) var taken: [String: Tensor] = [:]
+    public private(set) var taken: [String: Parameter] = [:]
+    /// keep float16 kernels as float16 (`ResidentWeights.auto`)
+    public let keepsHalf: Bool
     public var fileName: String { (file.path as NSString).lastPathComponent }
 
-    public init(file: any TensorSource) {
+    public init(file: any TensorSource, resident: ResidentWeights = ResidentWeights.current) {
         self.file = file
+        keepsHalf = resident == .auto
         keyMap = Self.canonicalKeys(file.names)
     }
 
@@ -55,8 +73,23 @@ public final class WeightStore {
 
     public func shape(_ key: String) -> [Int]? { keyMap[key].flatMap { file.shape(of: $0) } }
 
-    /// The tensor at `key`, which must have `shape` when one is given.
+    /// The tensor at `key` as float32, which must have `shape` when one is given.
     public func take(_ key: String, shape expected: [Int]? = nil) throws -> Tensor {
+        let stored = try check(key, expected)
+        let t = try file.tensor(stored)
+        taken[key] = Parameter(t)
+        return t
+    }
+
+    /// A layer's kernel at `key`: half-resident when the file stores float16 and `keepsHalf`.
+    public func takeParameter(_ key: String, shape expected: [Int]? = nil) throws -> Parameter {
+        let stored = try check(key, expected)
+        let p = try (keepsHalf ? file.halfParameter(stored) : nil) ?? Parameter(try file.tensor(stored))
+        taken[key] = p
+        return p
+    }
+
+    private func check(_ key: String, _ expected: [Int]?) throws -> String {
         guard let stored = keyMap[key], let entryShape = file.shape(of: stored) else {
             throw ModelFileError(file: fileName, "missing tensor \(key)" + (expected.map { " (expected shape \($0))" } ?? ""))
         }
@@ -64,9 +97,7 @@ public final class WeightStore {
             throw ModelFileError(file: fileName, "tensor \(key) has shape \(entryShape), the model expects \(expected)")
         }
         used.insert(key)
-        let t = try file.tensor(stored)
-        taken[key] = t
-        return t
+        return stored
     }
 
     /// Marks keys that are read for validation only (e.g. `position_ids`).
@@ -102,45 +133,55 @@ public final class WeightStore {
 
 /// `nn.Linear`.
 public struct Linear {
-    public let weight: Tensor
+    /// `[out, in]` (or `[out, in, 1, 1]` for a 1×1 conv used as a linear map)
+    public let weight: Parameter
     public let bias: Tensor?
+    /// the weight's shape as a matrix, `[out, in]`
+    let matrix: [Int]
 
     public init(_ s: WeightStore, _ prefix: String, in i: Int, out o: Int, bias hasBias: Bool = true) throws {
-        weight = try s.take(prefix + ".weight", shape: [o, i])
+        weight = try s.takeParameter(prefix + ".weight", shape: [o, i])
         bias = hasBias ? try s.take(prefix + ".bias", shape: [o]) : nil
+        matrix = [o, i]
     }
 
     /// A 1×1 conv stored as `[o, i, 1, 1]` used as a linear map (VAE attention).
     public init(conv1x1 s: WeightStore, _ prefix: String, channels c: Int) throws {
-        weight = try s.take(prefix + ".weight", shape: [c, c, 1, 1]).reshaped([c, c])
+        weight = try s.takeParameter(prefix + ".weight", shape: [c, c, 1, 1])
         bias = try s.take(prefix + ".bias", shape: [c])
+        matrix = [c, c]
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { Ops.linear(x, weight: weight, bias: bias) }
+    /// Runs `body` with the weight as a float32 `[out, in]` matrix (see `Parameter.withFloat32`).
+    public func withMatrix<R>(_ body: (Tensor) throws -> R) rethrows -> R {
+        try weight.withFloat32 { try body($0.reshaped(matrix)) }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { withMatrix { Ops.linear(x, weight: $0, bias: bias) } }
 
     /// `self(x) + residual` in one pass (the add folded into the GEMM).
     public func callAsFunction(_ x: Tensor, residual: Tensor) -> Tensor {
-        Ops.linear(x, weight: weight, bias: bias, residual: residual)
+        withMatrix { Ops.linear(x, weight: $0, bias: bias, residual: residual) }
     }
 }
 
 /// `nn.Conv2d` with square kernels; padding (top, left, bottom, right).
 public struct Conv2d {
-    public let weight: Tensor
+    public let weight: Parameter
     public let bias: Tensor?
     public let stride: Int
     public let padding: (top: Int, left: Int, bottom: Int, right: Int)
 
     public init(_ s: WeightStore, _ prefix: String, in i: Int, out o: Int, kernel k: Int,
                 stride: Int = 1, padding: Int? = nil) throws {
-        weight = try s.take(prefix + ".weight", shape: [o, i, k, k])
+        weight = try s.takeParameter(prefix + ".weight", shape: [o, i, k, k])
         bias = try s.take(prefix + ".bias", shape: [o])
         self.stride = stride
         let p = padding ?? k / 2
         self.padding = (p, p, p, p)
     }
 
-    init(weight: Tensor, bias: Tensor?, stride: Int, padding: (Int, Int, Int, Int)) {
+    init(weight: Parameter, bias: Tensor?, stride: Int, padding: (Int, Int, Int, Int)) {
         self.weight = weight
         self.bias = bias
         self.stride = stride
@@ -148,7 +189,7 @@ public struct Conv2d {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        Ops.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        weight.withFloat32 { Ops.conv2d(x, weight: $0, bias: bias, stride: stride, padding: padding) }
     }
 
     /// The same weights with another padding (VAE encoder's asymmetric downsample).
@@ -194,8 +235,9 @@ public struct LayerNorm {
 extension Linear {
     /// A linear map from tensors already in hand (OpenCLIP's fused q/k/v, split).
     init(weight: Tensor, bias: Tensor?) {
-        self.weight = weight
+        self.weight = Parameter(weight)
         self.bias = bias
+        matrix = weight.shape
     }
 }
 

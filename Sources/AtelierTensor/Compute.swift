@@ -65,19 +65,34 @@ public enum Scratch {
 
     /// Runs `body` with at least `count` floats of uninitialised memory.
     public static func with<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
-        let buffer = lock.withLock { () -> TensorStorage? in
+        let buffer = take(count)
+        defer { giveBack(buffer) }
+        return try body(buffer.pointer)
+    }
+
+    /// Runs `body` with a tensor of `shape` over scratch memory (uninitialised); the tensor
+    /// must not outlive the call — its buffer goes back to the scratch pool afterwards.
+    public static func withTensor<R>(_ shape: [Int], _ body: (Tensor) throws -> R) rethrows -> R {
+        let count = shape.reduce(1, *)
+        let buffer = take(count)
+        defer { giveBack(buffer) }
+        return try body(Tensor(shape: shape, borrowing: buffer))
+    }
+
+    private static func take(_ count: Int) -> TensorStorage {
+        lock.withLock { () -> TensorStorage? in
             guard let i = pool.indices.filter({ pool[$0].count >= count })
                 .min(by: { pool[$0].count < pool[$1].count }) else { return nil }
             return pool.remove(at: i)
         } ?? TensorStorage(count: count)
-        defer {
-            lock.withLock {
-                pool.append(buffer)
-                if pool.count > poolLimit {
-                    pool.remove(at: pool.indices.min(by: { pool[$0].count < pool[$1].count })!)
-                }
+    }
+
+    private static func giveBack(_ buffer: TensorStorage) {
+        lock.withLock {
+            pool.append(buffer)
+            if pool.count > poolLimit {
+                pool.remove(at: pool.indices.min(by: { pool[$0].count < pool[$1].count })!)
             }
         }
-        return try body(buffer.pointer)
     }
 }

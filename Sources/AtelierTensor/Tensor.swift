@@ -140,6 +140,13 @@ public struct Tensor: @unchecked Sendable {
         data.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: data.count) }
     }
 
+    /// A tensor over (the first elements of) an existing buffer, shared, not copied.
+    init(shape: [Int], borrowing storage: TensorStorage) {
+        precondition(shape.reduce(1, *) <= storage.count, "shape \(shape) does not fit a buffer of \(storage.count)")
+        self.shape = shape
+        self.storage = storage
+    }
+
     public init(filling shape: [Int], with value: Float) {
         self.init(uninitialized: shape)
         storage.pointer.initialize(repeating: value, count: count)

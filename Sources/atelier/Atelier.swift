@@ -34,6 +34,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Noise source: CPU, GPU or NV (GPU gives NVIDIA's numbers, as NV).") var randnSource: String = "GPU"
     @Option(help: "A1111's eta_noise_seed_delta (ENSD).") var etaNoiseSeedDelta: Int64 = 0
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
+    @Option(help: "How linear and conv weights stay in memory: auto (float16 where the file stores float16, widened per layer; half the memory, same numbers) or fp32.") var residentWeights: ResidentWeights = .auto
     @Option(help: "Output PNG; with several images, -N is added before .png.") var output: String = "out.png"
     @Option(help: "Write intermediates as .npy files into this directory (reference oracle names).") var dump: String?
     @Option(help: "img2img: init image (PNG, JPEG or WebP; resized to -W x -H with Lanczos as A1111).") var initImage: String?
@@ -59,6 +60,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Hires fix: steps of the second pass (0 = --steps).") var hrSecondPassSteps: Int = 0
 
     func run() throws {
+        ResidentWeights.current = residentWeights
         if let threads {
             guard threads > 0 else { throw ValidationError("--threads must be positive") }
             Compute.setThreads(threads)

@@ -20,6 +20,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Checkpoint (.safetensors); not needed for matmul.") var model: String?
     @Option(help: "Timed runs (after one warm-up).") var runs: Int = 3
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
+    @Option(help: "How linear and conv weights stay in memory: auto (float16 where the file stores float16, widened per layer; half the memory, same numbers) or fp32.") var residentWeights: ResidentWeights = .auto
     @Option(help: "Image size in pixels (latents are size/8).") var size: Int = 512
     @Option(help: "Python with torch and diffusers: runs tools/bench_reference.py on the same shapes.") var referencePython: String?
     @Flag(help: "One JSON object per line.") var json = false
@@ -29,6 +30,7 @@ struct Bench: ParsableCommand {
     @Option(help: "unet, txt2img: also time one UNet step at the hires fix's second-pass size (size × this factor), next to the plain step.") var hiresScale: Double?
 
     func run() throws {
+        ResidentWeights.current = residentWeights
         if let threads {
             guard threads > 0 else { throw ValidationError("--threads must be positive") }
             Compute.setThreads(threads)
@@ -414,3 +416,5 @@ func measureSGEMM(n: Int = 2048, runs: Int = 3) -> Double {
     best.sort()
     return 2 * Double(n * n * n) / best[best.count / 2] / 1e9
 }
+
+extension ResidentWeights: ExpressibleByArgument {}

@@ -33,6 +33,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "NSFW censor (no effect here).") var enableNsfwCensor = false
     @Option(help: "HTTP Basic credentials user:pass[,user2:pass2].") var apiAuth: String?
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
+    @Option(help: "How linear and conv weights stay in memory: auto (float16 where the file stores float16, widened per layer; half the memory, same numbers) or fp32.") var residentWeights: ResidentWeights = .auto
     @Option(help: "Service token (or ATELIER_TOKEN); required as the Authorization header.") var token: String?
     @Option(help: "Write the bound port to this file once listening.") var portFile: String?
     @Flag(help: "Skip sha256 hashing of checkpoints.") var noHashing = false
@@ -78,6 +79,7 @@ struct Serve: AsyncParsableCommand {
             guard Self.noEffectFlags.contains(name) else { throw ValidationError("unknown flag \(name)") }
             logger.notice("\(name) has no effect in Atelier (CPU engine); ignored")
         }
+        ResidentWeights.current = residentWeights
         if let threads {
             guard threads > 0 else { throw ValidationError("--threads must be positive") }
             Compute.setThreads(threads)
@@ -177,7 +179,7 @@ struct Serve: AsyncParsableCommand {
             "controlnet_dir": controlnetDir.map(JSONValue.string) ?? .null,
             "api": .bool(true), "nowebui": .bool(nowebui), "listen": .bool(listen), "port": .int(port), "api_auth": .null,
             "api_log": .bool(apiLog), "no_hashing": .bool(noHashing), "xformers": .bool(false), "filebrowser": .bool(filebrowser),
-            "threads": .int(Compute.threads),
+            "threads": .int(Compute.threads), "resident_weights": .string(residentWeights.rawValue),
             "always_hide_tabs": alwaysHideTabs.map(JSONValue.string) ?? .null,
         ]
         var queue: QueueSetup?
