@@ -716,6 +716,10 @@ public final class Pipeline: @unchecked Sendable {
     /// VAE decode of `latents / scale_factor`, `clamp((x+1)/2, 0, 1)`, ×255 truncated to uint8.
     func decode(_ latents: Tensor, vae: VAEFile? = nil, dump: DumpSink?) -> [[UInt8]] {
         let inv = Float(1.0 / Double(model.vaeDecoder.config.scaleFactor))
+        // The sampler loop's cached activation buffers (up to the pool's bound) are of other
+        // sizes than the decoder's: freeing them first keeps them from adding to the decode's
+        // peak (full SD 1.5 at 512²: about 1 GB); the next generation's first step faults them in again.
+        BufferPool.drain()
         let img = (vae?.decoder ?? model.vaeDecoder)(Ops.scale(latents, inv))
         let (b, h, w) = (img.shape[0], img.shape[2], img.shape[3])
         let p = img.unsafePointer

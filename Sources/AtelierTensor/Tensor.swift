@@ -97,7 +97,7 @@ public enum BufferPool {
         for q in evicted { free(q) }
     }
 
-    /// Frees every cached buffer (for a long idle service; nothing calls it yet).
+    /// Frees every cached buffer (the pipeline does before a VAE decode, whose sizes differ).
     public static func drain() {
         let all = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
             let ps = cached.values.flatMap(\.buffers)
