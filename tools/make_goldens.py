@@ -9,7 +9,7 @@ options s_churn / s_tmin / s_tmax / s_noise / sigma_min / sigma_max / rho / alwa
 (tools/a1111_sampler_options.py, applied with it; a no-op for cases that set none):
 
     REF_VENV/bin/python tools/make_goldens.py --ref PATH/TO/shared/ref \
-        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae|img2img2|sde|unipc|options] \
+        --tokenizer MODELS_DIR/clip-tokenizer [--group all|txt2img|img2img|samplers|samplers2|seeds|prompts|networks|controlnet|hires|inpaint2|vae|img2img2|sde|unipc|options|tiling] \
         [--only CASE ...] \
         [--noise-only | --no-noise]
 
@@ -107,6 +107,9 @@ Writes (paths relative to the repository root):
       the infotext entries (also appended to params.json's infotext and image.png's text chunk) and, for churn,
       every step's gamma, sigma_hat and churn std; index.json "sampler_options" the kwargs, applied / ignored
       and the infotext entries.
+      The tiling group (tiling_cases(), `--group tiling`: 3 cases, seeds 1400-1402) is A1111's Tiling (args tiling):
+      every UNet and VAE conv pads circularly (tools/a1111_tiling.py); params.json gets "tiling": true and
+      ", Tiling: True" in its infotext. It drops image_float.npy.
   Tests/Fixtures/golden/index.json   every case: its options, UNet call count, chunk counts,
       float32-vs-float64 distances.
   Tests/Fixtures/noise/*.npy      torch CPU-RNG / A1111 Philox ("NV") draws, from the oracle's
@@ -356,6 +359,16 @@ def options_cases():
     out["i2i-euler-churn"] = dict(t, sampler="Euler", seed=1308, init_image=INIT_IMAGE, denoising_strength=0.6,
                                   s_churn=0.5)                                            # t_enc 6: 7 steps, gamma 0.5/7
     return out
+
+
+def tiling_cases():
+    """A1111's Tiling (circular padding in every UNet and VAE conv; tools/a1111_tiling.py), 128 px and 128x96, 10 steps,
+    seeds 1400-1402: txt2img Euler a and DPM++ 2M (the 96-pixel side takes the UNet's odd-size rule), img2img Euler
+    (the VAE encoder's convs wrap too). image_float.npy is not kept (DROP)."""
+    t = dict(BASE, steps=10, scheduler="Automatic", tiling=True)
+    return {"tiling-euler_a": dict(t, sampler="Euler a", seed=1400),
+            "tiling-dpmpp_2m-128x96": dict(t, sampler="DPM++ 2M", seed=1401, height=96),
+            "i2i-tiling-euler": dict(t, sampler="Euler", seed=1402, init_image=INIT_IMAGE, denoising_strength=0.6)}
 
 
 def seed_cases():
@@ -827,7 +840,7 @@ GROUPS = {"txt2img": cases, "img2img": img2img_cases, "samplers": sampler_cases,
           "prompts": prompt_cases, "networks": network_cases, "controlnet": controlnet_cases, "hires": hires_cases,
           "samplers2": samplers2_cases, "inpaint2": inpaint2_cases,
           "vae": vae_cases, "img2img2": img2img2_cases, "sde": sde_cases, "unipc": unipc_cases,
-          "options": options_cases}  # appended: index.json keeps the older cases' order
+          "options": options_cases, "tiling": tiling_cases}  # appended: index.json keeps the older cases' order
 # files of KEEP not kept for a group's cases (size)
 DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "seeds": ("image_float.npy",),
         "prompts": ("image_float.npy",), "networks": ("image_float.npy",),
@@ -838,7 +851,7 @@ DROP = {"samplers": ("image_float.npy",), "samplers2": ("image_float.npy",), "se
         "vae": ("image_float.npy",), "img2img2": ("image_float.npy",), "sde": ("image_float.npy",),
         # ddim_alphas{,_prev}.npy: DDIM's tables for A1111's timesteps, which UniPC does not use
         "unipc": ("image_float.npy", "ddim_alphas.npy", "ddim_alphas_prev.npy"),
-        "options": ("image_float.npy",)}
+        "options": ("image_float.npy",), "tiling": ("image_float.npy",)}
 # further files kept for a group's cases: every "<prefix>*.npy" the oracle wrote (cond_distinct_<j>.npy:
 # one per distinct conditioning, in the order of params.json["distinct_conds"]; control_residual_NN.npy:
 # the first active ControlNet call's 13 weighted residuals; firstpass_*.npy: the hires first pass's
@@ -936,6 +949,8 @@ def make_goldens(args):
     a1111_unipc.apply(R)
     import a1111_sampler_options  # A1111's sampler options (tools/a1111_sampler_options.py): reference.py flags, run /
     a1111_sampler_options.apply(R)  # get_sigmas / the samplers taking them; nothing changes for a case without options
+    import a1111_tiling  # A1111's Tiling (tools/a1111_tiling.py): --tiling, circular conv padding for the run
+    a1111_tiling.apply(R)
 
     got = sha256(args.ckpt)
     if got != CKPT_SHA256:
@@ -1057,7 +1072,8 @@ def main():
                          "vae: a separate VAE file; img2img2: img2img on Heun, DPM2, DPM2 a, LMS, DPM++ 2S a, "
                          "LCM, DDIM CFG++; sde: the Brownian-tree SDE samplers, DPM adaptive; unipc: UniPC; "
                          "options: the sampler options s_churn / s_tmin / s_tmax / s_noise / sigma_min / sigma_max / "
-                         "rho / always_discard_next_to_last_sigma (default: all)")
+                         "rho / always_discard_next_to_last_sigma; tiling: A1111's Tiling (circular padding) "
+                         "(default: all)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--noise-only", action="store_true")
     g.add_argument("--no-noise", action="store_true")

@@ -62,6 +62,8 @@ public struct GenerationRequest: Sendable, Equatable {
     public var hires: HiresFix?
     /// a VAE file used instead of the checkpoint's own (A1111's SD VAE setting / `--vae-path`)
     public var vae: VAEFile?
+    /// A1111's Tiling: every UNet and VAE conv pads circularly, so the picture tiles seamlessly
+    public var tiling = false
 
     public init() {}
 
@@ -315,6 +317,13 @@ public final class Pipeline: @unchecked Sendable {
     public func txt2img(_ r: GenerationRequest, control: JobControl? = nil,
                         progress: ((GenerationProgress) throws -> Void)? = nil,
                         dump: DumpSink? = nil) throws -> [GeneratedImage] {
+        try ConvPadding.$circular.withValue(r.tiling) {
+            try generate(r, control: control, progress: progress, dump: dump)
+        }
+    }
+
+    private func generate(_ r: GenerationRequest, control: JobControl?, progress: ((GenerationProgress) throws -> Void)?,
+                          dump: DumpSink?) throws -> [GeneratedImage] {
         try r.validate()
         let (allSeeds, allSubseeds) = Self.seeds(for: r)
         try model.applyNetworks(r.networks)  // before the text encoder: networks patch it too
@@ -720,7 +729,8 @@ public final class Pipeline: @unchecked Sendable {
         // sizes than the decoder's: freeing them first keeps them from adding to the decode's
         // peak (full SD 1.5 at 512²: about 1 GB); the next generation's first step faults them in again.
         BufferPool.drain()
-        let img = (vae?.decoder ?? model.vaeDecoder)(Ops.scale(latents, inv))
+        // tiles pad from their neighbours, not around the picture: circular padding decodes whole
+        let img = (vae?.decoder ?? model.vaeDecoder)(Ops.scale(latents, inv), tile: ConvPadding.circular ? 0 : nil)
         let (b, h, w) = (img.shape[0], img.shape[2], img.shape[3])
         let p = img.unsafePointer
         var out: [[UInt8]] = []
@@ -765,6 +775,7 @@ public final class Pipeline: @unchecked Sendable {
             // A1111's is_sampler_using_eta_noise_seed_delta: not with eta 0
             ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD && (r.eta ?? 1) != 0 ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
+            ("Tiling", r.tiling ? "True" : nil),
         ]
         // set while sampling (get_sigmas, then Sampler.initialize): after everything set before it
         let sampling: [(String, String?)] = r.samplerOptions.scheduleInfotext(r, model: schedule) + [

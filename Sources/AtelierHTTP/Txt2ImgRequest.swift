@@ -97,7 +97,8 @@ struct Txt2ImgRequest {
             f.check("hr_second_pass_steps", hires.secondPassSteps, min: 0, max: 500)
         }
         let restoreFaces = f.bool("restore_faces", false)
-        let tiling = f.bool("tiling", false)
+        // null: the `tiling` setting (A1111's `p.tiling = opts.tiling`)
+        let tiling: Bool? = (body["tiling"] ?? .null) == .null ? nil : f.bool("tiling", false)
         // the request's sampler-option fields (A1111's p.s_churn …; null = the settings' value)
         let requestSamplerFields = ["s_churn", "s_tmin", "s_tmax", "s_noise"].reduce(into: [String: Double]()) { d, k in
             if let v = f.optionalDouble(k) { d[k] = v }
@@ -221,7 +222,6 @@ struct Txt2ImgRequest {
             r.hires = hires
         }
         if restoreFaces { throw notYet("restore_faces", "face restoration") }
-        if tiling { throw notYet("tiling", "seamless tiling") }
         r.subseed = Int64(f.int("subseed", -1))
         r.subseedStrength = subseedStrength
         r.seedResizeFromW = resizeW
@@ -260,6 +260,7 @@ struct Txt2ImgRequest {
         var samplerSettings: [String: Double] = [:]
         for k in OptionsStore.samplerOptionMax.keys { if let d = opts[k]?.double { samplerSettings[k] = d } }
         var discardSetting = opts["always_discard_next_to_last_sigma"] == .bool(true)
+        var tilingSetting = opts["tiling"] == .bool(true)
         for (k, v) in overrides {
             let field = "override_settings.\(k)"
             switch k {
@@ -292,6 +293,9 @@ struct Txt2ImgRequest {
             case "always_discard_next_to_last_sigma":
                 guard case .bool(let b) = v else { throw ServiceError(422, field: field, "\(field): true or false") }
                 discardSetting = b
+            case "tiling":
+                guard case .bool(let b) = v else { throw ServiceError(422, field: field, "\(field): true or false") }
+                tilingSetting = b
             case "eta_ancestral":
                 guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
                 if r.sampler.ancestral && r.eta == nil { r.eta = d }
@@ -307,6 +311,7 @@ struct Txt2ImgRequest {
         }
 
         r.samplerOptions = Self.samplerOptions(request: requestSamplerFields, settings: samplerSettings, discard: discardSetting)
+        r.tiling = tiling ?? tilingSetting
 
         // no request eta: A1111 takes the instance's eta_ancestral (k-diffusion samplers with an eta) or eta_ddim
         if r.eta == nil {
@@ -441,7 +446,7 @@ struct Txt2ImgRequest {
     static let generationOptions: Set<String> = [
         "emphasis", "sgm_noise_multiplier",
         "s_min_uncond", "pad_cond_uncond", "use_old_emphasis_implementation",
-        "comma_padding_backtrack", "token_merging_ratio", "tiling", "sd_unet",
+        "comma_padding_backtrack", "token_merging_ratio", "sd_unet",
     ]
 
     /// `save_dir` → a path relative to the data dir (a1111-api.md §14.2 path rules).

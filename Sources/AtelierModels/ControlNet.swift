@@ -62,7 +62,12 @@ public final class ControlNetModel: @unchecked Sendable {
 
     /// The hint block's output for a control image `[1, 3, H, W]` in 0…1 (H, W multiples of 8):
     /// `[1, model_channels, H/8, W/8]`. It depends on nothing else, so a job computes it once.
+    /// A ControlNet is not part of A1111's hijacked model, so its convs pad with zeros under Tiling.
     public func encodeHint(_ hint: Tensor) -> Tensor {
+        ConvPadding.$circular.withValue(false) { encodeHintZeroPadded(hint) }
+    }
+
+    private func encodeHintZeroPadded(_ hint: Tensor) -> Tensor {
         var g = hint
         for (i, conv) in hintBlock.enumerated() {
             g = conv(g)
@@ -75,6 +80,12 @@ public final class ControlNetModel: @unchecked Sendable {
     /// block's) for latents `x` `[N, 4, h, w]`, the encoded hint (batch 1, broadcast over N),
     /// the UNet's continuous timesteps and the rows' own context.
     public func residuals(_ x: Tensor, encodedHint: Tensor, timesteps: [Float], context: Tensor) -> [Tensor] {
+        ConvPadding.$circular.withValue(false) {
+            zeroPaddedResiduals(x, encodedHint: encodedHint, timesteps: timesteps, context: context)
+        }
+    }
+
+    private func zeroPaddedResiduals(_ x: Tensor, encodedHint: Tensor, timesteps: [Float], context: Tensor) -> [Tensor] {
         let siluEmb = encoder.siluEmbedding(timesteps)
         let n = x.shape[0]
         var h = encoder.convIn(x)

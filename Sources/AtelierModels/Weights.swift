@@ -165,12 +165,22 @@ public struct Linear {
     }
 }
 
+/// A1111's "Tiling" (seamless textures): while `circular` is bound true, every conv that pads
+/// pads circularly, as A1111 sets `padding_mode = 'circular'` on all the UNet's and VAE's convs.
+/// Bound per generation (task-local, so concurrent generations do not see each other's).
+public enum ConvPadding {
+    @TaskLocal public static var circular = false
+}
+
 /// `nn.Conv2d` with square kernels; padding (top, left, bottom, right).
 public struct Conv2d {
     public let weight: Parameter
     public let bias: Tensor?
     public let stride: Int
     public let padding: (top: Int, left: Int, bottom: Int, right: Int)
+    /// the padding stands for an explicit zero `F.pad` before a conv without padding (VAE encoder
+    /// downsamplers): it stays zeros under `ConvPadding.circular`, as in A1111
+    let explicitZeroPad: Bool
 
     public init(_ s: WeightStore, _ prefix: String, in i: Int, out o: Int, kernel k: Int,
                 stride: Int = 1, padding: Int? = nil) throws {
@@ -179,22 +189,28 @@ public struct Conv2d {
         self.stride = stride
         let p = padding ?? k / 2
         self.padding = (p, p, p, p)
+        explicitZeroPad = false
     }
 
-    init(weight: Parameter, bias: Tensor?, stride: Int, padding: (Int, Int, Int, Int)) {
+    init(weight: Parameter, bias: Tensor?, stride: Int, padding: (Int, Int, Int, Int), explicitZeroPad: Bool) {
         self.weight = weight
         self.bias = bias
         self.stride = stride
         self.padding = padding
+        self.explicitZeroPad = explicitZeroPad
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        weight.withFloat32 { Ops.conv2d(x, weight: $0, bias: bias, stride: stride, padding: padding) }
+        if ConvPadding.circular && !explicitZeroPad && padding != (0, 0, 0, 0) {
+            let wrapped = Ops.padCircular(x, padding)
+            return weight.withFloat32 { Ops.conv2d(wrapped, weight: $0, bias: bias, stride: stride, padding: (0, 0, 0, 0)) }
+        }
+        return weight.withFloat32 { Ops.conv2d(x, weight: $0, bias: bias, stride: stride, padding: padding) }
     }
 
-    /// The same weights with another padding (VAE encoder's asymmetric downsample).
+    /// The same weights after an explicit zero pad `p` (VAE encoder's asymmetric downsample).
     public func padded(_ p: (Int, Int, Int, Int)) -> Conv2d {
-        Conv2d(weight: weight, bias: bias, stride: stride, padding: p)
+        Conv2d(weight: weight, bias: bias, stride: stride, padding: p, explicitZeroPad: true)
     }
 }
 

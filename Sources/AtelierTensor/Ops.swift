@@ -436,6 +436,31 @@ public enum Ops {
     }
 
     /// Nearest-neighbour 2× upsampling of NCHW.
+    /// `F.pad(x, mode: "circular")` of an NCHW tensor by (top, left, bottom, right): the rows and
+    /// columns wrap around, so output (i, j) is input ((i − top) mod H, (j − left) mod W).
+    /// Each pad must be at most the padded side (as PyTorch requires).
+    public static func padCircular(_ x: Tensor, _ pad: (top: Int, left: Int, bottom: Int, right: Int)) -> Tensor {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        precondition(pad.top <= h && pad.bottom <= h && pad.left <= w && pad.right <= w,
+                     "circular padding \(pad) is larger than the input \(x.shape)")
+        let (ho, wo) = (h + pad.top + pad.bottom, w + pad.left + pad.right)
+        let out = Tensor(uninitialized: [b, c, ho, wo])
+        let src = x.unsafePointer, dst = out.unsafePointer
+        Compute.split(b * c, minimum: max(1, (1 << 15) / (ho * wo))) { planes in
+            for plane in planes {
+                let s = src + plane * h * w, d = dst + plane * ho * wo
+                for i in 0..<ho {
+                    let row = s + ((i - pad.top) % h + h) % h * w
+                    let o = d + i * wo
+                    for j in 0..<pad.left { o[j] = row[((j - pad.left) % w + w) % w] }
+                    (o + pad.left).update(from: row, count: w)
+                    for j in 0..<pad.right { o[pad.left + w + j] = row[j % w] }
+                }
+            }
+        }
+        return out
+    }
+
     public static func upsampleNearest2x(_ x: Tensor) -> Tensor {
         Profiler.measure("upsample") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])

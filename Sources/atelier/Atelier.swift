@@ -58,6 +58,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Hires fix: target height (0 = from the scale / aspect).") var hrResizeY: Int = 0
     @Option(help: "Hires fix: Latent, Latent (antialiased), Latent (bicubic), Latent (bicubic antialiased), Latent (nearest), Latent (nearest-exact), Lanczos or Nearest.") var hrUpscaler: String = "Latent"
     @Option(help: "Hires fix: steps of the second pass (0 = --steps).") var hrSecondPassSteps: Int = 0
+    @Flag(help: "Tiling: circular padding in every UNet and VAE convolution, so the picture tiles seamlessly (A1111's Tiling).") var tiling = false
 
     func run() throws {
         ResidentWeights.current = residentWeights
@@ -67,6 +68,7 @@ struct Generate: ParsableCommand {
         }
         var r = GenerationRequest()
         r.prompt = prompt
+        r.tiling = tiling
         let networkDir = loraDir.map { URL(fileURLWithPath: $0) }
             ?? URL(fileURLWithPath: model).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Lora")
         let (uses, missing) = try NetworkResolver(directories: [networkDir]).uses(in: prompt)

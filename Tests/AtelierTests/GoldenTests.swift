@@ -75,6 +75,7 @@ import Testing
         o.rho = a["rho"].flatMap(Double.init) ?? 0
         o.discardPenultimateSigma = ["true", "1"].contains((a["always_discard_next_to_last_sigma"] ?? "").lowercased())
         r.samplerOptions = o
+        r.tiling = ["true", "1"].contains((a["tiling"] ?? "").lowercased())
         r.seedResizeFromW = Int(a["seed_resize_from_w"] ?? "-1")!
         r.seedResizeFromH = Int(a["seed_resize_from_h"] ?? "-1")!
         if let dir = a["embeddings_dir"] {
