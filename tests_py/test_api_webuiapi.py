@@ -654,3 +654,18 @@ def test_tiling_off_by_field_wins_over_the_setting_and_a_bad_value_is_named(serv
     assert r.status_code == 422 and "override_settings.tiling" in json.dumps(r.json())
     r = post(server, "txt2img", {**body, "tiling": "sometimes"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "tiling"]
+
+
+def test_eta_settings_resolve_per_pass_so_a_hires_pass_with_ddim_gets_eta_ddim(server):
+    """No request eta: each pass's sampler takes the setting of its kind (A1111's Sampler.initialize), so a
+    hires pass with another sampler writes its own entry; a request eta is used by both."""
+    body = {"prompt": "a red cube", "seed": 7, "steps": 4, "width": 64, "height": 64, "sampler_name": "Euler a",
+            "enable_hr": True, "hr_scale": 1.5, "hr_sampler_name": "DDIM", "denoising_strength": 0.6,
+            "override_settings": {"eta_ancestral": 0.6, "eta_ddim": 0.3}}
+    r = post(server, "txt2img", body)
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])["infotexts"][0]
+    assert "Eta: 0.6, Eta DDIM: 0.3" in info and "Hires sampler: DDIM" in info
+    r = post(server, "txt2img", {**body, "eta": 0.8})
+    info = json.loads(r.json()["info"])["infotexts"][0]
+    assert "Eta: 0.8, Eta DDIM: 0.8" in info

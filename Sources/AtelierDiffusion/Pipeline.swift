@@ -34,8 +34,39 @@ public struct GenerationRequest: Sendable, Equatable {
     public var etaNoiseSeedDelta: Int64 = 0
     /// A1111's sampler options (`s_churn`, …, schedule σ/ρ overrides, discarding the penultimate σ)
     public var samplerOptions = SamplerOptions()
-    /// noise multiplier of ancestral steps (default 1) and DDIM (default 0); nil = the default
+    /// the request's `eta` (A1111's `p.eta`): noise multiplier of the ancestral / SDE samplers and
+    /// DDIM; nil = the setting for the sampler's kind (`etaSettings`), resolved per pass
     public var eta: Double?
+    /// the `eta_ancestral` / `eta_ddim` settings (A1111's defaults 1 and 0)
+    public var etaSettings = EtaSettings()
+    public struct EtaSettings: Sendable, Equatable {
+        public var ancestral: Double = 1
+        public var ddim: Double = 0
+        public init(ancestral: Double = 1, ddim: Double = 0) {
+            self.ancestral = ancestral
+            self.ddim = ddim
+        }
+    }
+
+    /// The eta `sampler` runs with (A1111's `Sampler.initialize`: `p.eta` if given, else the setting
+    /// of the sampler's kind); nil for samplers that take none. A hires pass with another sampler
+    /// resolves its own.
+    public func resolvedEta(for sampler: Sampler) -> Double? {
+        switch sampler.etaKind {
+        case .ancestral: eta ?? etaSettings.ancestral
+        case .ddim: eta ?? etaSettings.ddim
+        case nil: nil
+        }
+    }
+
+    /// The infotext entry of a pass's eta when it differs from the sampler's default.
+    func etaInfotext(for sampler: Sampler) -> (String, String?) {
+        switch (sampler.etaKind, resolvedEta(for: sampler)) {
+        case (.ancestral, let e?): ("Eta", e != 1 ? Infotext.pythonFloat(e) : nil)
+        case (.ddim, let e?): ("Eta DDIM", e != 0 ? Infotext.pythonFloat(e) : nil)
+        default: ("Eta", nil)
+        }
+    }
     /// img2img: the init image (already at width × height) and how much of it to repaint
     public var initImage: InitImage?
     public var denoisingStrength: Double = 0.75
@@ -594,7 +625,7 @@ public final class Pipeline: @unchecked Sendable {
                     let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
                     let (c, u) = epsFromModel(unetAll(x, t: Float(t)), x: x, t: t)
                     return (cfg(c, u), u)
-                }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.eta ?? 0, cfgpp: r.sampler == .ddimCFGpp,
+                }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.resolvedEta(for: r.sampler) ?? 0, cfgpp: r.sampler == .ddimCFGpp,
                    noise: drawNoise, onStep: stepCallback)
             }
         } else {
@@ -653,14 +684,14 @@ public final class Pipeline: @unchecked Sendable {
             }
             switch r.sampler {
             case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
-            case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
+            case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), noise: drawNoise, onStep: stepCallback)
             case .dpmpp2m: x = try KSamplers.dpmpp2M(denoise, x, sigmas: sigmas, onStep: stepCallback)
             case .heun: x = try KSamplers.heun(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
             case .dpm2: x = try KSamplers.dpm2(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
-            case .dpm2A: x = try KSamplers.dpm2Ancestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise),
+            case .dpm2A: x = try KSamplers.dpm2Ancestral(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise),
                                                            noise: drawNoise, onStep: stepCallback)
             case .lms: x = try KSamplers.lms(denoise, x, sigmas: sigmas, onStep: stepCallback)
-            case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise),
+            case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise),
                                                                noise: drawNoise, onStep: stepCallback)
             case .restart: x = try KSamplers.restart(denoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
             case .lcm:
@@ -671,18 +702,18 @@ public final class Pipeline: @unchecked Sendable {
                 let (smin, smax, n) = initLatent != nil ? (sigmas[sigmas.count - 2], sigmas[0], sigmas.count - 1)
                                                          : (schedule.sigmaMin, schedule.sigmaMax, scheduleSteps)
                 if r.sampler == .dpmFast {
-                    x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise),
+                    x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise),
                                               noise: drawNoise, onStep: stepCallback)
                 } else {
-                    x = try KSamplers.dpmAdaptive(denoise, x, sigmaMin: smin, sigmaMax: smax, eta: Float(r.eta ?? 1), noise: drawNoise, onStep: stepCallback)
+                    x = try KSamplers.dpmAdaptive(denoise, x, sigmaMin: smin, sigmaMax: smax, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), noise: drawNoise, onStep: stepCallback)
                 }
             case .dpmppSDE:
-                x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .dpmpp2mSDE, .dpmpp2mSDEHeun:
-                x = try KSamplers.dpmpp2MSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise), heun: r.sampler == .dpmpp2mSDEHeun,
+                x = try KSamplers.dpmpp2MSDE(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise), heun: r.sampler == .dpmpp2mSDEHeun,
                                              noise: brownian!, onStep: stepCallback)
             case .dpmpp3mSDE:
-                x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: Float(r.eta ?? 1), sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .ddim, .ddimCFGpp, .plms, .uniPC: fatalError("unreachable")
             }
         }
@@ -773,15 +804,24 @@ public final class Pipeline: @unchecked Sendable {
             ("Conditional mask weight", model.isInpainting ? Infotext.pythonFloat(r.inpaintingMaskWeight) : nil),
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
             // A1111's is_sampler_using_eta_noise_seed_delta: not with eta 0
-            ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD && (r.eta ?? 1) != 0 ? String(r.etaNoiseSeedDelta) : nil),
+            ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD && (r.resolvedEta(for: r.sampler) ?? 1) != 0 ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
             ("Tiling", r.tiling ? "True" : nil),
         ]
         // set while sampling (get_sigmas, then Sampler.initialize): after everything set before it
-        let sampling: [(String, String?)] = r.samplerOptions.scheduleInfotext(r, model: schedule) + [
-            ("Eta", r.sampler.ancestral && (r.eta ?? 1) != 1 ? Infotext.pythonFloat(r.eta!) : nil),
-            ("Eta DDIM", r.sampler == .ddim && (r.eta ?? 0) != 0 ? Infotext.pythonFloat(r.eta!) : nil),
-        ] + r.samplerOptions.samplerInfotext(r.sampler)
+        // a hires pass with another sampler initialises that one too: its eta entry is added (or,
+        // under the same key, replaces the first pass's value in place, as a Python dict does)
+        var etaEntries = [r.etaInfotext(for: r.sampler)]
+        if let hs = r.hires?.sampler, hs != r.sampler {
+            let second = r.etaInfotext(for: hs)
+            if let i = etaEntries.firstIndex(where: { $0.0 == second.0 }) {
+                if second.1 != nil { etaEntries[i] = second }
+            } else {
+                etaEntries.append(second)
+            }
+        }
+        let sampling: [(String, String?)] = r.samplerOptions.scheduleInfotext(r, model: schedule) + etaEntries
+            + r.samplerOptions.samplerInfotext(r.sampler)
         let hr = r.hires
         let hires: [(String, String?)] = [
             ("Hires upscale", hr.flatMap { $0.resizeX == 0 && $0.resizeY == 0 ? Infotext.pythonFloat($0.scale) : nil }),

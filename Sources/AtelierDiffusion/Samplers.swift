@@ -74,6 +74,15 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
 
     /// Has an `eta` parameter (k-diffusion's signature), so A1111 passes `eta_ancestral` and
     /// writes `Eta` to the infotext when it is not 1.
+    /// Which eta a sampler takes (A1111's `eta_option_field`): the k-diffusion samplers with an
+    /// `eta` parameter take `eta_ancestral` (default 1, infotext "Eta"), DDIM and DDIM CFG++
+    /// `eta_ddim` (default 0, "Eta DDIM"); nil for samplers without one.
+    public enum EtaKind: Sendable { case ancestral, ddim }
+    public var etaKind: EtaKind? {
+        if ancestral { return .ancestral }
+        return self == .ddim || self == .ddimCFGpp ? .ddim : nil
+    }
+
     public var ancestral: Bool {
         switch self {
         case .eulerA, .dpm2A, .dpmpp2sA, .dpmFast, .dpmAdaptive, .dpmppSDE, .dpmpp2mSDE, .dpmpp2mSDEHeun, .dpmpp3mSDE: true

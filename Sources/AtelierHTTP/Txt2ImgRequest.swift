@@ -253,6 +253,7 @@ struct Txt2ImgRequest {
         r.clipSkip = opts.clipSkip
         r.etaNoiseSeedDelta = Int64(opts.ensd)
         r.randnSource = NoiseSource(label: opts.randnSource) ?? .gpu
+        r.etaSettings = .init(ancestral: opts["eta_ancestral"]?.double ?? 1, ddim: opts["eta_ddim"]?.double ?? 0)
         r.inpaintingMaskWeight = opts["inpainting_mask_weight"]?.double ?? 1
         var checkpoint: String?
         var vae: String?
@@ -298,10 +299,10 @@ struct Txt2ImgRequest {
                 tilingSetting = b
             case "eta_ancestral":
                 guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
-                if r.sampler.ancestral && r.eta == nil { r.eta = d }
+                r.etaSettings.ancestral = d
             case "eta_ddim":
                 guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
-                if r.sampler == .ddim && r.eta == nil { r.eta = d }
+                r.etaSettings.ddim = d
             default:
                 guard OptionsStore.defaults[k] != nil else { throw ServiceError(422, field: field, "\(field): unknown option") }
                 if generationOptions.contains(k) && OptionsStore.defaults[k] != v && !(OptionsStore.defaults[k]?.double != nil && OptionsStore.defaults[k]?.double == v.double) {
@@ -313,11 +314,7 @@ struct Txt2ImgRequest {
         r.samplerOptions = Self.samplerOptions(request: requestSamplerFields, settings: samplerSettings, discard: discardSetting)
         r.tiling = tiling ?? tilingSetting
 
-        // no request eta: A1111 takes the instance's eta_ancestral (k-diffusion samplers with an eta) or eta_ddim
-        if r.eta == nil {
-            if r.sampler.ancestral, let e = opts["eta_ancestral"]?.double, e != 1 { r.eta = e }
-            if r.sampler == .ddim, let e = opts["eta_ddim"]?.double, e != 0 { r.eta = e }
-        }
+        // no request eta: each pass's sampler takes the setting of its kind (eta_ancestral or eta_ddim)
 
         // EAS keys inside alwayson_scripts (a1111-api.md §14.2), then real scripts.
         var eas: EASKeys?

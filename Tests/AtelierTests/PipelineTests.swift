@@ -83,3 +83,37 @@ import Testing
         #expect(seen == [1, 2, 3])
     }
 }
+
+/// A1111's `Sampler.initialize`: `p.eta` when the request gives one, else the setting of the sampler's
+/// kind — resolved for each pass, so a hires pass with another sampler gets its own.
+struct EtaResolutionTests {
+    @Test func etaComesFromTheRequestOrTheSettingOfTheSamplersKind() {
+        var r = GenerationRequest()
+        r.etaSettings = .init(ancestral: 0.6, ddim: 0.3)
+        #expect(r.resolvedEta(for: .eulerA) == 0.6)
+        #expect(r.resolvedEta(for: .dpmpp2mSDE) == 0.6)
+        #expect(r.resolvedEta(for: .ddim) == 0.3)
+        #expect(r.resolvedEta(for: .ddimCFGpp) == 0.3, "DDIM CFG++ takes eta_ddim too (A1111 1.10's ddim_cfgpp has an eta)")
+        #expect(r.resolvedEta(for: .euler) == nil && r.resolvedEta(for: .plms) == nil)
+        r.eta = 0.9
+        #expect(r.resolvedEta(for: .eulerA) == 0.9 && r.resolvedEta(for: .ddim) == 0.9, "a request's eta wins for every kind")
+    }
+
+    @Test func aHiresPassWithAnotherSamplerWritesItsOwnEta() {
+        var r = GenerationRequest()
+        r.sampler = .eulerA
+        r.etaSettings = .init(ancestral: 0.6, ddim: 0.3)
+        var hr = HiresFix()
+        hr.sampler = .ddim
+        r.hires = hr
+        let info = Fixtures.pipeline.infotext(r, seed: 1)
+        #expect(info.contains("Eta: 0.6, Eta DDIM: 0.3"), "\(info)")
+        r.etaSettings = .init(ancestral: 1, ddim: 0)
+        let defaults = Fixtures.pipeline.infotext(r, seed: 1)
+        #expect(!defaults.contains("Eta"), "defaults are not written: \(defaults)")
+        r.hires?.sampler = .dpmpp2sA
+        r.etaSettings.ancestral = 0.5
+        let same = Fixtures.pipeline.infotext(r, seed: 1)
+        #expect(same.components(separatedBy: "Eta: 0.5").count == 2, "one key, written once: \(same)")
+    }
+}
