@@ -74,6 +74,12 @@ def test_samplers_schedulers_and_models_are_listed(server):
         "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart", "DDIM", "DDIM CFG++", "PLMS", "UniPC", "LCM"]
     assert [x["name"] for x in requests.get(server.url + "/sdapi/v1/schedulers").json()] == ["automatic", "uniform", "karras", "exponential", "polyexponential", "sgm_uniform",
                                               "kl_optimal", "align_your_steps", "simple", "normal", "ddim", "beta"]
+    # options as A1111's pydantic SamplerItem (dict[str, str]) turns its Python values into strings: True -> "True"
+    options = {x["name"]: x["options"] for x in requests.get(server.url + "/sdapi/v1/samplers").json()}
+    assert options["DPM++ 2M SDE Heun"] == {"scheduler": "exponential", "brownian_noise": "True", "solver_type": "heun"}
+    assert options["DPM2 a"] == {"scheduler": "karras", "discard_next_to_last_sigma": "True", "uses_ensd": "True",
+                                 "second_order": "True"}
+    assert options["Euler"] == {}
     assert "karras" in api.util_get_scheduler_names()
     assert api.util_get_model_names() == ["tiny-sd15.safetensors [a7caa29fe8]"]
     assert api.get_sd_models()[0]["title"] == "tiny-sd15.safetensors [a7caa29fe8]"

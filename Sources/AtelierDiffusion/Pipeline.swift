@@ -390,6 +390,11 @@ public final class Pipeline: @unchecked Sendable {
                                      initLatent: initLatent, img2imgSteps: hiresPass.steps, onStep: report(hiresPass.request, offset: firstSteps))
                 outSize = (hiresPass.request.width, hiresPass.request.height)
             }
+            // The sampler loop's cached buffers (up to the pool's bound) and kernel scratch are of
+            // other sizes than the final decoder's: freeing them first keeps them from adding to the
+            // decode's peak; the next generation's first step faults them in again.
+            Scratch.drain()  // its buffers go back to the pool…
+            BufferPool.drain()  // …which frees them with the rest
             var decoded = decode(latents, vae: r.vae, dump: batchDump)
             if let inpaint = r.initImage?.inpaint, inpaint.overlay != nil {
                 // the generated picture back in the init image's frame, its kept pixels restored
@@ -756,10 +761,6 @@ public final class Pipeline: @unchecked Sendable {
     /// VAE decode of `latents / scale_factor`, `clamp((x+1)/2, 0, 1)`, ×255 truncated to uint8.
     func decode(_ latents: Tensor, vae: VAEFile? = nil, dump: DumpSink?) -> [[UInt8]] {
         let inv = Float(1.0 / Double(model.vaeDecoder.config.scaleFactor))
-        // The sampler loop's cached activation buffers (up to the pool's bound) are of other
-        // sizes than the decoder's: freeing them first keeps them from adding to the decode's
-        // peak (full SD 1.5 at 512²: about 1 GB); the next generation's first step faults them in again.
-        BufferPool.drain()
         // tiles pad from their neighbours, not around the picture: circular padding decodes whole
         let img = (vae?.decoder ?? model.vaeDecoder)(Ops.scale(latents, inv), tile: ConvPadding.circular ? 0 : nil)
         let (b, h, w) = (img.shape[0], img.shape[2], img.shape[3])
@@ -804,24 +805,25 @@ public final class Pipeline: @unchecked Sendable {
             ("Conditional mask weight", model.isInpainting ? Infotext.pythonFloat(r.inpaintingMaskWeight) : nil),
             ("Clip skip", r.clipSkip > 1 ? String(r.clipSkip) : nil),
             // A1111's is_sampler_using_eta_noise_seed_delta: not with eta 0
-            ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD && (r.resolvedEta(for: r.sampler) ?? 1) != 0 ? String(r.etaNoiseSeedDelta) : nil),
+            // A1111 asks p.eta, else p.sampler's eta — which the hires pass has reset to None (then 1)
+            ("ENSD", r.etaNoiseSeedDelta != 0 && r.sampler.usesENSD
+                && (r.hires != nil ? r.eta ?? 1 : r.resolvedEta(for: r.sampler) ?? 1) != 0 ? String(r.etaNoiseSeedDelta) : nil),
             ("RNG", r.randnSource == .gpu ? nil : r.randnSource.rawValue),
             ("Tiling", r.tiling ? "True" : nil),
         ]
         // set while sampling (get_sigmas, then Sampler.initialize): after everything set before it
-        // a hires pass with another sampler initialises that one too: its eta entry is added (or,
-        // under the same key, replaces the first pass's value in place, as a Python dict does)
-        var etaEntries = [r.etaInfotext(for: r.sampler)]
+        var sampling: [(String, String?)] = r.samplerOptions.scheduleInfotext(r, model: schedule)
+            + [r.etaInfotext(for: r.sampler)] + r.samplerOptions.samplerInfotext(r.sampler)
+        // a hires pass with another sampler initialises that one after the first pass's entries: its
+        // eta entry replaces a written value under the same key in place, or comes last (a Python dict)
         if let hs = r.hires?.sampler, hs != r.sampler {
             let second = r.etaInfotext(for: hs)
-            if let i = etaEntries.firstIndex(where: { $0.0 == second.0 }) {
-                if second.1 != nil { etaEntries[i] = second }
+            if let i = sampling.firstIndex(where: { $0.0 == second.0 && $0.1 != nil }) {
+                sampling[i] = second
             } else {
-                etaEntries.append(second)
+                sampling.append(second)
             }
         }
-        let sampling: [(String, String?)] = r.samplerOptions.scheduleInfotext(r, model: schedule) + etaEntries
-            + r.samplerOptions.samplerInfotext(r.sampler)
         let hr = r.hires
         let hires: [(String, String?)] = [
             ("Hires upscale", hr.flatMap { $0.resizeX == 0 && $0.resizeY == 0 ? Infotext.pythonFloat($0.scale) : nil }),

@@ -72,8 +72,6 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
         self == .heun || self == .dpm2 || self == .dpm2A || self == .dpmpp2sA || self == .restart || self == .dpmppSDE
     }
 
-    /// Has an `eta` parameter (k-diffusion's signature), so A1111 passes `eta_ancestral` and
-    /// writes `Eta` to the infotext when it is not 1.
     /// Which eta a sampler takes (A1111's `eta_option_field`): the k-diffusion samplers with an
     /// `eta` parameter take `eta_ancestral` (default 1, infotext "Eta"), DDIM and DDIM CFG++
     /// `eta_ddim` (default 0, "Eta DDIM"); nil for samplers without one.
@@ -83,6 +81,8 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
         return self == .ddim || self == .ddimCFGpp ? .ddim : nil
     }
 
+    /// Has an `eta` parameter (k-diffusion's signature), so A1111 passes `eta_ancestral` and
+    /// writes `Eta` to the infotext when it is not 1.
     public var ancestral: Bool {
         switch self {
         case .eulerA, .dpm2A, .dpmpp2sA, .dpmFast, .dpmAdaptive, .dpmppSDE, .dpmpp2mSDE, .dpmpp2mSDEHeun, .dpmpp3mSDE: true
@@ -93,15 +93,15 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
     /// Draws its noise from k-diffusion's Brownian tree (torchsde), seeded by the image seeds.
     public var brownianNoise: Bool { self == .dpmppSDE || self == .dpmpp2mSDE || self == .dpmpp2mSDEHeun || self == .dpmpp3mSDE }
 
-    /// A1111's `/samplers` options object.
+    /// A1111's `/samplers` options object (values as its pydantic model gives them: `str(True)` = "True").
     public var options: [String: String] {
         var o: [String: String] = [:]
         if let d = defaultScheduler { o["scheduler"] = d.name }
-        if discardsPenultimateSigma { o["discard_next_to_last_sigma"] = "true" }
-        if usesENSD { o["uses_ensd"] = "true" }
-        if brownianNoise { o["brownian_noise"] = "true" }
+        if discardsPenultimateSigma { o["discard_next_to_last_sigma"] = "True" }
+        if usesENSD { o["uses_ensd"] = "True" }
+        if brownianNoise { o["brownian_noise"] = "True" }
         if self == .dpmpp2mSDEHeun { o["solver_type"] = "heun" }
-        if secondOrder { o["second_order"] = "true" }
+        if secondOrder { o["second_order"] = "True" }
         return o
     }
 

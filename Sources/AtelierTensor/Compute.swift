@@ -79,6 +79,16 @@ public enum Scratch {
         return try body(Tensor(shape: shape, borrowing: buffer))
     }
 
+    /// Lets go of the kept buffers (before a phase whose shapes differ, e.g. the VAE decode); they
+    /// return to `BufferPool`, whose `drain` frees them.
+    public static func drain() {
+        let kept = lock.withLock { () -> [TensorStorage] in
+            defer { pool = [] }
+            return pool
+        }
+        withExtendedLifetime(kept) {}  // released here, outside the lock
+    }
+
     private static func take(_ count: Int) -> TensorStorage {
         lock.withLock { () -> TensorStorage? in
             guard let i = pool.indices.filter({ pool[$0].count >= count })

@@ -435,7 +435,6 @@ public enum Ops {
     }
     }
 
-    /// Nearest-neighbour 2× upsampling of NCHW.
     /// `F.pad(x, mode: "circular")` of an NCHW tensor by (top, left, bottom, right): the rows and
     /// columns wrap around, so output (i, j) is input ((i − top) mod H, (j − left) mod W).
     /// Each pad must be at most the padded side (as PyTorch requires).
@@ -461,6 +460,7 @@ public enum Ops {
         return out
     }
 
+    /// Nearest-neighbour 2× upsampling of NCHW.
     public static func upsampleNearest2x(_ x: Tensor) -> Tensor {
         Profiler.measure("upsample") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])

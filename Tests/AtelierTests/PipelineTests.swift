@@ -116,4 +116,30 @@ struct EtaResolutionTests {
         let same = Fixtures.pipeline.infotext(r, seed: 1)
         #expect(same.components(separatedBy: "Eta: 0.5").count == 2, "one key, written once: \(same)")
     }
+
+    @Test func theHiresSamplersEtaEntryComesAfterTheFirstPassSamplerEntries() {
+        var r = GenerationRequest()
+        r.sampler = .euler
+        var o = SamplerOptions()
+        o.sChurn = 0.5
+        o.fromSettings.insert("s_churn")
+        r.samplerOptions = o
+        r.etaSettings = .init(ancestral: 1, ddim: 0.3)
+        var hr = HiresFix()
+        hr.sampler = .ddim
+        r.hires = hr
+        let info = Fixtures.pipeline.infotext(r, seed: 1)
+        #expect(info.contains("Sigma churn: 0.5, Eta DDIM: 0.3"), "\(info)")
+    }
+
+    @Test func ensdWithHiresFixAsksTheRequestsEtaOnlyAsA1111ResetsItsSampler() {
+        var r = GenerationRequest()
+        r.sampler = .eulerA
+        r.etaNoiseSeedDelta = 31337
+        r.etaSettings = .init(ancestral: 0, ddim: 0)
+        #expect(!Fixtures.pipeline.infotext(r, seed: 1).contains("ENSD"), "eta 0: the noise seed delta is not used")
+        r.hires = HiresFix()
+        #expect(Fixtures.pipeline.infotext(r, seed: 1).contains("ENSD: 31337"),
+                "after a hires pass A1111's p.sampler is None, so only p.eta (unset: 1) counts")
+    }
 }
