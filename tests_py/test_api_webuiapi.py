@@ -537,30 +537,41 @@ def test_extras_upscale_as_a1111_with_pillow_and_keeps_the_infotext(server):
         assert bad.status_code == 422 and field in json.dumps(bad.json()), (field, bad.text)
 
 
+def golden_args(case):
+    with open(os.path.join(ROOT, "Tests", "Fixtures", "golden", case, "params.json")) as f:
+        return json.load(f)["golden_args"]
+
+
+def run_golden_through_webuiapi(server, case, overrides=None, **extra):
+    """A golden txt2img / img2img case through webuiapi (CPU noise as the oracle's, `overrides` added to
+    override_settings, `extra` passed to the client); asserts the oracle's picture within 40 dB."""
+    a = golden_args(case)
+    common = dict(prompt=a["prompt"], negative_prompt=a.get("negative", ""), seed=a["seed"], steps=a["steps"],
+                  cfg_scale=a["cfg"], width=a["width"], height=a["height"], sampler_name=a["sampler"],
+                  scheduler=a.get("scheduler", "Automatic"), override_settings={"randn_source": "CPU", **(overrides or {})},
+                  alwayson_scripts={}, **extra)
+    if "init_image" in a:
+        init = Image.open(os.path.join(ROOT, a["init_image"]))
+        r = client(server).img2img(images=[init], denoising_strength=a["denoising_strength"], resize_mode=0, **common)
+    else:
+        r = client(server).txt2img(**common)
+    ref = Image.open(os.path.join(ROOT, "Tests", "Fixtures", "golden", case, "image.png")).convert("RGB")
+    diff = np.asarray(r.image.convert("RGB"), dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    mse = float(np.mean(diff ** 2))
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    return r
+
+
 @pytest.mark.parametrize("case", ["dpmpp_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde", "dpm_adaptive", "dpmpp_2m_sde-eta05",
                                   "i2i-dpmpp_2m_sde", "i2i-unipc"])
 def test_sde_samplers_dpm_adaptive_and_unipc_reproduce_the_oracle_picture(server, case):
     """The SDE samplers' Brownian-tree noise (torchsde's, seeded by the image seed), DPM adaptive and UniPC
     (img2img) through the real client: the oracle's picture within 40 dB, eta in the infotext only when it is
     not 1."""
-    golden = os.path.join(ROOT, "Tests", "Fixtures", "golden", case)
-    with open(os.path.join(golden, "params.json")) as f:
-        a = json.load(f)["golden_args"]
+    a = golden_args(case)
     names = [s["name"] for s in requests.get(server.url + "/sdapi/v1/samplers").json()]
     assert a["sampler"] in names
-    common = dict(prompt=a["prompt"], negative_prompt=a.get("negative", ""), seed=a["seed"], steps=a["steps"],
-                  cfg_scale=a["cfg"], width=a["width"], height=a["height"], sampler_name=a["sampler"],
-                  scheduler=a.get("scheduler", "Automatic"), override_settings={"randn_source": "CPU"},
-                  eta=a.get("eta", 1.0), alwayson_scripts={})
-    if "init_image" in a:
-        init = Image.open(os.path.join(ROOT, a["init_image"]))
-        r = client(server).img2img(images=[init], denoising_strength=a["denoising_strength"], resize_mode=0, **common)
-    else:
-        r = client(server).txt2img(**common)
-    ref = Image.open(os.path.join(golden, "image.png")).convert("RGB")
-    diff = np.asarray(r.image.convert("RGB"), dtype=np.float64) - np.asarray(ref, dtype=np.float64)
-    mse = float(np.mean(diff ** 2))
-    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    r = run_golden_through_webuiapi(server, case, eta=a.get("eta", 1.0))
     info = r.info["infotexts"][0]
     assert f"Sampler: {a['sampler']}" in info
     assert ("Eta: 0.5" in info) == (a.get("eta") == 0.5)
@@ -628,24 +639,9 @@ def test_tiling_reproduces_the_oracle_picture_by_field_or_setting(server, case, 
     """A1111's Tiling (circular padding in every UNet and VAE conv): webuiapi's `tiling=True`, or the `tiling`
     setting through override_settings (A1111's `p.tiling = opts.tiling` when the field is left null), gives the
     oracle's picture within 40 dB and "Tiling: True" in the infotext."""
-    golden = os.path.join(ROOT, "Tests", "Fixtures", "golden", case)
-    with open(os.path.join(golden, "params.json")) as f:
-        a = json.load(f)["golden_args"]
-    overrides = {"randn_source": "CPU", **({"tiling": True} if how == "override_settings" else {})}
-    common = dict(prompt=a["prompt"], negative_prompt=a.get("negative", ""), seed=a["seed"], steps=a["steps"],
-                  cfg_scale=a["cfg"], width=a["width"], height=a["height"], sampler_name=a["sampler"],
-                  scheduler=a.get("scheduler", "Automatic"), override_settings=overrides,
-                  # webuiapi sends tiling=False unless told: None leaves the field null, so the setting applies
-                  eta=1.0, alwayson_scripts={}, tiling=True if how == "field" else None)
-    if "init_image" in a:
-        init = Image.open(os.path.join(ROOT, a["init_image"]))
-        r = client(server).img2img(images=[init], denoising_strength=a["denoising_strength"], resize_mode=0, **common)
-    else:
-        r = client(server).txt2img(**common)
-    ref = Image.open(os.path.join(golden, "image.png")).convert("RGB")
-    diff = np.asarray(r.image.convert("RGB"), dtype=np.float64) - np.asarray(ref, dtype=np.float64)
-    mse = float(np.mean(diff ** 2))
-    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40
+    overrides = {"tiling": True} if how == "override_settings" else {}
+    # webuiapi sends tiling=False unless told: None leaves the field null, so the setting applies
+    r = run_golden_through_webuiapi(server, case, overrides=overrides, eta=1.0, tiling=True if how == "field" else None)
     assert "Tiling: True" in r.info["infotexts"][0]
 
 
