@@ -329,7 +329,10 @@ public final class Pipeline: @unchecked Sendable {
         // UniPC takes one step per timestep; DDIM / PLMS one fewer
         let timestepShortfall = r.sampler == .uniPC ? 0 : 1
         guard r.initImage != nil else {
-            return r.sampler.isTimestepSampler ? max(1, DDIMSampler.timesteps(steps: r.steps).count - timestepShortfall) : r.steps
+            // always_discard_next_to_last_sigma: timestep samplers get the timesteps of one step more
+            let discard = r.samplerOptions.discardPenultimateSigma ? 1 : 0
+            return r.sampler.isTimestepSampler
+                ? max(1, DDIMSampler.timesteps(steps: r.steps + discard).count - timestepShortfall) : r.steps
         }
         let tEnc = Int(min(r.denoisingStrength, 0.999) * Double(r.steps))
         return r.sampler.isTimestepSampler ? max(0, tEnc - timestepShortfall) : tEnc + 1

@@ -143,3 +143,47 @@ struct EtaResolutionTests {
                 "after a hires pass A1111's p.sampler is None, so only p.eta (unset: 1) counts")
     }
 }
+
+/// The progress a job reports counts the steps its samplers really take, first pass and hires pass.
+struct ProgressCountTests {
+    func steps(_ configure: (inout GenerationRequest) -> Void) throws -> (reported: [Int], total: Int) {
+        var r = GenerationRequest()
+        r.prompt = "a red cube"
+        r.seed = 11
+        r.steps = 6
+        r.width = 64
+        r.height = 64
+        r.randnSource = .cpu
+        configure(&r)
+        var seen: [Int] = []
+        var total = 0
+        _ = try Fixtures.pipeline.txt2img(r) { p in
+            seen.append(p.step)
+            total = p.steps
+        }
+        #expect(total == Pipeline.totalSamplingSteps(r))
+        return (seen, total)
+    }
+
+    @Test(arguments: [
+        ("DDIM with always-discard", Sampler.ddim, nil as Sampler?, true),
+        ("UniPC with always-discard", .uniPC, nil, true),
+        ("Euler then a DDIM hires pass", .euler, .ddim, false),
+        ("DDIM then a UniPC hires pass", .ddim, .uniPC, false),
+        ("PLMS hires pass with PLMS", .plms, nil, false),
+        ("Euler a hires pass", .eulerA, nil, false),
+    ])
+    func theLastReportedStepIsTheTotal(_ label: String, _ sampler: Sampler, _ hiresSampler: Sampler?, _ discard: Bool) throws {
+        let (seen, total) = try steps { r in
+            r.sampler = sampler
+            r.samplerOptions.discardPenultimateSigma = discard
+            if discard { return }
+            var hr = HiresFix()
+            hr.scale = 1.5
+            hr.sampler = hiresSampler
+            r.hires = hr
+            r.denoisingStrength = 0.7
+        }
+        #expect(seen == Array(1...total), "\(label): reported \(seen), total \(total)")
+    }
+}
