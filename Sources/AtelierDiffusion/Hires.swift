@@ -138,12 +138,8 @@ extension Pipeline {
     /// Steps the progress bar counts: the first pass and the hires pass.
     public static func totalSamplingSteps(_ r: GenerationRequest) -> Int {
         guard let hr = r.hires else { return samplingSteps(r) }
-        // the second pass is an img2img of t_enc = its steps − 1: k-diffusion samplers take t_enc + 1
-        // steps, DDIM / PLMS t_enc − 1, UniPC t_enc (as `samplingSteps` counts img2img)
+        // the second pass is an img2img of t_enc = its steps − 1, with its own sampler
         let steps = hr.secondPassSteps > 0 ? hr.secondPassSteps : r.steps
-        let sampler = hr.sampler ?? r.sampler
-        let tEnc = steps - 1
-        let second = sampler.isTimestepSampler ? max(0, tEnc - (sampler == .uniPC ? 0 : 1)) : tEnc + 1
-        return samplingSteps(r) + second
+        return samplingSteps(r) + img2imgSteps(tEnc: steps - 1, sampler: hr.sampler ?? r.sampler)
     }
 }

@@ -334,8 +334,13 @@ public final class Pipeline: @unchecked Sendable {
             return r.sampler.isTimestepSampler
                 ? max(1, DDIMSampler.timesteps(steps: r.steps + discard).count - timestepShortfall) : r.steps
         }
-        let tEnc = Int(min(r.denoisingStrength, 0.999) * Double(r.steps))
-        return r.sampler.isTimestepSampler ? max(0, tEnc - timestepShortfall) : tEnc + 1
+        return img2imgSteps(tEnc: Int(min(r.denoisingStrength, 0.999) * Double(r.steps)), sampler: r.sampler)
+    }
+
+    /// Sampler steps of an img2img pass that starts `tEnc` steps from the end of its schedule:
+    /// `t_enc + 1` (k-diffusion), `t_enc − 1` (A1111's DDIM / PLMS), `t_enc` (UniPC).
+    static func img2imgSteps(tEnc: Int, sampler: Sampler) -> Int {
+        sampler.isTimestepSampler ? max(0, tEnc - (sampler == .uniPC ? 0 : 1)) : tEnc + 1
     }
 
     /// The seeds and variation seeds of every image of the job: `seed + i` (or `seed` for all
@@ -690,16 +695,17 @@ public final class Pipeline: @unchecked Sendable {
                 func consistency(_ e: [Float]) -> [Float] { x.indices.map { i in cO * (x[i] + e[i] * -sigma) + cSkip * x[i] } }
                 return cfg(ec.map(consistency), consistency(eu))
             }
+            let eta = Float(r.resolvedEta(for: r.sampler) ?? 1)
             switch r.sampler {
             case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
-            case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), noise: drawNoise, onStep: stepCallback)
+            case .eulerA: x = try KSamplers.eulerAncestral(denoise, x, sigmas: sigmas, eta: eta, noise: drawNoise, onStep: stepCallback)
             case .dpmpp2m: x = try KSamplers.dpmpp2M(denoise, x, sigmas: sigmas, onStep: stepCallback)
             case .heun: x = try KSamplers.heun(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
             case .dpm2: x = try KSamplers.dpm2(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
-            case .dpm2A: x = try KSamplers.dpm2Ancestral(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise),
+            case .dpm2A: x = try KSamplers.dpm2Ancestral(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise),
                                                            noise: drawNoise, onStep: stepCallback)
             case .lms: x = try KSamplers.lms(denoise, x, sigmas: sigmas, onStep: stepCallback)
-            case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise),
+            case .dpmpp2sA: x = try KSamplers.dpmpp2SAncestral(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise),
                                                                noise: drawNoise, onStep: stepCallback)
             case .restart: x = try KSamplers.restart(denoise, x, sigmas: sigmas, noise: drawNoise, onStep: stepCallback)
             case .lcm:
@@ -710,18 +716,18 @@ public final class Pipeline: @unchecked Sendable {
                 let (smin, smax, n) = initLatent != nil ? (sigmas[sigmas.count - 2], sigmas[0], sigmas.count - 1)
                                                          : (schedule.sigmaMin, schedule.sigmaMax, scheduleSteps)
                 if r.sampler == .dpmFast {
-                    x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise),
+                    x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: eta, sNoise: Float(opts.sNoise),
                                               noise: drawNoise, onStep: stepCallback)
                 } else {
-                    x = try KSamplers.dpmAdaptive(denoise, x, sigmaMin: smin, sigmaMax: smax, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), noise: drawNoise, onStep: stepCallback)
+                    x = try KSamplers.dpmAdaptive(denoise, x, sigmaMin: smin, sigmaMax: smax, eta: eta, noise: drawNoise, onStep: stepCallback)
                 }
             case .dpmppSDE:
-                x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .dpmpp2mSDE, .dpmpp2mSDEHeun:
-                x = try KSamplers.dpmpp2MSDE(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise), heun: r.sampler == .dpmpp2mSDEHeun,
+                x = try KSamplers.dpmpp2MSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), heun: r.sampler == .dpmpp2mSDEHeun,
                                              noise: brownian!, onStep: stepCallback)
             case .dpmpp3mSDE:
-                x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: Float(r.resolvedEta(for: r.sampler) ?? 1), sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .ddim, .ddimCFGpp, .plms, .uniPC: fatalError("unreachable")
             }
         }

@@ -98,7 +98,7 @@ struct Txt2ImgRequest {
         }
         let restoreFaces = f.bool("restore_faces", false)
         // null: the `tiling` setting (A1111's `p.tiling = opts.tiling`)
-        let tiling: Bool? = (body["tiling"] ?? .null) == .null ? nil : f.bool("tiling", false)
+        let tiling: Bool? = f.isSet("tiling") ? f.bool("tiling", false) : nil
         // the request's sampler-option fields (A1111's p.s_churn …; null = the settings' value)
         let requestSamplerFields = ["s_churn", "s_tmin", "s_tmax", "s_noise"].reduce(into: [String: Double]()) { d, k in
             if let v = f.optionalDouble(k) { d[k] = v }
@@ -313,8 +313,6 @@ struct Txt2ImgRequest {
 
         r.samplerOptions = Self.samplerOptions(request: requestSamplerFields, settings: samplerSettings, discard: discardSetting)
         r.tiling = tiling ?? tilingSetting
-
-        // no request eta: each pass's sampler takes the setting of its kind (eta_ancestral or eta_ddim)
 
         // EAS keys inside alwayson_scripts (a1111-api.md §14.2), then real scripts.
         var eas: EASKeys?

@@ -5,15 +5,15 @@ import Foundation
 import Testing
 
 @Suite(.serialized) struct PipelineTests {
-    func request(seed: Int64, batch: Int = 1, sampler: Sampler = .eulerA) -> GenerationRequest {
+    func request(seed: Int64, batch: Int = 1, sampler: Sampler = .eulerA, size: Int = 128) -> GenerationRequest {
         var r = GenerationRequest()
         r.prompt = "a red cube"
         r.negativePrompt = "blurry"
         r.seed = seed
         r.steps = 6
         r.sampler = sampler
-        r.width = 128
-        r.height = 128
+        r.width = size
+        r.height = size
         r.batchSize = batch
         r.randnSource = .cpu
         return r
@@ -99,13 +99,19 @@ struct EtaResolutionTests {
         #expect(r.resolvedEta(for: .eulerA) == 0.9 && r.resolvedEta(for: .ddim) == 0.9, "a request's eta wins for every kind")
     }
 
-    @Test func aHiresPassWithAnotherSamplerWritesItsOwnEta() {
+    /// A request whose first pass runs `first` and whose hires pass runs `second`.
+    func hiresRequest(_ first: Sampler, then second: Sampler, ancestral: Double, ddim: Double) -> GenerationRequest {
         var r = GenerationRequest()
-        r.sampler = .eulerA
-        r.etaSettings = .init(ancestral: 0.6, ddim: 0.3)
+        r.sampler = first
+        r.etaSettings = .init(ancestral: ancestral, ddim: ddim)
         var hr = HiresFix()
-        hr.sampler = .ddim
+        hr.sampler = second
         r.hires = hr
+        return r
+    }
+
+    @Test func aHiresPassWithAnotherSamplerWritesItsOwnEta() {
+        var r = hiresRequest(.eulerA, then: .ddim, ancestral: 0.6, ddim: 0.3)
         let info = Fixtures.pipeline.infotext(r, seed: 1)
         #expect(info.contains("Eta: 0.6, Eta DDIM: 0.3"), "\(info)")
         r.etaSettings = .init(ancestral: 1, ddim: 0)
@@ -118,16 +124,9 @@ struct EtaResolutionTests {
     }
 
     @Test func theHiresSamplersEtaEntryComesAfterTheFirstPassSamplerEntries() {
-        var r = GenerationRequest()
-        r.sampler = .euler
-        var o = SamplerOptions()
-        o.sChurn = 0.5
-        o.fromSettings.insert("s_churn")
-        r.samplerOptions = o
-        r.etaSettings = .init(ancestral: 1, ddim: 0.3)
-        var hr = HiresFix()
-        hr.sampler = .ddim
-        r.hires = hr
+        var r = hiresRequest(.euler, then: .ddim, ancestral: 1, ddim: 0.3)
+        r.samplerOptions.sChurn = 0.5
+        r.samplerOptions.fromSettings.insert("s_churn")
         let info = Fixtures.pipeline.infotext(r, seed: 1)
         #expect(info.contains("Sigma churn: 0.5, Eta DDIM: 0.3"), "\(info)")
     }
@@ -147,13 +146,7 @@ struct EtaResolutionTests {
 /// The progress a job reports counts the steps its samplers really take, first pass and hires pass.
 struct ProgressCountTests {
     func steps(_ configure: (inout GenerationRequest) -> Void) throws -> (reported: [Int], total: Int) {
-        var r = GenerationRequest()
-        r.prompt = "a red cube"
-        r.seed = 11
-        r.steps = 6
-        r.width = 64
-        r.height = 64
-        r.randnSource = .cpu
+        var r = PipelineTests().request(seed: 11, size: 64)
         configure(&r)
         var seen: [Int] = []
         var total = 0
