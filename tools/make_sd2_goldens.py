@@ -90,7 +90,8 @@ KEEP = ("params.json", "tokens.json", "cond.npy", "uncond.npy", "noise.npy", "si
 PROMPT = "a photo of a (cat:1.2), [blurry] masterpiece, \\(escaped\\)"
 NEGATIVE = "lowres, bad anatomy"
 INIT_IMAGE = "Tests/Fixtures/images/init-128.png"
-PATH_ARGS = ("init_image",)
+PATH_ARGS = ("init_image", "lora_dir")
+LORA_DIR = "Tests/Fixtures/networks/Lora-sd2"  # tools/make_sd2_lora.py
 
 
 def cases():
@@ -107,6 +108,10 @@ def cases():
     # A1111 ignores the CLIP-skip setting for SD 2 (the conditioning equals sd2-euler's bit for bit; the script checks
     # it) but still writes "Clip skip: 2" into the infotext
     out["sd2-clipskip2-euler_a"] = dict(base, sampler="Euler a", seed=906, clip_skip=2, ckpt=eps)
+    # kohya LoRA on SD 2 (te 0.8, unet 0.5): OpenCLIP text-encoder keys and the all-four rule of A1111's
+    # MultiheadAttention patch (see apply_networks_sd2)
+    out["sd2-lora-euler_a"] = dict(base, prompt=PROMPT + " <lora:tiny_sd2_lora:0.8:0.5>", sampler="Euler a", seed=907,
+                                   lora_dir=LORA_DIR, ckpt=eps)
     return out
 
 
@@ -154,6 +159,88 @@ def load_pipeline(R, SD2, ckpt, tok):
                 sqrt_one_minus_alphas_cumprod=extras["sqrt_one_minus_alphas_cumprod"].float())
 
 
+MHA_PARTS = ("_q_proj", "_k_proj", "_v_proj", "_out_proj")
+
+
+def convert_sd2_key(NW, key):
+    """A1111 networks.convert_diffusers_name_to_compvis(key, is_sd2=True): the SD 1 rules (the oracle's), except
+    text-encoder keys, which name OpenCLIP modules of the wrapped FrozenOpenCLIPEmbedder (prefix model_)."""
+    import re
+    m = re.match(r"lora_te_text_model_encoder_layers_(\d+)_(.+)", key)
+    if m is None:
+        return NW.kohya_to_compvis(key)
+    i, rest = m.groups()
+    if "mlp_fc1" in rest:
+        return f"model_transformer_resblocks_{i}_{rest.replace('mlp_fc1', 'mlp_c_fc')}"
+    if "mlp_fc2" in rest:
+        return f"model_transformer_resblocks_{i}_{rest.replace('mlp_fc2', 'mlp_c_proj')}"
+    return f"model_transformer_resblocks_{i}_{rest.replace('self_attn', 'attn')}"
+
+
+def network_update(NW, w, orig, mult):
+    """The oracle's per-module update (networks.apply): calc_updown, then scale (file scale, else alpha / dim),
+    then the multiplier, reshaped to the weight."""
+    updown, dim, _ = NW.calc_updown({k: v for k, v in w.items() if k not in ("alpha", "scale")}, orig)
+    alpha = w["alpha"].item() if "alpha" in w else None
+    scale = w["scale"].item() if "scale" in w else (alpha / dim if dim is not None and alpha is not None else 1.0)
+    if updown.numel() == orig.numel():
+        updown = updown.reshape(orig.shape)
+    return updown * scale * mult
+
+
+def apply_networks_sd2(NW, S):
+    """reference.run's networks.apply for an SD 2 pipe, as A1111 1.10's Lora extension patches SD 2:
+    UNet keys as for SD 1 (the oracle's conversion, onto the diffusers UNet through sd_ldm's name map); text-encoder
+    keys by convert_sd2_key onto the OpenCLIP tower's named modules (A1111's network_layer_mapping, "model_" +
+    name with "." -> "_"). Linear modules (mlp.c_fc, mlp.c_proj) get W += update. Each nn.MultiheadAttention
+    gets q / k / v into the thirds of in_proj_weight and out into out_proj.weight only when the network has
+    all four (network_apply_weights' MHA branch); otherwise none of them: its out_proj is a Linear A1111 never
+    patches on its own, as MultiheadAttention.forward reads out_proj.weight without calling out_proj.forward."""
+    import torch
+
+    @torch.no_grad()
+    def apply(nets, lora_dir, cfg, te, unet):
+        unet_map = {}
+        for ldm, key in S.component_map(cfg, "unet", unet).items():
+            if ldm.endswith(".weight"):
+                unet_map["diffusion_model_" + ldm[len(S.UNET_PREFIX):-len(".weight")].replace(".", "_")] = key
+        unet_params = dict(unet.named_parameters())
+        te_layers = {"model_" + n.replace(".", "_"): m for n, m in te.named_modules() if n}
+        report = []
+        for name, te_mult, unet_mult in nets:
+            path = NW.find_network(lora_dir, name)
+            groups, unmatched = {}, 0
+            for k, v in NW.load_file(path).items():
+                base, _, part = k.partition(".")
+                layer = convert_sd2_key(NW, base)
+                if layer not in unet_map and "lora_unet" in base:
+                    layer = base.replace("lora_unet", "diffusion_model")
+                groups.setdefault(layer, {})[part] = v
+            counts = {"unet": 0, "te_linear": 0, "te_attention": 0}
+            for layer, w in groups.items():
+                if layer in unet_map:
+                    p = unet_params[unet_map[layer]]
+                    p.copy_(p + network_update(NW, w, p, unet_mult))
+                    counts["unet"] += 1
+                elif layer in te_layers and type(te_layers[layer]) is torch.nn.Linear:
+                    p = te_layers[layer].weight
+                    p.copy_(p + network_update(NW, w, p, te_mult))
+                    counts["te_linear"] += 1
+                elif not any(layer.endswith(x) for x in MHA_PARTS) or layer.rsplit("_", 2)[0] not in te_layers:
+                    unmatched += 1
+            for layer, mod in te_layers.items():
+                if isinstance(mod, torch.nn.MultiheadAttention) and all(layer + x in groups for x in MHA_PARTS):
+                    qw, kw, vw = mod.in_proj_weight.chunk(3, 0)
+                    ups = [network_update(NW, groups[layer + x], t, te_mult) for x, t in zip(MHA_PARTS, (qw, kw, vw))]
+                    mod.in_proj_weight += torch.vstack(ups)
+                    mod.out_proj.weight += network_update(NW, groups[layer + "_out_proj"], mod.out_proj.weight, te_mult)
+                    counts["te_attention"] += 1
+            report.append({"name": name, "file": os.path.basename(path), "te_multiplier": te_mult,
+                           "unet_multiplier": unet_mult, "modules": counts, "unmatched_keys": unmatched})
+        return report
+    return apply
+
+
 class SD2Semantics:
     """While patched(): reference.encode_prompt = the SD 2 conditioning (OpenCLIP penultimate + ln_final, pad id 0
     after the first EOS, Original emphasis, clip skip ignored); for a v checkpoint reference.KDenoiser =
@@ -189,8 +276,11 @@ class SD2Semantics:
     @contextlib.contextmanager
     def patched(self):
         R = self.R
-        saved = (R.encode_prompt, R.KDenoiser, R.TimestepDenoiser, R.LCMDenoiser)
+        import networks as NW
+        import sd_ldm as S
+        saved = (R.encode_prompt, R.KDenoiser, R.TimestepDenoiser, R.LCMDenoiser, NW.apply)
         R.encode_prompt = self.encode_prompt
+        NW.apply = apply_networks_sd2(NW, S)
         if self.v:
             import torch
             sqrt_ac, sqrt_1m = self.pipe["sqrt_alphas_cumprod"], self.pipe["sqrt_one_minus_alphas_cumprod"]
@@ -227,7 +317,7 @@ class SD2Semantics:
         try:
             yield
         finally:
-            R.encode_prompt, R.KDenoiser, R.TimestepDenoiser, R.LCMDenoiser = saved
+            R.encode_prompt, R.KDenoiser, R.TimestepDenoiser, R.LCMDenoiser, NW.apply = saved
 
 
 # ---------------------------------------------------------------------------- cross-checks
@@ -236,6 +326,33 @@ def rel(a, b):
     import numpy as np
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)), float(np.abs(a - b).max())
+
+
+def patch_transformers_text_model(R, hf, a):
+    """The case's networks onto transformers' CLIPTextModel by the kohya names themselves (lora_te_ + its module
+    path): an independent route to the patched text encoder, with separate q / k / v / out_proj modules. A layer's
+    attention updates apply only when all four are in the file (A1111's MultiheadAttention rule)."""
+    import torch
+    import networks as NW
+    _, nets = NW.parse_prompt(a.prompt)
+    # transformers 5 names CLIPTextModel's modules without the text_model. its 4.x versions (and kohya's keys) have
+    modules = {("lora_te_" if n.startswith("text_model.") else "lora_te_text_model_") + n.replace(".", "_"): m
+               for n, m in hf.named_modules() if isinstance(m, torch.nn.Linear)}
+    with torch.no_grad():
+        for name, te_mult, _ in nets:
+            groups = {}
+            for k, v in NW.load_file(NW.find_network(a.lora_dir, name)).items():
+                base, _, part = k.partition(".")
+                groups.setdefault(base, {})[part] = v
+            for base, w in groups.items():
+                if base not in modules:
+                    continue
+                if "_self_attn_" in base:
+                    layer = base[:base.index("_self_attn_")] + "_self_attn"
+                    if not all(layer + x in groups for x in MHA_PARTS):
+                        continue
+                p = modules[base].weight
+                p.copy_(p + network_update(NW, w, p, te_mult))
 
 
 def crosscheck(R, SD2, pipe, a, res, ckpt, kd=None):
@@ -258,6 +375,8 @@ def crosscheck(R, SD2, pipe, a, res, ckpt, kd=None):
     conv = sfu.convert_open_clip_checkpoint(hf, sd, prefix=SD2.TEXT_PREFIX)
     hf.load_state_dict({k[len("text_model."):] if k.startswith("text_model.") else k: t.float()
                         for k, t in conv.items()}, strict=False)
+    if getattr(a, "lora_dir", None):
+        patch_transformers_text_model(R, hf, a)
     fln = hf.final_layer_norm if hasattr(hf, "final_layer_norm") else hf.text_model.final_layer_norm
     t = cfg["text_encoder"]
     with torch.no_grad():

@@ -54,6 +54,11 @@ struct CLIPEncoderLayer {
         q = Linear(weight: slice(inW, 0, [w, w]), bias: slice(inB, 0, [w]))
         k = Linear(weight: slice(inW, 1, [w, w]), bias: slice(inB, 1, [w]))
         v = Linear(weight: slice(inW, 2, [w, w]), bias: slice(inB, 2, [w]))
+        // A1111 patches a LoRA's q / k / v updates into the fused weight's thirds: the split kernels
+        // stand under `attn.{q,k,v}_proj.weight` (the names its `re_x_proj` fallback reads)
+        s.split(p + ".attn.in_proj_weight", into: [(p + ".attn.q_proj.weight", q.weight), (p + ".attn.k_proj.weight", k.weight),
+                                                   (p + ".attn.v_proj.weight", v.weight)])
+        s.split(p + ".attn.in_proj_bias", into: [])
         out = try Linear(s, p + ".attn.out_proj", in: w, out: w)
         ln2 = try LayerNorm(s, p + ".ln_2", channels: w, eps: c.layerNormEps)
         fc1 = try Linear(s, p + ".mlp.c_fc", in: w, out: c.intermediate)

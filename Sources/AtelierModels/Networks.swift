@@ -45,9 +45,11 @@ public final class NetworkFile: @unchecked Sendable {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
-    /// A1111's `convert_diffusers_name_to_compvis` for SD 1.x: kohya's diffusers-path names
-    /// to the LDM module names with `.` written as `_`.
-    public static func compvisName(_ key: String) -> String {
+    /// A1111's `convert_diffusers_name_to_compvis`: kohya's diffusers-path names to the LDM module
+    /// names with `.` written as `_`. `sd2`: text-encoder keys name OpenCLIP's modules (`self_attn` →
+    /// `attn`, `mlp_fc1` → `mlp_c_fc`, `mlp_fc2` → `mlp_c_proj`), as A1111 does for a model whose
+    /// layer names contain `model_transformer_resblocks`.
+    public static func compvisName(_ key: String, sd2: Bool = false) -> String {
         func groups(_ pattern: String) -> [String]? {
             guard let re = try? NSRegularExpression(pattern: "^" + pattern + "$"),
                   let m = re.firstMatch(in: key, range: NSRange(key.startIndex..., in: key)) else { return nil }
@@ -73,7 +75,13 @@ public final class NetworkFile: @unchecked Sendable {
             let i = Int(m[0])!
             return "diffusion_model_output_blocks_\(2 + i * 3)_\(i > 0 ? 2 : 1)_conv"
         }
-        if let m = groups("lora_te_text_model_encoder_layers_(\\d+)_(.+)") { return "transformer_text_model_encoder_layers_\(m[0])_\(m[1])" }
+        if let m = groups("lora_te_text_model_encoder_layers_(\\d+)_(.+)") {
+            guard sd2 else { return "transformer_text_model_encoder_layers_\(m[0])_\(m[1])" }
+            let part = m[1].contains("mlp_fc1") ? m[1].replacingOccurrences(of: "mlp_fc1", with: "mlp_c_fc")
+                : m[1].contains("mlp_fc2") ? m[1].replacingOccurrences(of: "mlp_fc2", with: "mlp_c_proj")
+                : m[1].replacingOccurrences(of: "self_attn", with: "attn")
+            return "model_transformer_resblocks_\(m[0])_\(part)"
+        }
         return key
     }
 
@@ -176,7 +184,7 @@ extension StableDiffusionModel {
             let module = String(key.dropLast(".weight".count))
             if module.hasPrefix("model.diffusion_model.") {
                 out[String(module.dropFirst("model.".count)).replacingOccurrences(of: ".", with: "_")] = key
-            } else if module.hasPrefix("cond_stage_model.transformer.") {
+            } else if module.hasPrefix("cond_stage_model.transformer.") || module.hasPrefix("cond_stage_model.model.") {
                 out[String(module.dropFirst("cond_stage_model.".count)).replacingOccurrences(of: ".", with: "_")] = key
             }
         }
@@ -204,10 +212,17 @@ extension StableDiffusionModel {
             patches.backups = [:]
             patches.applied = []
             let targets = networkTargets
+            let sd2 = targets.keys.contains { $0.hasPrefix("model_transformer_resblocks") }
             for use in uses {
+                let converted = Dictionary(use.file.modules.keys.map { ($0, NetworkFile.compvisName($0, sd2: sd2)) }) { a, _ in a }
+                let names = Set(converted.values)
                 for (module, tensors) in use.file.modules {
-                    let converted = NetworkFile.compvisName(module)
-                    guard let key = targets[converted] ?? targets[module.replacingOccurrences(of: "lora_unet", with: "diffusion_model")],
+                    let name = converted[module]!
+                    // OpenCLIP's attention is one nn.MultiheadAttention: A1111 patches its q, k, v and
+                    // out weights together, and only when the file has all four of them
+                    if let block = Self.openCLIPAttentionBlock(name),
+                       !["q_proj", "k_proj", "v_proj", "out_proj"].allSatisfy({ names.contains(block + $0) }) { continue }
+                    guard let key = targets[name] ?? targets[module.replacingOccurrences(of: "lora_unet", with: "diffusion_model")],
                           let weight = parameters[key] else { continue }
                     let multiplier = key.hasPrefix("cond_stage_model.") ? use.te : use.unet
                     guard let delta = try use.file.updown(tensors, shape: weight.shape, multiplier: multiplier) else { continue }
@@ -222,6 +237,18 @@ extension StableDiffusionModel {
             patches.applied = uses
             return patches.patched.count
         }
+    }
+}
+
+extension StableDiffusionModel {
+    /// `model_transformer_resblocks_N_attn_` for a name of one of OpenCLIP's attention projections
+    /// (`…_attn_q_proj`, `k_proj`, `v_proj`, `out_proj`), else nil.
+    static func openCLIPAttentionBlock(_ name: String) -> String? {
+        guard name.hasPrefix("model_transformer_resblocks_") else { return nil }
+        for part in ["q_proj", "k_proj", "v_proj", "out_proj"] where name.hasSuffix("_attn_" + part) {
+            return String(name.dropLast(part.count))
+        }
+        return nil
     }
 }
 

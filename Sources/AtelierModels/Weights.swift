@@ -89,6 +89,14 @@ public final class WeightStore {
         return p
     }
 
+    /// Hands out `parts` in place of the tensor taken at `key`, which a layer has split (SD 2's fused
+    /// `in_proj_weight` as separate q, k and v kernels): weight patches address the parts, and the
+    /// whole is not kept beside them.
+    public func split(_ key: String, into parts: [(String, Parameter)]) {
+        taken[key] = nil
+        for (k, p) in parts { taken[k] = p }
+    }
+
     private func check(_ key: String, _ expected: [Int]?) throws -> String {
         guard let stored = keyMap[key], let entryShape = file.shape(of: stored) else {
             throw ModelFileError(file: fileName, "missing tensor \(key)" + (expected.map { " (expected shape \($0))" } ?? ""))

@@ -115,12 +115,14 @@ import Testing
 
     nonisolated(unsafe) static var pipelines: [String: Pipeline] = [:]
     static let pipelinesLock = NSLock()
-    /// One pipeline per further checkpoint, loaded once.
-    static func pipeline(for path: String) throws -> Pipeline {
+    /// One pipeline per further checkpoint, loaded once; cases with networks get their own, as
+    /// patching a model's weights must not reach cases running beside them.
+    static func pipeline(for path: String, networks: Bool = false) throws -> Pipeline {
         try pipelinesLock.withLock {
-            if let p = pipelines[path] { return p }
+            let key = networks ? path + "#networks" : path
+            if let p = pipelines[key] { return p }
             let p = Pipeline(model: try StableDiffusionModel(path: path))
-            pipelines[path] = p
+            pipelines[key] = p
             return p
         }
     }
@@ -165,7 +167,8 @@ import Testing
         let floor = (params["float32_vs_float64"] as? [String: Any])?["latents_rel_l2"] as? Double ?? 0
         let initFloor = (params["float32_vs_float64"] as? [String: Any])?["init_latent_rel_l2"] as? Double ?? 0
         let sink = MemoryDump()
-        let pipeline = try ckptPath.map(Self.pipeline(for:)) ?? (c.args["lora_dir"] != nil ? Fixtures.networkPipeline : Fixtures.pipeline)
+        let pipeline = try ckptPath.map { try Self.pipeline(for: $0, networks: c.args["lora_dir"] != nil) }
+            ?? (c.args["lora_dir"] != nil ? Fixtures.networkPipeline : Fixtures.pipeline)
         let request = try Self.request(c.args)
         let lookup = request.embeddings.isEmpty ? nil : EmbeddingLookup(request.embeddings, tokenizer: .shared)
         let images = try pipeline.txt2img(request, dump: sink)

@@ -19,6 +19,36 @@ import Testing
         #expect(NetworkFile.compvisName("lora_te_text_model_encoder_layers_3_mlp_fc1") == "transformer_text_model_encoder_layers_3_mlp_fc1")
     }
 
+    @Test func kohyaTextEncoderNamesMapToOpenCLIPModulesOnSD2() {
+        let te = "lora_te_text_model_encoder_layers_3_"
+        #expect(NetworkFile.compvisName(te + "self_attn_q_proj", sd2: true) == "model_transformer_resblocks_3_attn_q_proj")
+        #expect(NetworkFile.compvisName(te + "self_attn_out_proj", sd2: true) == "model_transformer_resblocks_3_attn_out_proj")
+        #expect(NetworkFile.compvisName(te + "mlp_fc1", sd2: true) == "model_transformer_resblocks_3_mlp_c_fc")
+        #expect(NetworkFile.compvisName(te + "mlp_fc2", sd2: true) == "model_transformer_resblocks_3_mlp_c_proj")
+        #expect(NetworkFile.compvisName("lora_unet_down_blocks_0_attentions_0_proj_in", sd2: true) == "diffusion_model_input_blocks_1_1_proj_in")
+    }
+
+    /// tools/make_sd2_lora.py's file: every text-encoder layer has q/k/v/out and fc1/fc2, except that
+    /// layer 1 lacks k_proj and out_proj.
+    @Test func sd2AttentionIsPatchedOnlyWhereTheNetworkHasAllFourProjections() throws {
+        let model = try StableDiffusionModel(path: Fixtures.root.appendingPathComponent("models/tiny-sd2.safetensors").path)
+        let file = try NetworkFile(path: Fixtures.root.appendingPathComponent("networks/Lora-sd2/tiny_sd2_lora.safetensors").path)
+        let original = model.parameters.mapValues(\.scalars)
+        let patched = try model.applyNetworks([NetworkUse(file: file, te: 1, unet: 1)])
+        #expect(patched == 277 + 2 * 4 + 3 * 2, "277 UNet modules, layers 0 and 2's four attention projections, three layers' fc1 and fc2")
+        func changed(_ layer: Int, _ part: String) -> Bool {
+            let key = "cond_stage_model.model.transformer.resblocks.\(layer).\(part).weight"
+            return model.parameters[key]!.scalars != original[key]!
+        }
+        for part in ["attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj", "mlp.c_fc", "mlp.c_proj"] {
+            #expect(changed(0, part) && changed(2, part), "\(part) of layers 0 and 2")
+            #expect(changed(1, part) == part.hasPrefix("mlp"), "layer 1: \(part)")
+        }
+        #expect(model.parameters.keys.allSatisfy { !$0.contains("in_proj") }, "the fused weight is held once, as its q / k / v parts")
+        try model.applyNetworks([])
+        #expect(model.parameters.mapValues(\.scalars) == original)
+    }
+
     @Test func everyModuleOfTheTestNetworksFindsItsWeight() throws {
         let model = Self.model
         for (name, modules) in [("tiny_lora", 289), ("tiny_loha", 222), ("tiny_lokr", 186)] {

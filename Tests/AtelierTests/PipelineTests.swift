@@ -131,6 +131,27 @@ struct EtaResolutionTests {
         #expect(info.contains("Sigma churn: 0.5, Eta DDIM: 0.3"), "\(info)")
     }
 
+    @Test func theHiresSamplersSigmaEntriesAreWrittenWhenOnlyItTakesThem() {
+        var r = hiresRequest(.dpmpp2m, then: .euler, ancestral: 1, ddim: 0)
+        r.samplerOptions.sChurn = 0.5
+        r.samplerOptions.fromSettings.insert("s_churn")
+        let info = Fixtures.pipeline.infotext(r, seed: 1)
+        #expect(info.components(separatedBy: "Sigma churn: 0.5").count == 2, "DPM++ 2M takes no churn, the hires Euler does: \(info)")
+        r.hires?.sampler = .dpmpp2m
+        #expect(!Fixtures.pipeline.infotext(r, seed: 1).contains("Sigma churn"), "neither pass takes churn")
+    }
+
+    @Test func theHiresSchedulesOverridesAreWrittenAfterTheFirstPassEntries() {
+        var r = hiresRequest(.euler, then: .euler, ancestral: 1, ddim: 0)
+        r.samplerOptions.rho = 5
+        r.samplerOptions.sChurn = 0.5
+        r.samplerOptions.fromSettings.insert("s_churn")
+        #expect(!Fixtures.pipeline.infotext(r, seed: 1).contains("Schedule rho"), "Automatic passes ρ to no schedule")
+        r.hires?.scheduler = .karras
+        let info = Fixtures.pipeline.infotext(r, seed: 1)
+        #expect(info.contains("Sigma churn: 0.5, Schedule rho: 5.0"), "the hires pass's Karras takes ρ: \(info)")
+    }
+
     @Test func ensdWithHiresFixAsksTheRequestsEtaOnlyAsA1111ResetsItsSampler() {
         var r = GenerationRequest()
         r.sampler = .eulerA
