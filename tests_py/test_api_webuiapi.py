@@ -348,7 +348,10 @@ def test_lora_tag_changes_the_picture_names_its_hash_and_is_listed(make_server):
     os.makedirs(lora_dir, exist_ok=True)
     shutil.copy(os.path.join(NETWORKS, "Lora", "tiny_lora.safetensors"), lora_dir)
     # picked up without a restart or refresh
-    assert [l["name"] for l in requests.get(f"{s.url}/sdapi/v1/loras").json()] == ["tiny_lora"]
+    listed = requests.get(f"{s.url}/sdapi/v1/loras").json()
+    assert [l["name"] for l in listed] == ["tiny_lora"]
+    # the file's safetensors metadata, as A1111's read_metadata_from_safetensors gives it
+    assert listed[0]["metadata"] == {"ss_network_module": "networks.lora", "ss_base_model_version": "sd_v1"}
     with_lora = api.txt2img(prompt="a photo of a cat <lora:tiny_lora:0.8>", seed=5, steps=4, width=64, height=64)
     assert with_lora.image.tobytes() != plain.image.tobytes()
     info = with_lora.info["infotexts"][0]

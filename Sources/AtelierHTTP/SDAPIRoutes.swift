@@ -73,7 +73,9 @@ struct SDAPIRoutes {
         v1.get("loras") { _, _ -> Response in
             jsonResponse(.array(Self.files(in: instance.data.loraDir, extensions: ["safetensors", "pt", "ckpt"]).map { url in
                 let name = url.deletingPathExtension().lastPathComponent
-                return .object(["name": .string(name), "alias": .string(name), "path": .string(url.path), "metadata": .object([:])])
+                let metadata = Self.networkMetadata(url)
+                let alias = metadata["ss_output_name"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? name
+                return .object(["name": .string(name), "alias": .string(alias), "path": .string(url.path), "metadata": .object(metadata)])
             }))
         }
         v1.get("embeddings") { _, _ -> Response in
@@ -149,6 +151,17 @@ struct SDAPIRoutes {
     }
 
     /// Model files in a directory (recursively), sorted.
+    /// A network file's safetensors metadata as A1111's `/loras` shows it: values that hold a JSON
+    /// object (kohya's `ss_tag_frequency`, …) parsed, the rest as strings; none for `.pt` / `.ckpt`
+    /// or an unreadable header.
+    static func networkMetadata(_ url: URL) -> [String: JSONValue] {
+        guard url.pathExtension.lowercased() == "safetensors", let raw = try? SafeTensorsFile.metadata(path: url.path) else { return [:] }
+        return raw.mapValues { v in
+            if v.hasPrefix("{"), let o = try? JSONSerialization.jsonObject(with: Data(v.utf8)), o is [String: Any] { return JSONValue(any: o) }
+            return .string(v)
+        }
+    }
+
     static func files(in dir: URL, extensions: Set<String>) -> [URL] {
         guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { return [] }
         return e.compactMap { $0 as? URL }.filter { extensions.contains($0.pathExtension.lowercased()) }

@@ -174,3 +174,24 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return t
     }
 }
+
+extension SafeTensorsFile {
+    /// The `__metadata__` of a safetensors file, read from its header only (A1111's
+    /// `read_metadata_from_safetensors`: networks' training tags such as `ss_output_name`). Values are
+    /// raw strings; a file that is not safetensors throws, naming it.
+    public static func metadata(path: String) throws -> [String: String] {
+        let name = (path as NSString).lastPathComponent
+        guard let h = FileHandle(forReadingAtPath: path) else { throw ModelFileError(file: name, "cannot be opened") }
+        defer { try? h.close() }
+        let head = try h.read(upToCount: 8) ?? Data()
+        guard head.count == 8 else { throw ModelFileError(file: name, "truncated (no header length)") }
+        let n = head.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        guard n > 2, n < 100 << 20, let header = try h.read(upToCount: n), header.count == n,
+              let json = try? JSONSerialization.jsonObject(with: header) as? [String: Any] else {
+            throw ModelFileError(file: name, "not a safetensors file (no JSON header)")
+        }
+        var out: [String: String] = [:]
+        for (k, v) in json["__metadata__"] as? [String: Any] ?? [:] { out[k] = v as? String ?? "\(v)" }
+        return out
+    }
+}

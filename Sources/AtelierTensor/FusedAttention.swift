@@ -2,11 +2,18 @@ import Foundation
 
 /// Attention for 40-wide heads (SD 1.5's 64² level, 5 of its 16 transformers and most of its
 /// attention time) without BLAS calls whose inner dimension is 40: per head, keys are packed
-/// transposed once, then for four query rows at a time the scores come from a 4×16 register
-/// tile (d = 40 multiply-adds per key), a row softmax, and `P·V` from a 2×40 register tile.
-/// Scores for four rows (4 × Nk floats) stay in L1/L2; no `block × Nk` matrix per task.
+/// transposed once; then for a group of 16 query rows the scores come from 4×16 register tiles
+/// (d = 40 multiply-adds per key), a row softmax, and `P·V` from 2×40 register tiles. Keys are
+/// taken in blocks of 256 that every quad / pair of the group uses while the block is in cache,
+/// so a head's K and V (2 × 640 KB at 64², more than L2) stream in once per 16 rows, not per 4.
+/// Scores for the group (16 × Nk floats) stay in L2; no `block × Nk` matrix per task. Sums run
+/// over the keys in order, whatever the blocking.
 enum FusedAttention {
     static let headDim = 40
+    /// query rows that share one pass over the keys (their scores, 16 × Nk floats, stay in L2)
+    static let groupRows = 16
+    /// keys per block: Kᵀ and V of a block (2 × 40 KB) stay in L1/L2 while the group uses them
+    static let keyBlock = 256
 
     /// Whether `Ops.attention` takes this path (ATELIER_FUSED_ATTENTION=0 turns it off).
     nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["ATELIER_FUSED_ATTENTION"] != "0"
@@ -28,12 +35,13 @@ enum FusedAttention {
         let qp = q.unsafePointer, kp = k.unsafePointer, vp = v.unsafePointer, op = out.unsafePointer
         let heads2 = b * heads
         let workers = min(Compute.threads, heads2 * qBlocks)
-        Scratch.with(workers * (2 * d * nk + 4 * nk + 4 * d)) { scratch in
+        let perWorker = 2 * d * nk + groupRows * nk + groupRows * d
+        Scratch.with(workers * perWorker) { scratch in
             Compute.parallel(tasks: workers) { worker in
-                let kt = scratch + worker * (2 * d * nk + 4 * nk + 4 * d)
+                let kt = scratch + worker * perWorker
                 let vh = kt + d * nk            // this head's values, rows of 40 contiguous
-                let scores = vh + d * nk
-                let qs = scores + 4 * nk
+                let scores = vh + d * nk        // groupRows rows of nk
+                let qs = scores + groupRows * nk
                 // contiguous runs of tasks per worker, so each packs a head's keys once
                 let total = heads2 * qBlocks
                 let per = (total + workers - 1) / workers
@@ -53,26 +61,35 @@ enum FusedAttention {
                     let r0 = qb * rowsPerTask, rows = min(rowsPerTask, nq - r0)
                     var r = 0
                     while r < rows {
-                        let quad = min(4, rows - r)
-                        // the four query rows, scaled (a partial quad repeats its last row)
-                        for i in 0..<4 {
-                            let src = qp + (n * nq + r0 + r + min(i, quad - 1)) * c + h * d
+                        let group = min(groupRows, rows - r), quads = (group + 3) / 4
+                        // the group's query rows, scaled (a partial quad repeats the group's last row)
+                        for i in 0..<(quads * 4) {
+                            let src = qp + (n * nq + r0 + r + min(i, group - 1)) * c + h * d
                             for e in 0..<d { qs[i * d + e] = src[e] * scale }
                         }
-                        scoreQuad(qs, kt, nk: nk, into: scores)
-                        for i in 0..<quad { Ops.softmaxRow(scores + i * nk, nk) }
-                        var i = 0
-                        while i < quad {
-                            let dst0 = op + (n * nq + r0 + r + i) * c + h * d
-                            if i + 1 < quad {
-                                let dst1 = op + (n * nq + r0 + r + i + 1) * c + h * d
-                                weightedValues(scores + i * nk, scores + (i + 1) * nk, vh, stride: d, nk: nk, dst0, dst1)
-                            } else {
-                                weightedValues(scores + i * nk, scores + i * nk, vh, stride: d, nk: nk, dst0, nil)
-                            }
-                            i += 2
+                        // one block of keys (Kᵀ columns, then V rows) serves every quad / pair of the
+                        // group while it is in L1/L2: the head's keys are read once per group, not per quad
+                        var j0 = 0
+                        while j0 < nk {
+                            let jn = min(keyBlock, nk - j0)
+                            for g in 0..<quads { scoreQuad(qs + g * 4 * d, kt + j0, stride: nk, keys: jn, into: scores + g * 4 * nk + j0) }
+                            j0 += jn
                         }
-                        r += quad
+                        for i in 0..<group { Ops.softmaxRow(scores + i * nk, nk) }
+                        j0 = 0
+                        while j0 < nk {
+                            let jn = min(keyBlock, nk - j0)
+                            var i = 0
+                            while i < group {
+                                let dst0 = op + (n * nq + r0 + r + i) * c + h * d
+                                let dst1 = i + 1 < group ? op + (n * nq + r0 + r + i + 1) * c + h * d : nil
+                                weightedValues(scores + i * nk + j0, scores + min(i + 1, group - 1) * nk + j0, vh + j0 * d,
+                                               keys: jn, dst0, dst1, accumulate: j0 > 0)
+                                i += 2
+                            }
+                            j0 += jn
+                        }
+                        r += group
                     }
                 }
             }
@@ -81,12 +98,13 @@ enum FusedAttention {
     }
 
     /// `scores[i][j] = Σ_e q[i][e] · kᵀ[e][j]` for four rows, sixteen keys per register tile.
+    /// `kt` and `s` advance by `stride` per dimension / row; `keys` is a multiple of 16.
     @inline(__always)
-    static func scoreQuad(_ q: UnsafePointer<Float>, _ kt: UnsafePointer<Float>, nk: Int,
+    static func scoreQuad(_ q: UnsafePointer<Float>, _ kt: UnsafePointer<Float>, stride nk: Int, keys: Int,
                           into s: UnsafeMutablePointer<Float>) {
         let d = headDim
         var j = 0
-        while j < nk {
+        while j < keys {
             var a00 = V8(), a01 = V8(), a10 = V8(), a11 = V8()
             var a20 = V8(), a21 = V8(), a30 = V8(), a31 = V8()
             var col = kt + j
@@ -108,14 +126,20 @@ enum FusedAttention {
         }
     }
 
-    /// `out_r = Σ_j p_r[j] · v[j]` for two rows (40 wide: five vectors each).
+    /// `out_r = Σ_j p_r[j] · v[j]` for two rows (40 wide: five vectors each) over `keys` keys;
+    /// `accumulate` continues sums an earlier key block stored, in the same order as one pass.
     @inline(__always)
     static func weightedValues(_ p0: UnsafePointer<Float>, _ p1: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-                               stride: Int, nk: Int, _ o0: UnsafeMutablePointer<Float>, _ o1: UnsafeMutablePointer<Float>?) {
+                               keys: Int, _ o0: UnsafeMutablePointer<Float>, _ o1: UnsafeMutablePointer<Float>?, accumulate: Bool) {
         var a0 = V8(), a1 = V8(), a2 = V8(), a3 = V8(), a4 = V8()
         var b0 = V8(), b1 = V8(), b2 = V8(), b3 = V8(), b4 = V8()
+        if accumulate {
+            a0 = vload8(o0); a1 = vload8(o0 + 8); a2 = vload8(o0 + 16); a3 = vload8(o0 + 24); a4 = vload8(o0 + 32)
+            if let o1 { b0 = vload8(o1); b1 = vload8(o1 + 8); b2 = vload8(o1 + 16); b3 = vload8(o1 + 24); b4 = vload8(o1 + 32) }
+        }
+        let stride = headDim
         var row = v
-        for j in 0..<nk {
+        for j in 0..<keys {
             let v0 = vload8(row), v1 = vload8(row + 8), v2 = vload8(row + 16), v3 = vload8(row + 24), v4 = vload8(row + 32)
             let x = V8(repeating: p0[j]), y = V8(repeating: p1[j])
             a0.addProduct(x, v0); a1.addProduct(x, v1); a2.addProduct(x, v2); a3.addProduct(x, v3); a4.addProduct(x, v4)
