@@ -35,7 +35,9 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
 
         // Layers, dependencies pointing down.
-        .target(name: "AtelierTensor", dependencies: ["CBLAS"], swiftSettings: simd),
+        // micro-kernels for CPU features chosen at run time (AVX-512), in C: per-function targets
+        .target(name: "CKernels"),
+        .target(name: "AtelierTensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: simd),
         .target(
             name: "AtelierModels",
             dependencies: [

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Attention for 40-wide heads (SD 1.5's 64² level, 5 of its 16 transformers and most of its
@@ -14,6 +15,11 @@ enum FusedAttention {
     static let groupRows = 16
     /// keys per block: Kᵀ and V of a block (2 × 40 KB) stay in L1/L2 while the group uses them
     static let keyBlock = 256
+
+    /// Whether the 512-bit tiles (8 rows × 32 keys, 8 rows × 40 values; `CKernels`) run instead of the
+    /// AVX2 ones: on CPUs with AVX-512F, unless ATELIER_AVX512=0. Every output element sums the same
+    /// products in the same order either way, so both give the same bits.
+    nonisolated(unsafe) static var wide = atelier_cpu_has_avx512f() != 0 && ProcessInfo.processInfo.environment["ATELIER_AVX512"] != "0"
 
     /// Whether `Ops.attention` takes this path (ATELIER_FUSED_ATTENTION=0 turns it off).
     nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["ATELIER_FUSED_ATTENTION"] != "0"
@@ -60,8 +66,43 @@ enum FusedAttention {
                     }
                     let r0 = qb * rowsPerTask, rows = min(rowsPerTask, nq - r0)
                     var r = 0
+                    let wide = Self.wide
                     while r < rows {
                         let group = min(groupRows, rows - r), quads = (group + 3) / 4
+                        if wide {
+                            let octs = (group + 7) / 8
+                            for i in 0..<(octs * 8) {
+                                let src = qp + (n * nq + r0 + r + min(i, group - 1)) * c + h * d
+                                for e in 0..<d { qs[i * d + e] = src[e] * scale }
+                            }
+                            var j0 = 0
+                            while j0 < nk {
+                                let jn = min(keyBlock, nk - j0)
+                                for g in 0..<octs {
+                                    atelier_attention_scores8_avx512(qs + g * 8 * d, kt + j0, nk, jn, scores + g * 8 * nk + j0, nk)
+                                }
+                                j0 += jn
+                            }
+                            for i in 0..<group { Ops.softmaxRow(scores + i * nk, nk) }
+                            j0 = 0
+                            while j0 < nk {
+                                let jn = min(keyBlock, nk - j0)
+                                for g in 0..<octs {
+                                    func row(_ i: Int) -> UnsafeMutablePointer<Float>? {
+                                        g * 8 + i < group ? op + (n * nq + r0 + r + g * 8 + i) * c + h * d : nil
+                                    }
+                                    var dst = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
+                                    withUnsafePointer(to: &dst) {
+                                        $0.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 8) {
+                                            atelier_attention_values8_avx512(scores + g * 8 * nk + j0, nk, vh + j0 * d, jn, $0, j0 > 0 ? 1 : 0)
+                                        }
+                                    }
+                                }
+                                j0 += jn
+                            }
+                            r += group
+                            continue
+                        }
                         // the group's query rows, scaled (a partial quad repeats the group's last row)
                         for i in 0..<(quads * 4) {
                             let src = qp + (n * nq + r0 + r + min(i, group - 1)) * c + h * d

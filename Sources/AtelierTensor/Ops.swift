@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// The CPU operations a latent-diffusion model needs, on `Tensor` values.
@@ -111,15 +112,14 @@ public enum Ops {
     nonisolated(unsafe) public static var winogradEnabled = ProcessInfo.processInfo.environment["ATELIER_WINOGRAD"] != "0"
 
     /// The algorithm `conv2d` uses for this input shape `[B, C, H, W]` and weight `[O, C, kh, kw]`.
-    /// Winograd needs enough output tiles for its 36 GEMMs to be well shaped and a kernel
-    /// transform that stays small (the UNet's 1280-channel levels at 16² and 8² stay im2col).
+    /// Winograd needs enough output tiles for its 36 GEMMs to be well shaped (the UNet's 16² and 8²
+    /// levels stay im2col); big kernels are transformed in blocks of output channels.
     public static func convAlgorithm(input: [Int], weight: [Int], stride: Int,
                                      padding: (top: Int, left: Int, bottom: Int, right: Int)) -> ConvAlgorithm {
         let (kh, kw) = (weight[2], weight[3])
         if kh == 1 && kw == 1 && stride == 1 && padding == (0, 0, 0, 0) { return .gemm }
         let tiles = input[0] * ((input[2] + 3) / 4) * ((input[3] + 3) / 4)
-        if winogradEnabled && kh == 3 && kw == 3 && stride == 1 && padding == (1, 1, 1, 1)
-            && tiles >= 128 && 36 * weight[0] * weight[1] <= 1 << 24 {
+        if winogradEnabled && kh == 3 && kw == 3 && stride == 1 && padding == (1, 1, 1, 1) && tiles >= 128 {
             return .winograd
         }
         return .im2col
@@ -538,6 +538,16 @@ public enum Ops {
     public static func attentionIsFused(headDim: Int, keys: Int, causal: Bool = false) -> Bool {
         FusedAttention.applies(headDim: headDim, keys: keys, causal: causal)
     }
+
+    /// Whether fused attention runs its AVX-512 tiles (set where the CPU has AVX-512F; ATELIER_AVX512=0
+    /// turns them off). Setting it true on a CPU without AVX-512F is refused.
+    public static var attentionUsesAVX512: Bool {
+        get { FusedAttention.wide }
+        set { FusedAttention.wide = newValue && cpuHasAVX512 }
+    }
+
+    /// Whether this CPU (and OS) run AVX-512F code.
+    public static let cpuHasAVX512 = atelier_cpu_has_avx512f() != 0
 
     /// Fused attention on/off (benchmarks compare both: ATELIER_FUSED_ATTENTION=0 turns it off).
     public static var fusedAttentionEnabled: Bool {

@@ -13,12 +13,16 @@ import Foundation
 ///
 /// Kernels are transformed per call (O·C·36 floats, cheap next to the GEMMs at the sizes
 /// where Winograd is chosen) rather than cached, so weights patched in place (LoRA) need no
-/// invalidation. Tiles are processed in chunks of whole tile rows so the transformed input
+/// invalidation; above 64 MB of transform they are transformed a block of output channels at a
+/// time. Tiles are processed in chunks of whole tile rows so the transformed input
 /// and products stay a few tens of MB at 512² VAE sizes.
 public enum Winograd {
 
     /// Transformed-tile budget (V and M together) per chunk, in floats.
     static let chunkFloats = 1 << 23
+    /// Kernel-transform budget (36·O·C floats) per block of output channels: 64 MB by default;
+    /// tests lower it to compare blocked and whole transforms.
+    nonisolated(unsafe) public static var kernelFloatsPerChunk = 1 << 24
 
     /// Convolution of NCHW `x` with OIHW 3×3 `weight`, stride 1, padding 1 on every side.
     public static func conv3x3(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
@@ -35,11 +39,15 @@ public enum Winograd {
         }
         let ntx = (w + 3) / 4, nty = (h + 3) / 4
         let tileRows = b * nty
-        let rowsPerChunk = max(1, min(tileRows, chunkFloats / (36 * (c + o) * ntx)))
+        // output channels per kernel transform: all of them, or even blocks (multiples of 8) whose
+        // transform fits kernelFloatsPerChunk (the UNet's 1280- and 1920-channel convs at 32²)
+        let blocks = max(1, (36 * o * c + kernelFloatsPerChunk - 1) / kernelFloatsPerChunk)
+        let ob = blocks == 1 ? o : min(o, ((o + blocks - 1) / blocks + 7) / 8 * 8)
+        let rowsPerChunk = max(1, min(tileRows, chunkFloats / (36 * (c + ob) * ntx)))
         let maxTiles = rowsPerChunk * ntx
-        Scratch.with(36 * o * c + 36 * (c + o) * maxTiles) { scratch in
-            let u = scratch, v = scratch + 36 * o * c, m = v + 36 * c * maxTiles
-            Profiler.measure("winograd.kernels") { transformKernels(weight.unsafePointer, o: o, c: c, into: u) }
+        Scratch.with(36 * ob * c + 36 * (c + ob) * maxTiles) { scratch in
+            let u = scratch, v = scratch + 36 * ob * c, m = v + 36 * c * maxTiles
+            if ob == o { Profiler.measure("winograd.kernels") { transformKernels(weight.unsafePointer, o: o, c: c, into: u) } }
             var row0 = 0
             while row0 < tileRows {
                 let rows = min(rowsPerChunk, tileRows - row0)
@@ -48,15 +56,23 @@ public enum Winograd {
                     transformInput(x.unsafePointer, c: c, h: h, w: w, ntx: ntx, nty: nty,
                                    rows: row0..<(row0 + rows), tiles: tiles, into: v)
                 }
-                Profiler.measure("winograd.gemm") {
-                    Compute.parallel(tasks: 36) { p in
-                        sgemm(m: o, n: tiles, k: c, a: u + p * o * c, lda: c, b: v + p * c * tiles, ldb: tiles,
-                              c: m + p * o * tiles, ldc: tiles)
+                var o0 = 0
+                while o0 < o {
+                    let oc = min(ob, o - o0)
+                    if ob < o {
+                        Profiler.measure("winograd.kernels") { transformKernels(weight.unsafePointer + o0 * c * 9, o: oc, c: c, into: u) }
                     }
-                }
-                Profiler.measure("winograd.output") {
-                    transformOutput(m, o: o, h: h, w: w, ntx: ntx, nty: nty, rows: row0..<(row0 + rows),
-                                    tiles: tiles, bias: bias?.unsafePointer, into: out.unsafePointer)
+                    Profiler.measure("winograd.gemm") {
+                        Compute.parallel(tasks: 36) { p in
+                            sgemm(m: oc, n: tiles, k: c, a: u + p * oc * c, lda: c, b: v + p * c * tiles, ldb: tiles,
+                                  c: m + p * oc * tiles, ldc: tiles)
+                        }
+                    }
+                    Profiler.measure("winograd.output") {
+                        transformOutput(m, o: oc, channels: o, first: o0, h: h, w: w, ntx: ntx, nty: nty,
+                                        rows: row0..<(row0 + rows), tiles: tiles, bias: bias?.unsafePointer, into: out.unsafePointer)
+                    }
+                    o0 += oc
                 }
                 row0 += rows
             }
@@ -193,18 +209,19 @@ public enum Winograd {
         return (m0 + a + c, s + d * 2, a + c * 4, s + d * 8 + m5)
     }
 
-    /// Output pixels from the products `M_p[o][tile]`: `Aᵀ M A` per tile, plus the bias.
+    /// Output pixels from the products `M_p[o][tile]`: `Aᵀ M A` per tile, plus the bias, into output
+    /// channels `first ..< first + o` of an image with `channels` channels.
     static func transformOutput(
-        _ m: UnsafePointer<Float>, o: Int, h: Int, w: Int, ntx: Int, nty: Int, rows: Range<Int>,
+        _ m: UnsafePointer<Float>, o: Int, channels: Int, first: Int, h: Int, w: Int, ntx: Int, nty: Int, rows: Range<Int>,
         tiles: Int, bias: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>
     ) {
         let plane = o * tiles
         Compute.split(o, minimum: max(1, 16384 / max(1, tiles * 36))) { range in
             for oc in range {
-                let bv = V8(repeating: bias?[oc] ?? 0)
+                let bv = V8(repeating: bias?[first + oc] ?? 0)
                 for (k, r) in rows.enumerated() {
                     let n = r / nty, ty = r % nty
-                    let dst = out + ((n * o + oc) * h) * w
+                    let dst = out + ((n * channels + first + oc) * h) * w
                     var tx = 0
                     while tx < ntx {
                         let count = min(8, ntx - tx)

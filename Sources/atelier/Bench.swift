@@ -142,6 +142,7 @@ struct Bench: ParsableCommand {
                                     "gflops": gflops, "sgemm_gflops": sgemm, "fraction_of_sgemm": gflops / sgemm,
                                     "cpu_utilisation": utilisation, "peak_rss_bytes": rss, "load_average": load0,
                                     "page_faults_per_run": faultsPerRun, "fresh_buffers_per_run": freshPerRun,
+                                    "attention_tiles": Ops.attentionUsesAVX512 ? "avx512" : "avx2",
                                     "reference_median_s": refMedian ?? NSNull(), "ratio": refMedian.map { median / $0 } ?? NSNull()]
             if what == .matmul { o["gflops"] = sgemm }
             if let freshInLoop { o["fresh_buffers_steps_2_to_n"] = freshInLoop }
@@ -150,7 +151,8 @@ struct Bench: ParsableCommand {
         } else {
             print("\(what.rawValue): median \(f(median)) s (min \(f(times.first!)), max \(f(times.last!)), \(runs) runs, \(Compute.threads) threads)")
             print("  work \(f(flops / 1e9)) GFLOP, \(f(gflops)) GFLOP/s = \(f(gflops / sgemm)) of sgemm (\(f(sgemm)) GFLOP/s measured now)")
-            print("  CPU utilisation \(f(utilisation)), peak RSS \(f(Double(rss) / 1_073_741_824)) GiB, load average before \(f(load0))")
+            print("  CPU utilisation \(f(utilisation)), peak RSS \(f(Double(rss) / 1_073_741_824)) GiB, load average before \(f(load0)), "
+                  + "attention tiles \(Ops.attentionUsesAVX512 ? "AVX-512" : "AVX2")")
             print("  per run after the warm-up: \(f(freshPerRun)) tensor buffers allocated (0 = all reused), \(faultsPerRun) minor page faults")
             if let freshInLoop { print("  tensor buffers allocated over steps 2…N of the last run: \(freshInLoop)") }
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }

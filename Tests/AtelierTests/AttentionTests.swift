@@ -64,6 +64,32 @@ import Testing
         #expect(err <= 1e-5, "relative L2 \(err)")
     }
 
+    /// The AVX-512 tiles sum the same products in the same order as the AVX2 ones: same bits, at
+    /// the 64² shape and at a partial group (77 rows) with a 16-key tail (272 keys). On a CPU
+    /// without AVX-512F the dispatcher must keep the AVX2 tiles.
+    @Test func avx512AttentionTilesGiveTheAVX2TilesBits() {
+        let saved = Ops.attentionUsesAVX512
+        defer { Ops.attentionUsesAVX512 = saved }
+        Ops.attentionUsesAVX512 = true
+        guard Ops.cpuHasAVX512 else {
+            #expect(!Ops.attentionUsesAVX512, "no AVX-512F here: the AVX2 tiles must run")
+            return
+        }
+        for (b, nq, nk, heads) in [(2, 4096, 4096, 8), (1, 77, 272, 2)] {
+            let c = heads * 40
+            let q = Tensor(shape: [b, nq, c], data: WinogradTests.normals(b * nq * c, seed: 31, sigma: 1))
+            let k = Tensor(shape: [b, nk, c], data: WinogradTests.normals(b * nk * c, seed: 32, sigma: 1))
+            let v = Tensor(shape: [b, nk, c], data: WinogradTests.normals(b * nk * c, seed: 33, sigma: 1))
+            Ops.attentionUsesAVX512 = true
+            let wide = Ops.attention(q: q, k: k, v: v, heads: heads).scalars
+            Ops.attentionUsesAVX512 = false
+            let narrow = Ops.attention(q: q, k: k, v: v, heads: heads).scalars
+            #expect(wide.count == narrow.count)
+            let differing = zip(wide, narrow).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+            #expect(differing == 0, "\(nq)×\(nk): \(differing) elements differ")
+        }
+    }
+
     @Test func blasAttentionServesOtherHeadWidthsAndTheTextEncodersKeys() {
         #expect(Self.check(b: 2, nq: 1024, nk: 1024, heads: 8, d: 80, fused: false) <= 1e-5)
         #expect(Self.check(b: 2, nq: 4096, nk: 77, heads: 8, d: 40, fused: false) <= 1e-5)  // cross-attention

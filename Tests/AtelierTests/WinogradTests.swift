@@ -68,6 +68,7 @@ import Testing
         (b: 1, c: 320, o: 320, h: 64, w: 64),   // UNet, 64² level
         (b: 2, c: 640, o: 640, h: 32, w: 32),   // UNet, 32² level (batch 2 = cond + uncond)
         (b: 1, c: 960, o: 320, h: 64, w: 64),   // UNet, first conv of an up block (skip concat)
+        (b: 2, c: 1920, o: 640, h: 32, w: 32),  // UNet, 32² up block: kernel transformed in blocks of output channels
         (b: 1, c: 128, o: 128, h: 512, w: 512), // VAE decoder, last stage
         (b: 2, c: 128, o: 128, h: 256, w: 256), // several chunks of tile rows, one across the two images
         (b: 2, c: 3, o: 5, h: 13, w: 21),       // sizes not a multiple of the 4×4 tile
@@ -78,13 +79,34 @@ import Testing
         #expect(err <= 1e-5, "relative L2 \(err) at [\(b),\(c),\(h),\(w)] → \(o)")
     }
 
+    /// Output channels in blocks (each with its own kernel transform) give the whole transform's
+    /// numbers: the same products, a block of GEMM rows at a time. BLAS may sum a GEMM of fewer
+    /// rows in another order (OpenBLAS picks kernels by shape), so the bound is float32 rounding
+    /// of the 24-channel sums (≈ 1e-7 relative), not equal bits.
+    @Test func kernelTransformInBlocksOfOutputChannelsGivesTheWholeTransformsNumbers() {
+        let x = Tensor(shape: [2, 24, 32, 32], data: Self.normals(2 * 24 * 32 * 32, seed: 6, sigma: 1))
+        let weight = Tensor(shape: [40, 24, 3, 3], data: Self.normals(40 * 24 * 9, seed: 7, sigma: 0.1))
+        let bias = Tensor(shape: [40], data: Self.normals(40, seed: 8, sigma: 0.1))
+        let whole = Winograd.conv3x3(x, weight: weight, bias: bias).scalars
+        let saved = Winograd.kernelFloatsPerChunk
+        Winograd.kernelFloatsPerChunk = 36 * 16 * 24  // blocks of 16, 16 and 8 output channels
+        let blocked = Winograd.conv3x3(x, weight: weight, bias: bias).scalars
+        Winograd.kernelFloatsPerChunk = saved
+        #expect(blocked.count == whole.count)
+        var num = 0.0, den = 0.0
+        for (a, b) in zip(blocked, whole) { num += Double(a - b) * Double(a - b); den += Double(b) * Double(b) }
+        #expect((num / den).squareRoot() <= 1e-6, "relative L2 \((num / den).squareRoot())")
+    }
+
     @Test func convolutionDispatchesSDShapesToWinogradAndSmallOnesToIm2col() {
         let pad = (top: 1, left: 1, bottom: 1, right: 1)
         #expect(Ops.convAlgorithm(input: [2, 320, 64, 64], weight: [320, 320, 3, 3], stride: 1, padding: pad) == .winograd)
         #expect(Ops.convAlgorithm(input: [2, 640, 32, 32], weight: [640, 640, 3, 3], stride: 1, padding: pad) == .winograd)
         #expect(Ops.convAlgorithm(input: [1, 128, 512, 512], weight: [128, 128, 3, 3], stride: 1, padding: pad) == .winograd)
-        // 1280 channels at 8²: too few tiles and too big a kernel transform
+        // 1280 channels at 8² and 16²: too few tiles; at 32² the kernel is transformed in blocks
         #expect(Ops.convAlgorithm(input: [2, 1280, 8, 8], weight: [1280, 1280, 3, 3], stride: 1, padding: pad) == .im2col)
+        #expect(Ops.convAlgorithm(input: [2, 1280, 16, 16], weight: [1280, 1280, 3, 3], stride: 1, padding: pad) == .im2col)
+        #expect(Ops.convAlgorithm(input: [2, 1280, 32, 32], weight: [1280, 1280, 3, 3], stride: 1, padding: pad) == .winograd)
         // the stride-2 downsampler and the 1×1 shortcut
         #expect(Ops.convAlgorithm(input: [2, 320, 64, 64], weight: [320, 320, 3, 3], stride: 2, padding: pad) == .im2col)
         #expect(Ops.convAlgorithm(input: [2, 320, 64, 64], weight: [640, 320, 1, 1], stride: 1, padding: (0, 0, 0, 0)) == .gemm)

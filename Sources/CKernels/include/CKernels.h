@@ -1,0 +1,23 @@
+#ifndef ATELIER_CKERNELS_H
+#define ATELIER_CKERNELS_H
+
+/// Micro-kernels that need a CPU feature Swift cannot target per function (the Swift modules are
+/// built for Haswell / AVX2): each is compiled for its feature and called only after the check.
+
+/// Whether the CPU (and OS) run AVX-512F code.
+int atelier_cpu_has_avx512f(void);
+
+/// Fused attention's score tile with 512-bit vectors: for 8 query rows `q` (each 40 floats,
+/// packed) and the transposed keys `kt` (40 rows, `kt_stride` floats apart), writes
+/// `s[i * s_stride + j] = sum_e q[i][e] * kt[e][j]` for j in [0, keys) (keys a multiple of 16).
+/// Each element sums e = 0…39 in order with fused multiply-adds: the same numbers as the AVX2 tile.
+void atelier_attention_scores8_avx512(const float *q, const float *kt, long kt_stride, long keys,
+                                      float *s, long s_stride);
+
+/// `o[i][0..40) (+)= sum_j p[i][j] * v[j][0..40)` for 8 rows (`p` rows `p_stride` apart, `v` rows
+/// of 40 contiguous floats) over `keys` keys; rows whose `o[i]` is NULL are not stored. With
+/// `accumulate` the sums continue from the stored values. Sums run over j in order.
+void atelier_attention_values8_avx512(const float *p, long p_stride, const float *v, long keys,
+                                      float *const o[8], int accumulate);
+
+#endif

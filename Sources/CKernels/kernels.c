@@ -1,0 +1,76 @@
+#include "CKernels.h"
+#include <immintrin.h>
+#include <stddef.h>
+
+int atelier_cpu_has_avx512f(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+#define HEAD 40
+
+__attribute__((target("avx512f,fma")))
+void atelier_attention_scores8_avx512(const float *q, const float *kt, long kt_stride, long keys,
+                                      float *s, long s_stride) {
+    long j = 0;
+    for (; j + 32 <= keys; j += 32) {
+        __m512 a[8][2];
+        for (int i = 0; i < 8; i++) { a[i][0] = _mm512_setzero_ps(); a[i][1] = _mm512_setzero_ps(); }
+        const float *col = kt + j;
+        for (int e = 0; e < HEAD; e++) {
+            __m512 k0 = _mm512_loadu_ps(col), k1 = _mm512_loadu_ps(col + 16);
+            for (int i = 0; i < 8; i++) {
+                __m512 x = _mm512_set1_ps(q[i * HEAD + e]);
+                a[i][0] = _mm512_fmadd_ps(x, k0, a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(x, k1, a[i][1]);
+            }
+            col += kt_stride;
+        }
+        for (int i = 0; i < 8; i++) {
+            _mm512_storeu_ps(s + i * s_stride + j, a[i][0]);
+            _mm512_storeu_ps(s + i * s_stride + j + 16, a[i][1]);
+        }
+    }
+    if (j < keys) {  // a last block of 16 keys
+        __m512 a[8];
+        for (int i = 0; i < 8; i++) a[i] = _mm512_setzero_ps();
+        const float *col = kt + j;
+        for (int e = 0; e < HEAD; e++) {
+            __m512 k0 = _mm512_loadu_ps(col);
+            for (int i = 0; i < 8; i++) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i * HEAD + e]), k0, a[i]);
+            col += kt_stride;
+        }
+        for (int i = 0; i < 8; i++) _mm512_storeu_ps(s + i * s_stride + j, a[i]);
+    }
+}
+
+__attribute__((target("avx512f,fma")))
+void atelier_attention_values8_avx512(const float *p, long p_stride, const float *v, long keys,
+                                      float *const o[8], int accumulate) {
+    __m512 a0[8], a1[8];
+    __m256 a2[8];
+    for (int i = 0; i < 8; i++) {
+        if (accumulate && o[i]) {
+            a0[i] = _mm512_loadu_ps(o[i]); a1[i] = _mm512_loadu_ps(o[i] + 16); a2[i] = _mm256_loadu_ps(o[i] + 32);
+        } else {
+            a0[i] = _mm512_setzero_ps(); a1[i] = _mm512_setzero_ps(); a2[i] = _mm256_setzero_ps();
+        }
+    }
+    const float *row = v;
+    for (long j = 0; j < keys; j++) {
+        __m512 v0 = _mm512_loadu_ps(row), v1 = _mm512_loadu_ps(row + 16);
+        __m256 v2 = _mm256_loadu_ps(row + 32);
+        for (int i = 0; i < 8; i++) {
+            float w = p[i * p_stride + j];
+            __m512 x = _mm512_set1_ps(w);
+            a0[i] = _mm512_fmadd_ps(x, v0, a0[i]);
+            a1[i] = _mm512_fmadd_ps(x, v1, a1[i]);
+            a2[i] = _mm256_fmadd_ps(_mm256_set1_ps(w), v2, a2[i]);
+        }
+        row += HEAD;
+    }
+    for (int i = 0; i < 8; i++) {
+        if (!o[i]) continue;
+        _mm512_storeu_ps(o[i], a0[i]); _mm512_storeu_ps(o[i] + 16, a1[i]); _mm256_storeu_ps(o[i] + 32, a2[i]);
+    }
+}
