@@ -616,6 +616,13 @@ public enum Ops {
         let mb = V16(repeating: m)
         var sv = V16(repeating: 0)
         i = 0
+        if FusedAttention.wide {
+            // the same exp and lane sums with 512-bit vectors (CKernels)
+            i = n / 16 * 16
+            withUnsafeMutablePointer(to: &sv) {
+                $0.withMemoryRebound(to: Float.self, capacity: 16) { atelier_exp_shifted16_avx512(row, i, m, $0) }
+            }
+        }
         while i + 16 <= n {
             let e = vexp(vload(row + i) - mb)
             vstore(e, row + i)

@@ -74,3 +74,40 @@ void atelier_attention_values8_avx512(const float *p, long p_stride, const float
         _mm512_storeu_ps(o[i], a0[i]); _mm512_storeu_ps(o[i] + 16, a1[i]); _mm256_storeu_ps(o[i] + 32, a2[i]);
     }
 }
+
+/* AtelierTensor's vexp (VectorMath.swift), 16 lanes: clamp, n = round(x·log2 e) by the 1.5·2^23 trick,
+   Cody–Waite reduction, degree-6 polynomial, scale by 2^n. Every step is the Swift one. */
+__attribute__((target("avx512f,fma")))
+static inline __m512 vexp16(__m512 x) {
+    /* the constant first: MINPS / MAXPS return the second operand when either is NaN, so NaN stays
+       NaN as with Swift's replace(with:where:) */
+    x = _mm512_min_ps(_mm512_set1_ps(88.3f), x);
+    x = _mm512_max_ps(_mm512_set1_ps(-87.3f), x);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 nm = _mm512_add_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(0.44269504088896341f), x), magic);
+    __m512 n = _mm512_sub_ps(nm, magic);
+    __m512 f = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
+    f = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), f);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(nm), _mm512_set1_epi32(0x4B400000)),
+                                                   _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+__attribute__((target("avx512f,fma")))
+void atelier_exp_shifted16_avx512(float *row, long n, float m, float lane_sums[16]) {
+    const __m512 mb = _mm512_set1_ps(m);
+    __m512 sv = _mm512_setzero_ps();
+    for (long i = 0; i + 16 <= n; i += 16) {
+        __m512 e = vexp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), mb));
+        _mm512_storeu_ps(row + i, e);
+        sv = _mm512_add_ps(sv, e);
+    }
+    _mm512_storeu_ps(lane_sums, sv);
+}

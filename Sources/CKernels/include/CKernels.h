@@ -20,4 +20,10 @@ void atelier_attention_scores8_avx512(const float *q, const float *kt, long kt_s
 void atelier_attention_values8_avx512(const float *p, long p_stride, const float *v, long keys,
                                       float *const o[8], int accumulate);
 
+/// `row[i] = exp(row[i] - m)` for i in [0, n) (n a multiple of 16) with 512-bit vectors, and the
+/// sums of every 16th value into `lane_sums[16]` (lane l: i = l, l + 16, … in order). The exp is
+/// AtelierTensor's `vexp` operation for operation (same fused multiply-adds), so the values and
+/// lane sums equal the Swift loop's bit for bit.
+void atelier_exp_shifted16_avx512(float *row, long n, float m, float lane_sums[16]);
+
 #endif
