@@ -104,6 +104,9 @@ public enum Ops {
         case gemm
         /// Winograd F(4×4, 3×3) (`Winograd`): 3×3, stride 1, padding 1, enough 4×4 tiles.
         case winograd
+        /// Winograd F(2×2, 3×3) (`WinogradF2`): the same convs on images too small for F(4×4)'s
+        /// tiles (the UNet's 16² level).
+        case winograd2
         /// im2col over tiles of output rows, then GEMM.
         case im2col
     }
@@ -112,15 +115,17 @@ public enum Ops {
     nonisolated(unsafe) public static var winogradEnabled = ProcessInfo.processInfo.environment["ATELIER_WINOGRAD"] != "0"
 
     /// The algorithm `conv2d` uses for this input shape `[B, C, H, W]` and weight `[O, C, kh, kw]`.
-    /// Winograd needs enough output tiles for its 36 GEMMs to be well shaped (the UNet's 16² and 8²
-    /// levels stay im2col); big kernels are transformed in blocks of output channels.
+    /// Winograd needs enough output tiles for its GEMMs to be well shaped: F(4×4) 128 tiles of 4×4,
+    /// else F(2×2) 128 tiles of 2×2 (the UNet's 16² level); the 8² level stays im2col. Big kernels
+    /// are transformed in blocks of output channels.
     public static func convAlgorithm(input: [Int], weight: [Int], stride: Int,
                                      padding: (top: Int, left: Int, bottom: Int, right: Int)) -> ConvAlgorithm {
         let (kh, kw) = (weight[2], weight[3])
         if kh == 1 && kw == 1 && stride == 1 && padding == (0, 0, 0, 0) { return .gemm }
         let tiles = input[0] * ((input[2] + 3) / 4) * ((input[3] + 3) / 4)
-        if winogradEnabled && kh == 3 && kw == 3 && stride == 1 && padding == (1, 1, 1, 1) && tiles >= 128 {
-            return .winograd
+        if winogradEnabled && kh == 3 && kw == 3 && stride == 1 && padding == (1, 1, 1, 1) {
+            if tiles >= 128 { return .winograd }
+            if input[0] * ((input[2] + 1) / 2) * ((input[3] + 1) / 2) >= 128 { return .winograd2 }
         }
         return .im2col
     }
@@ -135,8 +140,10 @@ public enum Ops {
         padding: (top: Int, left: Int, bottom: Int, right: Int)
     ) -> Tensor {
         precondition(weight.shape[1] == x.shape[1], "conv2d: input channels \(x.shape[1]) vs weight \(weight.shape)")
-        if convAlgorithm(input: x.shape, weight: weight.shape, stride: stride, padding: padding) == .winograd {
-            return Profiler.measure("conv2d.winograd") { Winograd.conv3x3(x, weight: weight, bias: bias) }
+        switch convAlgorithm(input: x.shape, weight: weight.shape, stride: stride, padding: padding) {
+        case .winograd: return Profiler.measure("conv2d.winograd") { Winograd.conv3x3(x, weight: weight, bias: bias) }
+        case .winograd2: return Profiler.measure("conv2d.winograd") { WinogradF2.conv3x3(x, weight: weight, bias: bias) }
+        case .gemm, .im2col: break
         }
         return Profiler.measure("conv2d") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])

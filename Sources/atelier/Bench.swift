@@ -190,7 +190,7 @@ struct Bench: ParsableCommand {
             for fast in [false, true] {
                 Ops.winogradEnabled = fast
                 let algorithm = Ops.convAlgorithm(input: shape, weight: weight.shape, stride: 1, padding: pad)
-                if fast && algorithm != .winograd { continue }
+                if fast && algorithm != .winograd && algorithm != .winograd2 { continue }
                 _ = Ops.conv2d(x, weight: weight, bias: nil, padding: pad)
                 var times: [Double] = []
                 for _ in 0..<max(runs, 3) {
@@ -201,7 +201,7 @@ struct Bench: ParsableCommand {
                 times.sort()
                 medians[algorithm.rawValue] = times[times.count / 2]
             }
-            let base = medians["im2col"]!, fast = medians["winograd"]
+            let base = medians["im2col"]!, fast = medians["winograd"] ?? medians["winograd2"]
             if json {
                 let o: [String: Any] = ["name": "conv", "shape": name, "median_s": fast ?? base, "im2col_median_s": base,
                                         "winograd_median_s": fast ?? NSNull(), "gflops": flop / (fast ?? base) / 1e9,
@@ -212,7 +212,7 @@ struct Bench: ParsableCommand {
             } else {
                 var line = String(format: "%-16@ im2col %7.1f ms (%5.1f GFLOP/s, %.2f of sgemm)", name as NSString, base * 1e3, flop / base / 1e9, flop / base / 1e9 / sgemm)
                 if let fast {
-                    line += String(format: "  winograd %7.1f ms (%5.1f GFLOP/s-equivalent, %.2f of sgemm) → %.2f×", fast * 1e3, flop / fast / 1e9, flop / fast / 1e9 / sgemm, fast / base)
+                    line += String(format: "  %@ %7.1f ms (%5.1f GFLOP/s-equivalent, %.2f of sgemm) → %.2f×", (medians["winograd"] != nil ? "winograd F(4×4)" : "winograd F(2×2)") as NSString, fast * 1e3, flop / fast / 1e9, flop / fast / 1e9 / sgemm, fast / base)
                 }
                 print(line)
             }

@@ -79,6 +79,35 @@ import Testing
         #expect(err <= 1e-5, "relative L2 \(err) at [\(b),\(c),\(h),\(w)] → \(o)")
     }
 
+    /// F(2×2, 3×3) against float64 at the UNet's 16² level (batch 2, 2560 → 1280: its kernel transformed
+    /// in blocks) and at odd sizes; same tolerance as F(4×4), whose rounding is larger.
+    @Test(arguments: [
+        (b: 2, c: 2560, o: 1280, h: 16, w: 16),
+        (b: 2, c: 1280, o: 1280, h: 16, w: 16),
+        (b: 1, c: 5, o: 7, h: 13, w: 21),
+        (b: 2, c: 3, o: 4, h: 1, w: 9),
+    ])
+    func winogradF2MatchesFloat64WithinOneInHundredThousand(b: Int, c: Int, o: Int, h: Int, w: Int) {
+        let x = Tensor(shape: [b, c, h, w], data: Self.normals(b * c * h * w, seed: 11, sigma: 1))
+        let weight = Tensor(shape: [o, c, 3, 3], data: Self.normals(o * c * 9, seed: 12, sigma: 1 / Float(c * 9).squareRoot()))
+        let bias = Tensor(shape: [o], data: Self.normals(o, seed: 13, sigma: 0.1))
+        let out = WinogradF2.conv3x3(x, weight: weight, bias: bias).scalars
+        let xs = x.scalars, ws = weight.scalars, bs = bias.scalars
+        var num = 0.0, den = 0.0
+        for n in 0..<b {
+            for k in 0..<12 {
+                let (y, xx) = k < 4 ? [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)][k] : ((k * 7919) % h, (k * 104_729) % w)
+                for oc in 0..<o {
+                    let ref = Self.reference(xs, ws, bs, c: c, h: h, wd: w, n: n, o: oc, y: y, xx: xx)
+                    let d = Double(out[((n * o + oc) * h + y) * w + xx]) - ref
+                    num += d * d
+                    den += ref * ref
+                }
+            }
+        }
+        #expect((num / den).squareRoot() <= 1e-5, "relative L2 \((num / den).squareRoot()) at [\(b),\(c),\(h),\(w)] → \(o)")
+    }
+
     /// Output channels in blocks (each with its own kernel transform) give the whole transform's
     /// numbers: the same products, a block of GEMM rows at a time. BLAS may sum a GEMM of fewer
     /// rows in another order (OpenBLAS picks kernels by shape), so the bound is float32 rounding
@@ -103,9 +132,9 @@ import Testing
         #expect(Ops.convAlgorithm(input: [2, 320, 64, 64], weight: [320, 320, 3, 3], stride: 1, padding: pad) == .winograd)
         #expect(Ops.convAlgorithm(input: [2, 640, 32, 32], weight: [640, 640, 3, 3], stride: 1, padding: pad) == .winograd)
         #expect(Ops.convAlgorithm(input: [1, 128, 512, 512], weight: [128, 128, 3, 3], stride: 1, padding: pad) == .winograd)
-        // 1280 channels at 8² and 16²: too few tiles; at 32² the kernel is transformed in blocks
+        // 1280 channels: at 8² too few tiles, at 16² F(2×2), at 32² F(4×4) with the kernel transformed in blocks
         #expect(Ops.convAlgorithm(input: [2, 1280, 8, 8], weight: [1280, 1280, 3, 3], stride: 1, padding: pad) == .im2col)
-        #expect(Ops.convAlgorithm(input: [2, 1280, 16, 16], weight: [1280, 1280, 3, 3], stride: 1, padding: pad) == .im2col)
+        #expect(Ops.convAlgorithm(input: [2, 1280, 16, 16], weight: [1280, 1280, 3, 3], stride: 1, padding: pad) == .winograd2)
         #expect(Ops.convAlgorithm(input: [2, 1280, 32, 32], weight: [1280, 1280, 3, 3], stride: 1, padding: pad) == .winograd)
         // the stride-2 downsampler and the 1×1 shortcut
         #expect(Ops.convAlgorithm(input: [2, 320, 64, 64], weight: [320, 320, 3, 3], stride: 2, padding: pad) == .im2col)
