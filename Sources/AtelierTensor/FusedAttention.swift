@@ -66,67 +66,50 @@ enum FusedAttention {
                     }
                     let r0 = qb * rowsPerTask, rows = min(rowsPerTask, nq - r0)
                     var r = 0
-                    let wide = Self.wide
+                    let wide = Self.wide, tile = wide ? 8 : 4
                     while r < rows {
-                        let group = min(groupRows, rows - r), quads = (group + 3) / 4
-                        if wide {
-                            let octs = (group + 7) / 8
-                            for i in 0..<(octs * 8) {
-                                let src = qp + (n * nq + r0 + r + min(i, group - 1)) * c + h * d
-                                for e in 0..<d { qs[i * d + e] = src[e] * scale }
-                            }
-                            var j0 = 0
-                            while j0 < nk {
-                                let jn = min(keyBlock, nk - j0)
-                                for g in 0..<octs {
-                                    atelier_attention_scores8_avx512(qs + g * 8 * d, kt + j0, nk, jn, scores + g * 8 * nk + j0, nk)
-                                }
-                                j0 += jn
-                            }
-                            for i in 0..<group { Ops.softmaxRow(scores + i * nk, nk) }
-                            j0 = 0
-                            while j0 < nk {
-                                let jn = min(keyBlock, nk - j0)
-                                for g in 0..<octs {
-                                    func row(_ i: Int) -> UnsafeMutablePointer<Float>? {
-                                        g * 8 + i < group ? op + (n * nq + r0 + r + g * 8 + i) * c + h * d : nil
-                                    }
-                                    var dst = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
-                                    withUnsafePointer(to: &dst) {
-                                        $0.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 8) {
-                                            atelier_attention_values8_avx512(scores + g * 8 * nk + j0, nk, vh + j0 * d, jn, $0, j0 > 0 ? 1 : 0)
-                                        }
-                                    }
-                                }
-                                j0 += jn
-                            }
-                            r += group
-                            continue
-                        }
-                        // the group's query rows, scaled (a partial quad repeats the group's last row)
-                        for i in 0..<(quads * 4) {
+                        let group = min(groupRows, rows - r), tiles = (group + tile - 1) / tile
+                        // the group's query rows, scaled (a partial tile repeats the group's last row)
+                        for i in 0..<(tiles * tile) {
                             let src = qp + (n * nq + r0 + r + min(i, group - 1)) * c + h * d
                             for e in 0..<d { qs[i * d + e] = src[e] * scale }
                         }
-                        // one block of keys (Kᵀ columns, then V rows) serves every quad / pair of the
-                        // group while it is in L1/L2: the head's keys are read once per group, not per quad
+                        // one block of keys (Kᵀ columns, then V rows) serves every row tile of the group
+                        // while it is in L1/L2: the head's keys are read once per group, not per tile
                         var j0 = 0
                         while j0 < nk {
                             let jn = min(keyBlock, nk - j0)
-                            for g in 0..<quads { scoreQuad(qs + g * 4 * d, kt + j0, stride: nk, keys: jn, into: scores + g * 4 * nk + j0) }
+                            for g in 0..<tiles {
+                                if wide {
+                                    atelier_attention_scores8_avx512(qs + g * 8 * d, kt + j0, nk, jn, scores + g * 8 * nk + j0, nk)
+                                } else {
+                                    scoreQuad(qs + g * 4 * d, kt + j0, stride: nk, keys: jn, into: scores + g * 4 * nk + j0)
+                                }
+                            }
                             j0 += jn
                         }
                         for i in 0..<group { Ops.softmaxRow(scores + i * nk, nk) }
                         j0 = 0
                         while j0 < nk {
                             let jn = min(keyBlock, nk - j0)
-                            var i = 0
-                            while i < group {
-                                let dst0 = op + (n * nq + r0 + r + i) * c + h * d
-                                let dst1 = i + 1 < group ? op + (n * nq + r0 + r + i + 1) * c + h * d : nil
-                                weightedValues(scores + i * nk + j0, scores + min(i + 1, group - 1) * nk + j0, vh + j0 * d,
-                                               keys: jn, dst0, dst1, accumulate: j0 > 0)
-                                i += 2
+                            func row(_ i: Int) -> UnsafeMutablePointer<Float>? { i < group ? op + (n * nq + r0 + r + i) * c + h * d : nil }
+                            if wide {
+                                for g in 0..<tiles {
+                                    var dst = (row(8 * g), row(8 * g + 1), row(8 * g + 2), row(8 * g + 3),
+                                               row(8 * g + 4), row(8 * g + 5), row(8 * g + 6), row(8 * g + 7))
+                                    withUnsafePointer(to: &dst) {
+                                        $0.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 8) {
+                                            atelier_attention_values8_avx512(scores + g * 8 * nk + j0, nk, vh + j0 * d, jn, $0, j0 > 0 ? 1 : 0)
+                                        }
+                                    }
+                                }
+                            } else {
+                                var i = 0
+                                while i < group {
+                                    weightedValues(scores + i * nk + j0, scores + min(i + 1, group - 1) * nk + j0, vh + j0 * d,
+                                                   keys: jn, row(i)!, row(i + 1), accumulate: j0 > 0)
+                                    i += 2
+                                }
                             }
                             j0 += jn
                         }

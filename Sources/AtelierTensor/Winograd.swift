@@ -39,10 +39,8 @@ public enum Winograd {
         }
         let ntx = (w + 3) / 4, nty = (h + 3) / 4
         let tileRows = b * nty
-        // output channels per kernel transform: all of them, or even blocks (multiples of 8) whose
-        // transform fits kernelFloatsPerChunk (the UNet's 1280- and 1920-channel convs at 32²)
-        let blocks = max(1, (36 * o * c + kernelFloatsPerChunk - 1) / kernelFloatsPerChunk)
-        let ob = blocks == 1 ? o : min(o, ((o + blocks - 1) / blocks + 7) / 8 * 8)
+        // output channels per kernel transform (blocks for the UNet's 1280- and 1920-channel convs at 32²)
+        let ob = outputBlock(o: o, c: c, points: 6)
         let rowsPerChunk = max(1, min(tileRows, chunkFloats / (36 * (c + ob) * ntx)))
         let maxTiles = rowsPerChunk * ntx
         Scratch.with(36 * ob * c + 36 * (c + ob) * maxTiles) { scratch in
@@ -80,9 +78,17 @@ public enum Winograd {
         return out
     }
 
-    /// `U_p[o][c] = (G g Gᵀ)_p` for every kernel `g = weight[o][c]`, eight kernels at a time
-    /// (lanes = consecutive (o, c) pairs, so the 36 planes are written with vector stores).
+    /// `U_p[o][c] = (G g Gᵀ)_p` for every kernel `g = weight[o][c]` (F(4×4): six points).
     static func transformKernels(_ weight: UnsafePointer<Float>, o: Int, c: Int, into u: UnsafeMutablePointer<Float>) {
+        transformKernels(weight, o: o, c: c, points: 6, row: kernelPoint, into: u)
+    }
+
+    /// `U_p[o][c] = (G g Gᵀ)_p` with `row(i, a, b, c)` = row i of G applied to three values, for
+    /// `points` rows: eight kernels at a time (lanes = consecutive (o, c) pairs, so the planes are
+    /// written with vector stores).
+    @inline(__always)
+    static func transformKernels(_ weight: UnsafePointer<Float>, o: Int, c: Int, points: Int,
+                                 row: (Int, V8, V8, V8) -> V8, into u: UnsafeMutablePointer<Float>) {
         let plane = o * c
         Compute.split((plane + 7) / 8, minimum: 512) { range in
             for block in range {
@@ -97,15 +103,20 @@ public enum Winograd {
                     }
                 }
                 // rows of G·g (one per interpolation point), three taps each
-                for i in 0..<6 {
-                    let (a, b, cc) = (kernelPoint(i, taps.0, taps.3, taps.6),
-                                      kernelPoint(i, taps.1, taps.4, taps.7),
-                                      kernelPoint(i, taps.2, taps.5, taps.8))
-                    let dst = u + i * 6 * plane + k0
-                    for q in 0..<6 { store(kernelPoint(q, a, b, cc), dst + q * plane, count) }
+                for i in 0..<points {
+                    let (a, b, cc) = (row(i, taps.0, taps.3, taps.6), row(i, taps.1, taps.4, taps.7), row(i, taps.2, taps.5, taps.8))
+                    let dst = u + i * points * plane + k0
+                    for q in 0..<points { store(row(q, a, b, cc), dst + q * plane, count) }
                 }
             }
         }
+    }
+
+    /// Output channels per kernel transform of `points²` planes: all `o`, or even blocks (multiples
+    /// of 8) whose transform fits `kernelFloatsPerChunk`.
+    static func outputBlock(o: Int, c: Int, points: Int) -> Int {
+        let blocks = max(1, (points * points * o * c + kernelFloatsPerChunk - 1) / kernelFloatsPerChunk)
+        return blocks == 1 ? o : min(o, ((o + blocks - 1) / blocks + 7) / 8 * 8)
     }
 
     /// Row `i` of G (points 0, 1, −1, 2, −2, ∞) applied to three values.

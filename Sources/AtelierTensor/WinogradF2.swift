@@ -18,8 +18,7 @@ public enum WinogradF2 {
         let out = Tensor(uninitialized: [b, o, h, w])
         let ntx = (w + 1) / 2, nty = (h + 1) / 2
         let tiles = b * ntx * nty
-        let blocks = max(1, (16 * o * c + Winograd.kernelFloatsPerChunk - 1) / Winograd.kernelFloatsPerChunk)
-        let ob = blocks == 1 ? o : min(o, ((o + blocks - 1) / blocks + 7) / 8 * 8)
+        let ob = Winograd.outputBlock(o: o, c: c, points: 4)
         Scratch.with(16 * ob * c + 16 * c * tiles + 16 * ob * tiles) { scratch in
             let u = scratch, v = u + 16 * ob * c, m = v + 16 * c * tiles
             Profiler.measure("winograd.input") { transformInput(x.unsafePointer, b: b, c: c, h: h, w: w, ntx: ntx, nty: nty, into: v) }
@@ -43,28 +42,9 @@ public enum WinogradF2 {
         return out
     }
 
-    /// `U_p[o][c] = (G g Gᵀ)_p`, G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]], eight kernels at a
-    /// time (lanes = consecutive (o, c) pairs).
+    /// `U_p[o][c] = (G g Gᵀ)_p`, G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
     static func transformKernels(_ weight: UnsafePointer<Float>, o: Int, c: Int, into u: UnsafeMutablePointer<Float>) {
-        let plane = o * c
-        Compute.split((plane + 7) / 8, minimum: 512) { range in
-            for block in range {
-                let k0 = block * 8, count = min(8, plane - k0)
-                var taps = (V8(), V8(), V8(), V8(), V8(), V8(), V8(), V8(), V8())
-                withUnsafeMutableBytes(of: &taps) { raw in
-                    let tv = raw.baseAddress!.assumingMemoryBound(to: Float.self)
-                    for l in 0..<count {
-                        let g = weight + (k0 + l) * 9
-                        for tap in 0..<9 { tv[tap * 8 + l] = g[tap] }
-                    }
-                }
-                for i in 0..<4 {
-                    let (a, bb, cc) = (point(i, taps.0, taps.3, taps.6), point(i, taps.1, taps.4, taps.7), point(i, taps.2, taps.5, taps.8))
-                    let dst = u + i * 4 * plane + k0
-                    for q in 0..<4 { Winograd.store(point(q, a, bb, cc), dst + q * plane, count) }
-                }
-            }
-        }
+        Winograd.transformKernels(weight, o: o, c: c, points: 4, row: point, into: u)
     }
 
     /// Row `i` of G applied to three values.
