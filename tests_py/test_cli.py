@@ -40,10 +40,12 @@ def test_conv_bench_compares_im2col_and_winograd_at_each_shape_class():
     rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
     assert len(rows) == 7 and all(r["name"] == "conv" and r["im2col_median_s"] > 0 for r in rows)
     shapes = {r["shape"]: r for r in rows}
-    # at --size 128 the UNet's 320-channel level is 16² × batch 2 = 32 tiles: too few for Winograd;
-    # the VAE's 128-channel layer at 128² has 1024 tiles
-    assert shapes["unet 320ch 16²"]["winograd_median_s"] is None
-    assert shapes["vae 128ch 128²"]["winograd_median_s"] > 0
+    # at --size 128 the UNet's 320-channel level is 16² × batch 2: 32 tiles of 4×4, too few for F(4×4),
+    # but 128 of 2×2 for F(2×2); 640 channels at 8² have 32 of those (im2col); the VAE's 128-channel
+    # layer at 128² has 1024 tiles of 4×4
+    assert shapes["unet 320ch 16²"]["winograd"] == "F(2x2)" and shapes["unet 320ch 16²"]["winograd_median_s"] > 0
+    assert shapes["unet 640ch 8²"]["winograd"] is None and shapes["unet 640ch 8²"]["winograd_median_s"] is None
+    assert shapes["vae 128ch 128²"]["winograd"] == "F(4x4)" and shapes["vae 128ch 128²"]["winograd_median_s"] > 0
 
 
 def test_bench_reports_the_lora_patch_and_the_hires_step_next_to_the_plain_step():

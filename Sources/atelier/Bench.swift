@@ -204,7 +204,8 @@ struct Bench: ParsableCommand {
             let base = medians["im2col"]!, fast = medians["winograd"] ?? medians["winograd2"]
             if json {
                 let o: [String: Any] = ["name": "conv", "shape": name, "median_s": fast ?? base, "im2col_median_s": base,
-                                        "winograd_median_s": fast ?? NSNull(), "gflops": flop / (fast ?? base) / 1e9,
+                                        "winograd_median_s": fast ?? NSNull(),
+                                        "winograd": (medians["winograd"] != nil ? "F(4x4)" : medians["winograd2"] != nil ? "F(2x2)" : nil) as Any? ?? NSNull(), "gflops": flop / (fast ?? base) / 1e9,
                                         "sgemm_gflops": sgemm, "fraction_of_sgemm": flop / (fast ?? base) / 1e9 / sgemm,
                                         "reference_median_s": NSNull(), "ratio": NSNull(), "peak_rss_bytes": peakRSS(),
                                         "load_average": load]
