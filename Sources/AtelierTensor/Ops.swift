@@ -156,8 +156,9 @@ public enum Ops {
         let kdim = c * kh * kw
         let xp = x.unsafePointer, wp = weight.unsafePointer, op = out.unsafePointer
 
-        // small images (the UNet's 16² and 8² levels): the batch's images share one GEMM, as one
-        // image gives BLAS too few columns (64 at 8²); same sums, in the same order, as per image
+        // small images (the UNet's 8² level, the stride-2 downsamplers): the batch's images share one
+        // GEMM, as one image gives BLAS too few columns (64 at 8²); the same products, though BLAS may
+        // sum a wider GEMM in another order (float32 rounding)
         let group = hw < 1024 && !(kh == 1 && kw == 1 && stride == 1 && padding == (0, 0, 0, 0)) ? min(b, max(1, 2048 / hw)) : 1
         if group > 1 {
             let cols = group * hw
