@@ -339,6 +339,25 @@ def test_variation_seed_keeps_the_seed_and_counts_subseeds(server):
 NETWORKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Tests", "Fixtures", "networks")
 
 
+def test_two_hundred_requests_alternating_with_and_without_a_lora_give_the_fresh_pictures(make_server):
+    # the switching test, through the real client: a fresh server's first picture without the LoRA
+    # and its first with it are the fresh runs; 200 alternating requests after them must give their bytes
+    import shutil
+    s = make_server("--nowebui")
+    lora_dir = os.path.join(s.data, "models", "Lora")
+    os.makedirs(lora_dir, exist_ok=True)
+    shutil.copy(os.path.join(NETWORKS, "Lora", "tiny_lora.safetensors"), lora_dir)
+    api = client(s)
+    args = dict(seed=7, steps=2, width=64, height=64, sampler_name="Euler")
+    fresh = {False: api.txt2img(prompt="a red cube", **args).image.tobytes(),
+             True: api.txt2img(prompt="a red cube <lora:tiny_lora:0.8>", **args).image.tobytes()}
+    assert fresh[False] != fresh[True]
+    differing = [i for i in range(200)
+                 if api.txt2img(prompt="a red cube <lora:tiny_lora:0.8>" if i % 2 == 0 else "a red cube",
+                                **args).image.tobytes() != fresh[i % 2 == 0]]
+    assert differing == [], f"{len(differing)} of 200 pictures differ from the fresh ones"
+
+
 def test_lora_tag_changes_the_picture_names_its_hash_and_is_listed(make_server):
     import shutil
     s = make_server("--nowebui")

@@ -20,9 +20,10 @@ public enum Winograd {
 
     /// Transformed-tile budget (V and M together) per chunk, in floats.
     static let chunkFloats = 1 << 23
-    /// Kernel-transform budget (36·O·C floats) per block of output channels: 64 MB by default;
-    /// tests lower it to compare blocked and whole transforms.
-    nonisolated(unsafe) public static var kernelFloatsPerChunk = 1 << 24
+    /// Kernel-transform budget (points²·O·C floats) per block of output channels: 64 MB by default;
+    /// tests bind it lower (task-local, so other work in the process keeps the default) to compare
+    /// blocked and whole transforms.
+    @TaskLocal public static var kernelFloatsPerChunk = 1 << 24
 
     /// Convolution of NCHW `x` with OIHW 3×3 `weight`, stride 1, padding 1 on every side.
     public static func conv3x3(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {

@@ -117,10 +117,8 @@ import Testing
         let weight = Tensor(shape: [40, 24, 3, 3], data: Self.normals(40 * 24 * 9, seed: 7, sigma: 0.1))
         let bias = Tensor(shape: [40], data: Self.normals(40, seed: 8, sigma: 0.1))
         let whole = Winograd.conv3x3(x, weight: weight, bias: bias).scalars
-        let saved = Winograd.kernelFloatsPerChunk
-        Winograd.kernelFloatsPerChunk = 36 * 16 * 24  // blocks of 16, 16 and 8 output channels
-        let blocked = Winograd.conv3x3(x, weight: weight, bias: bias).scalars
-        Winograd.kernelFloatsPerChunk = saved
+        // blocks of 16, 16 and 8 output channels
+        let blocked = Winograd.$kernelFloatsPerChunk.withValue(36 * 16 * 24) { Winograd.conv3x3(x, weight: weight, bias: bias).scalars }
         #expect(blocked.count == whole.count)
         var num = 0.0, den = 0.0
         for (a, b) in zip(blocked, whole) { num += Double(a - b) * Double(a - b); den += Double(b) * Double(b) }
