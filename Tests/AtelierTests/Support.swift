@@ -49,4 +49,3 @@ func psnr(_ a: [UInt8], _ b: [UInt8]) -> Double {
     mse /= Double(a.count)
     return mse == 0 ? .infinity : 10 * log10(255 * 255 / mse)
 }
-
