@@ -821,16 +821,15 @@ public final class Pipeline: @unchecked Sendable {
             ("Tiling", r.tiling ? "True" : nil),
         ]
         // set while sampling (get_sigmas, then Sampler.initialize): after everything set before it
-        var sampling: [(String, String?)] = r.samplerOptions.scheduleInfotext(r, model: schedule)
-            + [r.etaInfotext(for: r.sampler)] + r.samplerOptions.samplerInfotext(r.sampler)
+        func samplingEntries(_ q: GenerationRequest) -> [(String, String?)] {
+            q.samplerOptions.scheduleInfotext(q, model: schedule) + [q.etaInfotext(for: q.sampler)] + q.samplerOptions.samplerInfotext(q.sampler)
+        }
+        var sampling = samplingEntries(r)
         // the hires pass samples again (get_sigmas with the hires schedule, then its sampler's
         // initialize): each entry it writes replaces a written value under the same key in place, or
         // comes last (a Python dict); with the first pass's sampler and schedule nothing changes
         if let hr = r.hires {
-            let pass = hiresRequest(r, hr).request
-            let second = pass.samplerOptions.scheduleInfotext(pass, model: schedule)
-                + [pass.etaInfotext(for: pass.sampler)] + pass.samplerOptions.samplerInfotext(pass.sampler)
-            for entry in second where entry.1 != nil {
+            for entry in samplingEntries(hiresRequest(r, hr).request) where entry.1 != nil {
                 if let i = sampling.firstIndex(where: { $0.0 == entry.0 && $0.1 != nil }) {
                     sampling[i] = entry
                 } else {

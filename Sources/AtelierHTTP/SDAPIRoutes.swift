@@ -150,7 +150,6 @@ struct SDAPIRoutes {
         }
     }
 
-    /// Model files in a directory (recursively), sorted.
     /// A network file's safetensors metadata as A1111's `/loras` shows it: values that hold a JSON
     /// object (kohya's `ss_tag_frequency`, …) parsed, the rest as strings; none for `.pt` / `.ckpt`
     /// or an unreadable header.
@@ -162,6 +161,7 @@ struct SDAPIRoutes {
         }
     }
 
+    /// Model files in a directory (recursively), sorted.
     static func files(in dir: URL, extensions: Set<String>) -> [URL] {
         guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { return [] }
         return e.compactMap { $0 as? URL }.filter { extensions.contains($0.pathExtension.lowercased()) }

@@ -19,7 +19,7 @@ enum FusedAttention {
     /// Whether the 512-bit tiles (8 rows × 32 keys, 8 rows × 40 values; `CKernels`) run instead of the
     /// AVX2 ones: on CPUs with AVX-512F, unless ATELIER_AVX512=0. Every output element sums the same
     /// products in the same order either way, so both give the same bits.
-    nonisolated(unsafe) static var wide = atelier_cpu_has_avx512f() != 0 && ProcessInfo.processInfo.environment["ATELIER_AVX512"] != "0"
+    nonisolated(unsafe) static var wide = Ops.cpuHasAVX512 && ProcessInfo.processInfo.environment["ATELIER_AVX512"] != "0"
 
     /// Whether `Ops.attention` takes this path (ATELIER_FUSED_ATTENTION=0 turns it off).
     nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["ATELIER_FUSED_ATTENTION"] != "0"

@@ -140,7 +140,8 @@ public enum Ops {
         padding: (top: Int, left: Int, bottom: Int, right: Int)
     ) -> Tensor {
         precondition(weight.shape[1] == x.shape[1], "conv2d: input channels \(x.shape[1]) vs weight \(weight.shape)")
-        switch convAlgorithm(input: x.shape, weight: weight.shape, stride: stride, padding: padding) {
+        let algorithm = convAlgorithm(input: x.shape, weight: weight.shape, stride: stride, padding: padding)
+        switch algorithm {
         case .winograd: return Profiler.measure("conv2d.winograd") { Winograd.conv3x3(x, weight: weight, bias: bias) }
         case .winograd2: return Profiler.measure("conv2d.winograd") { WinogradF2.conv3x3(x, weight: weight, bias: bias) }
         case .gemm, .im2col: break
@@ -159,7 +160,7 @@ public enum Ops {
         // small images (the UNet's 8² level, the stride-2 downsamplers): the batch's images share one
         // GEMM, as one image gives BLAS too few columns (64 at 8²); the same products, though BLAS may
         // sum a wider GEMM in another order (float32 rounding)
-        let group = hw < 1024 && !(kh == 1 && kw == 1 && stride == 1 && padding == (0, 0, 0, 0)) ? min(b, max(1, 2048 / hw)) : 1
+        let group = hw < 1024 && algorithm == .im2col ? min(b, max(1, 2048 / hw)) : 1
         if group > 1 {
             let cols = group * hw
             Scratch.with(kdim * cols + o * cols) { scratch in

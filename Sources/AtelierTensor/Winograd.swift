@@ -55,28 +55,38 @@ public enum Winograd {
                     transformInput(x.unsafePointer, c: c, h: h, w: w, ntx: ntx, nty: nty,
                                    rows: row0..<(row0 + rows), tiles: tiles, into: v)
                 }
-                var o0 = 0
-                while o0 < o {
-                    let oc = min(ob, o - o0)
-                    if ob < o {
-                        Profiler.measure("winograd.kernels") { transformKernels(weight.unsafePointer + o0 * c * 9, o: oc, c: c, into: u) }
-                    }
-                    Profiler.measure("winograd.gemm") {
-                        Compute.parallel(tasks: 36) { p in
-                            sgemm(m: oc, n: tiles, k: c, a: u + p * oc * c, lda: c, b: v + p * c * tiles, ldb: tiles,
-                                  c: m + p * oc * tiles, ldc: tiles)
-                        }
-                    }
-                    Profiler.measure("winograd.output") {
-                        transformOutput(m, o: oc, channels: o, first: o0, h: h, w: w, ntx: ntx, nty: nty,
-                                        rows: row0..<(row0 + rows), tiles: tiles, bias: bias?.unsafePointer, into: out.unsafePointer)
-                    }
-                    o0 += oc
+                products(planes: 36, weight: weight.unsafePointer, o: o, c: c, block: ob, tiles: tiles, u: u, v: v, m: m,
+                         transformKernels: transformKernels) { first, count in
+                    transformOutput(m, o: count, channels: o, first: first, h: h, w: w, ntx: ntx, nty: nty,
+                                    rows: row0..<(row0 + rows), tiles: tiles, bias: bias?.unsafePointer, into: out.unsafePointer)
                 }
                 row0 += rows
             }
         }
         return out
+    }
+
+    /// The products of transformed tiles `v` for each block of `block` output channels: the block's
+    /// kernel transform into `u` (when the blocks are not the whole, whose transform the caller made
+    /// once), the `planes` GEMMs `U_p · V_p` into `m`, then `output(first channel, count)`.
+    @inline(__always)
+    static func products(planes: Int, weight: UnsafePointer<Float>, o: Int, c: Int, block: Int, tiles: Int,
+                         u: UnsafeMutablePointer<Float>, v: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+                         transformKernels: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void,
+                         output: (Int, Int) -> Void) {
+        var o0 = 0
+        while o0 < o {
+            let oc = min(block, o - o0)
+            if block < o { Profiler.measure("winograd.kernels") { transformKernels(weight + o0 * c * 9, oc, c, u) } }
+            Profiler.measure("winograd.gemm") {
+                Compute.parallel(tasks: planes) { p in
+                    sgemm(m: oc, n: tiles, k: c, a: u + p * oc * c, lda: c, b: v + p * c * tiles, ldb: tiles,
+                          c: m + p * oc * tiles, ldc: tiles)
+                }
+            }
+            Profiler.measure("winograd.output") { output(o0, oc) }
+            o0 += oc
+        }
     }
 
     /// `U_p[o][c] = (G g Gᵀ)_p` for every kernel `g = weight[o][c]` (F(4×4): six points).

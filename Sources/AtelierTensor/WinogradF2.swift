@@ -22,21 +22,11 @@ public enum WinogradF2 {
         Scratch.with(16 * ob * c + 16 * c * tiles + 16 * ob * tiles) { scratch in
             let u = scratch, v = u + 16 * ob * c, m = v + 16 * c * tiles
             Profiler.measure("winograd.input") { transformInput(x.unsafePointer, b: b, c: c, h: h, w: w, ntx: ntx, nty: nty, into: v) }
-            var o0 = 0
-            while o0 < o {
-                let oc = min(ob, o - o0)
-                Profiler.measure("winograd.kernels") { transformKernels(weight.unsafePointer + o0 * c * 9, o: oc, c: c, into: u) }
-                Profiler.measure("winograd.gemm") {
-                    Compute.parallel(tasks: 16) { p in
-                        sgemm(m: oc, n: tiles, k: c, a: u + p * oc * c, lda: c, b: v + p * c * tiles, ldb: tiles,
-                              c: m + p * oc * tiles, ldc: tiles)
-                    }
-                }
-                Profiler.measure("winograd.output") {
-                    transformOutput(m, o: oc, channels: o, first: o0, b: b, h: h, w: w, ntx: ntx, nty: nty, tiles: tiles,
-                                    bias: bias?.unsafePointer, into: out.unsafePointer)
-                }
-                o0 += oc
+            if ob == o { Profiler.measure("winograd.kernels") { transformKernels(weight.unsafePointer, o: o, c: c, into: u) } }
+            Winograd.products(planes: 16, weight: weight.unsafePointer, o: o, c: c, block: ob, tiles: tiles, u: u, v: v, m: m,
+                              transformKernels: transformKernels) { first, count in
+                transformOutput(m, o: count, channels: o, first: first, b: b, h: h, w: w, ntx: ntx, nty: nty, tiles: tiles,
+                                bias: bias?.unsafePointer, into: out.unsafePointer)
             }
         }
         return out

@@ -202,10 +202,11 @@ struct Bench: ParsableCommand {
                 medians[algorithm.rawValue] = times[times.count / 2]
             }
             let base = medians["im2col"]!, fast = medians["winograd"] ?? medians["winograd2"]
+            let variant = medians["winograd"] != nil ? "F(4x4)" : "F(2x2)"
             if json {
                 let o: [String: Any] = ["name": "conv", "shape": name, "median_s": fast ?? base, "im2col_median_s": base,
                                         "winograd_median_s": fast ?? NSNull(),
-                                        "winograd": (medians["winograd"] != nil ? "F(4x4)" : medians["winograd2"] != nil ? "F(2x2)" : nil) as Any? ?? NSNull(), "gflops": flop / (fast ?? base) / 1e9,
+                                        "winograd": fast == nil ? NSNull() : variant, "gflops": flop / (fast ?? base) / 1e9,
                                         "sgemm_gflops": sgemm, "fraction_of_sgemm": flop / (fast ?? base) / 1e9 / sgemm,
                                         "reference_median_s": NSNull(), "ratio": NSNull(), "peak_rss_bytes": peakRSS(),
                                         "load_average": load]
@@ -213,7 +214,7 @@ struct Bench: ParsableCommand {
             } else {
                 var line = String(format: "%-16@ im2col %7.1f ms (%5.1f GFLOP/s, %.2f of sgemm)", name as NSString, base * 1e3, flop / base / 1e9, flop / base / 1e9 / sgemm)
                 if let fast {
-                    line += String(format: "  %@ %7.1f ms (%5.1f GFLOP/s-equivalent, %.2f of sgemm) → %.2f×", (medians["winograd"] != nil ? "winograd F(4×4)" : "winograd F(2×2)") as NSString, fast * 1e3, flop / fast / 1e9, flop / fast / 1e9 / sgemm, fast / base)
+                    line += String(format: "  %@ %7.1f ms (%5.1f GFLOP/s-equivalent, %.2f of sgemm) → %.2f×", "winograd " + variant as NSString, fast * 1e3, flop / fast / 1e9, flop / fast / 1e9 / sgemm, fast / base)
                 }
                 print(line)
             }
