@@ -14,7 +14,7 @@ public enum Compute {
     /// Sets the thread budget (operator flag `--threads`).
     public static func setThreads(_ n: Int) {
         _threads = max(1, n)
-        openblas_set_num_threads(Int32(_threads))
+        BLASThreads.shared.setMultiThreaded()
     }
 
     /// Runs `body(task)` for `tasks` independent tasks on the thread budget, with BLAS at
@@ -24,9 +24,9 @@ public enum Compute {
             for t in 0..<tasks { body(t) }
             return
         }
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(_threads)) }
-        DispatchQueue.concurrentPerform(iterations: tasks, execute: body)
+        BLASThreads.shared.enter(single: true)
+        defer { BLASThreads.shared.leave() }
+        DispatchQueue.concurrentPerform(iterations: tasks) { t in BLASThreads.inside(true) { body(t) } }
     }
 
     /// Splits `0..<n` into at most `threads` contiguous ranges for elementwise work;
@@ -35,10 +35,63 @@ public enum Compute {
         let parts = min(_threads, max(1, n / minimum))
         if parts <= 1 { body(0..<n); return }
         let chunk = (n + parts - 1) / parts
+        let inside = BLASThreads.isInside
         DispatchQueue.concurrentPerform(iterations: parts) { p in
             let lo = p * chunk, hi = min(n, lo + chunk)
-            if lo < hi { body(lo..<hi) }
+            if lo < hi { BLASThreads.inside(inside) { body(lo..<hi) } }
         }
+    }
+}
+
+/// OpenBLAS's thread count is process-wide, and its sums depend on it: the same GEMM run with 1 and
+/// with 2 threads differs in the last bits. `Compute.parallel` runs BLAS at one thread inside its
+/// tasks; calls elsewhere run at `Compute.threads`. The two modes never overlap: a call waits until
+/// no call of the other mode is in flight, so generations running side by side in one process (or
+/// test suites) cannot change each other's numbers. One generation at a time never waits.
+final class BLASThreads: @unchecked Sendable {
+    static let shared = BLASThreads()
+    /// marks the threads working for a `Compute.parallel` region (their BLAS calls are already
+    /// single-threaded, and must not wait for the other mode)
+    private static let insideKey = "atelier.compute.parallel"
+    private let condition = NSCondition()
+    private var active = 0
+    private var single = false
+    private var count: Int32 = -1
+
+    static var isInside: Bool { Thread.current.threadDictionary[insideKey] != nil }
+
+    /// Runs `body` with this thread marked as working for a parallel region when `inside`.
+    static func inside(_ inside: Bool, _ body: () -> Void) {
+        guard inside, !isInside else { return body() }
+        Thread.current.threadDictionary[insideKey] = true
+        defer { Thread.current.threadDictionary.removeObject(forKey: insideKey) }
+        body()
+    }
+
+    func enter(single wanted: Bool) {
+        condition.lock()
+        while active > 0 && single != wanted { condition.wait() }
+        let wantedCount = wanted ? 1 : Int32(Compute.threads)
+        if active == 0 && count != wantedCount {
+            openblas_set_num_threads(wantedCount)
+            count = wantedCount
+        }
+        single = wanted
+        active += 1
+        condition.unlock()
+    }
+
+    /// Sets BLAS to `Compute.threads` now (start-up, `--threads`), when no call is in flight.
+    func setMultiThreaded() {
+        enter(single: false)
+        leave()
+    }
+
+    func leave() {
+        condition.lock()
+        active -= 1
+        if active == 0 { condition.broadcast() }
+        condition.unlock()
     }
 }
 
@@ -50,6 +103,11 @@ public func sgemm(
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     Profiler.count(macs: m * n * k)
+    // inside a Compute.parallel task the region holds single-threaded BLAS; elsewhere hold the
+    // multi-threaded mode for this call
+    let outside = !BLASThreads.isInside
+    if outside { BLASThreads.shared.enter(single: false) }
+    defer { if outside { BLASThreads.shared.leave() } }
     cblas_sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
