@@ -1,32 +1,33 @@
 import CBLAS
+import CKernels
 import Foundation
 
 /// The engine's thread budget: how many compute threads one generation may use.
 ///
-/// One scheme for the whole process (docs/ARCHITECTURE.md): either the BLAS library
-/// uses `threads` threads inside one call, or this layer splits independent work into
-/// `threads` tasks with BLAS at one thread each — never both at once.
+/// One scheme for the whole process (docs/ARCHITECTURE.md): a GEMM splits its output between
+/// `threads` threads, or this layer splits independent work into `threads` tasks whose GEMMs run on
+/// their own thread — never both at once. No result depends on the split: the GEMM sums every
+/// element in the same order however its output is divided (`atelier_gemm`).
 public enum Compute {
     nonisolated(unsafe) private static var _threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     public static var threads: Int { _threads }
 
-    /// Sets the thread budget (operator flag `--threads`).
+    /// Sets the thread budget (operator flag `--threads`); OpenBLAS, used only as the bench's
+    /// yardstick, gets the same count.
     public static func setThreads(_ n: Int) {
         _threads = max(1, n)
-        BLASThreads.shared.setMultiThreaded()
+        openblas_set_num_threads(Int32(_threads))
     }
 
-    /// Runs `body(task)` for `tasks` independent tasks on the thread budget, with BLAS at
-    /// one thread inside each task.
+    /// Runs `body(task)` for `tasks` independent tasks on the thread budget; GEMMs inside a task
+    /// stay on its thread.
     public static func parallel(tasks: Int, _ body: (Int) -> Void) {
         if tasks <= 1 || _threads <= 1 {
             for t in 0..<tasks { body(t) }
             return
         }
-        BLASThreads.shared.enter(single: true)
-        defer { BLASThreads.shared.leave() }
-        DispatchQueue.concurrentPerform(iterations: tasks) { t in BLASThreads.inside(true) { body(t) } }
+        DispatchQueue.concurrentPerform(iterations: tasks) { t in ParallelRegion.inside(true) { body(t) } }
     }
 
     /// Splits `0..<n` into at most `threads` contiguous ranges for elementwise work;
@@ -35,82 +36,95 @@ public enum Compute {
         let parts = min(_threads, max(1, n / minimum))
         if parts <= 1 { body(0..<n); return }
         let chunk = (n + parts - 1) / parts
-        let inside = BLASThreads.isInside
+        let inside = ParallelRegion.isInside
         DispatchQueue.concurrentPerform(iterations: parts) { p in
             let lo = p * chunk, hi = min(n, lo + chunk)
-            if lo < hi { BLASThreads.inside(inside) { body(lo..<hi) } }
+            if lo < hi { ParallelRegion.inside(inside) { body(lo..<hi) } }
         }
     }
 }
 
-/// OpenBLAS's thread count is process-wide, and its sums depend on it: the same GEMM run with 1 and
-/// with 2 threads differs in the last bits. `Compute.parallel` runs BLAS at one thread inside its
-/// tasks; calls elsewhere run at `Compute.threads`. The two modes never overlap: a call waits until
-/// no call of the other mode is in flight, so generations running side by side in one process (or
-/// test suites) cannot change each other's numbers. One generation at a time never waits.
-final class BLASThreads: @unchecked Sendable {
-    static let shared = BLASThreads()
-    /// marks the threads working for a `Compute.parallel` region (their BLAS calls are already
-    /// single-threaded, and must not wait for the other mode)
-    private static let insideKey = "atelier.compute.parallel"
-    private let condition = NSCondition()
-    private var active = 0
-    private var single = false
-    private var count: Int32 = -1
+/// Marks the threads working for a `Compute.parallel` task: their GEMMs run on the thread itself
+/// (the task split already uses the thread budget).
+enum ParallelRegion {
+    private static let key = "atelier.compute.parallel"
 
-    static var isInside: Bool { Thread.current.threadDictionary[insideKey] != nil }
+    static var isInside: Bool { Thread.current.threadDictionary[key] != nil }
 
     /// Runs `body` with this thread marked as working for a parallel region when `inside`.
     static func inside(_ inside: Bool, _ body: () -> Void) {
         guard inside, !isInside else { return body() }
-        Thread.current.threadDictionary[insideKey] = true
-        defer { Thread.current.threadDictionary.removeObject(forKey: insideKey) }
+        Thread.current.threadDictionary[key] = true
+        defer { Thread.current.threadDictionary.removeObject(forKey: key) }
         body()
-    }
-
-    func enter(single wanted: Bool) {
-        condition.lock()
-        while active > 0 && single != wanted { condition.wait() }
-        let wantedCount = wanted ? 1 : Int32(Compute.threads)
-        if active == 0 && count != wantedCount {
-            openblas_set_num_threads(wantedCount)
-            count = wantedCount
-        }
-        single = wanted
-        active += 1
-        condition.unlock()
-    }
-
-    /// Sets BLAS to `Compute.threads` now (start-up, `--threads`), when no call is in flight.
-    func setMultiThreaded() {
-        enter(single: false)
-        leave()
-    }
-
-    func leave() {
-        condition.lock()
-        active -= 1
-        if active == 0 { condition.broadcast() }
-        condition.unlock()
     }
 }
 
 /// Row-major single-precision GEMM: `C[m,n] = alpha * op(A) op(B) + beta * C`.
+///
+/// Atelier's own kernels (`atelier_gemm` in CKernels): 512-bit tiles where the CPU runs AVX-512F
+/// (unless ATELIER_AVX512=0), 256-bit tiles otherwise, with the same bits either way and for any
+/// thread count, since each element is one chain of fused multiply-adds over k in order. OpenBLAS
+/// 0.3.21 sums in an order that depends on its thread count and kernel set, and its kernel set is
+/// whatever OPENBLAS_CORETYPE pins (AVX2 kernels on some AVX-512 machines: half the rate).
+/// Outside a `Compute.parallel` task the output is split between `Compute.threads` threads: by rows
+/// when C is at least as tall as wide, else by columns (`parts` overrides the count, for tests).
 @inline(__always)
 public func sgemm(
     transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parts wanted: Int? = nil
 ) {
     Profiler.count(macs: m * n * k)
-    // inside a Compute.parallel task the region holds single-threaded BLAS; elsewhere hold the
-    // multi-threaded mode for this call
-    let outside = !BLASThreads.isInside
-    if outside { BLASThreads.shared.enter(single: false) }
-    defer { if outside { BLASThreads.shared.leave() } }
-    cblas_sgemm(
-        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    let wide: Int32 = GEMM.wide ? 1 : 0
+    let ta: Int32 = transA ? 1 : 0, tb: Int32 = transB ? 1 : 0
+    let threads = wanted ?? (ParallelRegion.isInside ? 1 : Compute.threads)
+    // parts of whole tiles (rows in 12s, columns in 32s), at least one tile-row/-column each
+    let byRows = m >= n
+    let unit = byRows ? 12 : 32
+    let units = ((byRows ? m : n) + unit - 1) / unit
+    let parts = min(threads, units, m * n * k >= 1 << 18 || wanted != nil ? threads : 1)
+    if parts <= 1 {
+        atelier_gemm(wide, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    let per = (units + parts - 1) / parts * unit
+    DispatchQueue.concurrentPerform(iterations: parts) { p in
+        let lo = p * per, hi = min(byRows ? m : n, lo + per)
+        guard lo < hi else { return }
+        if byRows {
+            // rows lo..<hi of C come from rows lo..<hi of op(A)
+            let aPart = transA ? a + lo : a + lo * lda
+            atelier_gemm(wide, ta, tb, hi - lo, n, k, alpha, aPart, lda, b, ldb, beta, c + lo * ldc, ldc)
+        } else {
+            let bPart = transB ? b + lo * ldb : b + lo
+            atelier_gemm(wide, ta, tb, m, hi - lo, k, alpha, a, lda, bPart, ldb, beta, c + lo, ldc)
+        }
+    }
+}
+
+/// The GEMM's tile width, and OpenBLAS as the machine's yardstick for the bench.
+public enum GEMM {
+    /// 512-bit tiles (where the CPU runs AVX-512F; ATELIER_AVX512=0 turns them off). Both widths
+    /// give the same bits; a test flips this to compare them.
+    nonisolated(unsafe) public static var wide = Ops.cpuHasAVX512 && ProcessInfo.processInfo.environment["ATELIER_AVX512"] != "0" {
+        didSet { if !Ops.cpuHasAVX512 { wide = false } }
+    }
+
+    /// OpenBLAS's kernel set (e.g. "Haswell", "Cooperlake"), and "set by OPENBLAS_CORETYPE" where the
+    /// environment pinned it: Debian's build picks its kernels once, at load, and a pin to AVX2
+    /// kernels on an AVX-512 CPU halves its sgemm rate (255 vs 477 GFLOP/s measured on a Zen 5).
+    public static var openBLASCore: String {
+        let name = String(cString: openblas_get_corename())
+        guard let pinned = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] else { return name }
+        return "\(name) (set by OPENBLAS_CORETYPE=\(pinned))"
+    }
+
+    /// OpenBLAS's sgemm (`C = A·B`, row-major, on `Compute.threads` threads): the bench's reference
+    /// for the machine's matmul rate. The engine never calls it.
+    public static func openBLAS(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
+    }
 }
 
 /// Reusable scratch memory for kernels (im2col columns, Winograd tiles). Buffers are kept

@@ -57,6 +57,7 @@ struct Bench: ParsableCommand {
         guard size % 8 == 0, size >= 64 else { throw ValidationError("--size must be a multiple of 8, at least 64") }
         let load0 = loadAverage()
         let sgemm = measureSGEMM()
+        let openBLAS = measureSGEMM(openBLAS: true)
         if what == .conv { return benchConv(sgemm: sgemm, load: load0) }
         var loaded: StableDiffusionModel?
         func m() throws -> StableDiffusionModel {
@@ -142,7 +143,7 @@ struct Bench: ParsableCommand {
                                     "gflops": gflops, "sgemm_gflops": sgemm, "fraction_of_sgemm": gflops / sgemm,
                                     "cpu_utilisation": utilisation, "peak_rss_bytes": rss, "load_average": load0,
                                     "page_faults_per_run": faultsPerRun, "fresh_buffers_per_run": freshPerRun,
-                                    "attention_tiles": Ops.attentionUsesAVX512 ? "avx512" : "avx2",
+                                    "attention_tiles": Ops.attentionUsesAVX512 ? "avx512" : "avx2", "gemm_tiles": GEMM.wide ? "avx512" : "avx2", "openblas_gflops": openBLAS, "openblas_core": GEMM.openBLASCore,
                                     "reference_median_s": refMedian ?? NSNull(), "ratio": refMedian.map { median / $0 } ?? NSNull()]
             if what == .matmul { o["gflops"] = sgemm }
             if let freshInLoop { o["fresh_buffers_steps_2_to_n"] = freshInLoop }
@@ -150,9 +151,10 @@ struct Bench: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print("\(what.rawValue): median \(f(median)) s (min \(f(times.first!)), max \(f(times.last!)), \(runs) runs, \(Compute.threads) threads)")
-            print("  work \(f(flops / 1e9)) GFLOP, \(f(gflops)) GFLOP/s = \(f(gflops / sgemm)) of sgemm (\(f(sgemm)) GFLOP/s measured now)")
+            print("  work \(f(flops / 1e9)) GFLOP, \(f(gflops)) GFLOP/s = \(f(gflops / sgemm)) of the GEMM rate (\(f(sgemm)) GFLOP/s at 2048³ measured now)")
             print("  CPU utilisation \(f(utilisation)), peak RSS \(f(Double(rss) / 1_073_741_824)) GiB, load average before \(f(load0)), "
-                  + "attention tiles \(Ops.attentionUsesAVX512 ? "AVX-512" : "AVX2")")
+                  + "attention tiles \(Ops.attentionUsesAVX512 ? "AVX-512" : "AVX2"), GEMM tiles \(GEMM.wide ? "AVX-512" : "AVX2")")
+            print("  OpenBLAS sgemm \(f(openBLAS)) GFLOP/s in this run (kernels \(GEMM.openBLASCore)); Atelier's GEMM \(f(sgemm))")
             print("  per run after the warm-up: \(f(freshPerRun)) tensor buffers allocated (0 = all reused), \(faultsPerRun) minor page faults")
             if let freshInLoop { print("  tensor buffers allocated over steps 2…N of the last run: \(freshInLoop)") }
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }
@@ -406,14 +408,19 @@ func loadAverage() -> Double {
     return l[0]
 }
 
-/// The machine's sgemm rate (GFLOP/s), median of `runs` 2048³ products.
-func measureSGEMM(n: Int = 2048, runs: Int = 3) -> Double {
+/// The machine's matmul rate at 2048³ (median of `runs` after a warm-up): the engine's GEMM, or
+/// OpenBLAS's sgemm (the library floor) with `openBLAS`.
+func measureSGEMM(n: Int = 2048, runs: Int = 3, openBLAS: Bool = false) -> Double {
     let a = Tensor(filling: [n, n], with: 0.5), b = Tensor(filling: [n, n], with: 0.25)
     let c = Tensor(uninitialized: [n, n])
     var best: [Double] = []
     for _ in 0...runs {
         let t = now()
-        sgemm(m: n, n: n, k: n, a: a.unsafePointer, lda: n, b: b.unsafePointer, ldb: n, c: c.unsafePointer, ldc: n)
+        if openBLAS {
+            GEMM.openBLAS(m: n, n: n, k: n, a: a.unsafePointer, b: b.unsafePointer, c: c.unsafePointer)
+        } else {
+            sgemm(m: n, n: n, k: n, a: a.unsafePointer, lda: n, b: b.unsafePointer, ldb: n, c: c.unsafePointer, ldc: n)
+        }
         best.append(now() - t)
     }
     best.removeFirst()

@@ -85,6 +85,7 @@ struct Serve: AsyncParsableCommand {
             Compute.setThreads(threads)
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
+        logger.info("compute: \(Compute.threads) threads, GEMM tiles \(GEMM.wide ? "AVX-512" : "AVX2")")
         let root = URL(fileURLWithPath: dataDir)
         func dir(_ s: String?) -> URL? { s.map { URL(fileURLWithPath: $0) } }
         var data = DataDirectory(root: root, checkpointDir: dir(ckptDir), loraDir: dir(loraDir), vaeDir: dir(vaeDir),

@@ -54,8 +54,8 @@ import Testing
                          data: (0..<(2 * 77 * half.unet.config.contextDim)).map { Float(cos(Double($0) * 0.011)) })
         let a = half.unet(x, timesteps: [500, 500], context: ctx).scalars
         let b = full.unet(x, timesteps: [500, 500], context: ctx).scalars
-        // Widening is exact, and BLAS runs in the same thread mode for both forwards even with suites
-        // running beside this one (`BLASThreads`), so the outputs are the same bits.
+        // Widening is exact, and the GEMM's sums do not depend on the thread split (suites running
+        // beside this one change nothing), so the outputs are the same bits.
         let differing = zip(a, b).filter { $0.0.bitPattern != $0.1.bitPattern }.count
         #expect(a.count == b.count && differing == 0, "\(differing) outputs differ")
         let ids = [49406, 320, 1125, 49407] + Array(repeating: 49407, count: 73)

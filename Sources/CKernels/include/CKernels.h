@@ -26,4 +26,13 @@ void atelier_attention_values8_avx512(const float *p, long p_stride, const float
 /// lane sums equal the Swift loop's bit for bit.
 void atelier_exp_shifted16_avx512(float *row, long n, float m, float lane_sums[16]);
 
+/// Row-major `C[m,n] = alpha op(A) op(B) + beta C` in which each element of C is one chain of
+/// fused multiply-adds over k in order, starting from 0 (beta 0) or beta·C, with alpha applied to
+/// A's elements: the same bits with 512-bit (`wide`, 12 × 32 tiles; AVX-512F) or 256-bit tiles
+/// (6 × 16; AVX2 + FMA), for any blocking, and for any split of C's rows or columns between
+/// calls. Single-threaded; packing buffers are per thread.
+void atelier_gemm(int wide, int trans_a, int trans_b, long m, long n, long k, float alpha,
+                  const float *a, long lda, const float *b, long ldb, float beta, float *c,
+                  long ldc);
+
 #endif
