@@ -2,17 +2,19 @@ import CKernels
 import Foundation
 
 /// Attention for 40-wide heads (SD 1.5's 64² level, 5 of its 16 transformers and most of its
-/// attention time) without BLAS calls whose inner dimension is 40: per head, keys are packed
-/// transposed once; then for a group of 16 query rows the scores come from 4×16 register tiles
-/// (d = 40 multiply-adds per key), a row softmax, and `P·V` from 2×40 register tiles. Keys are
-/// taken in blocks of 256 that every quad / pair of the group uses while the block is in cache,
-/// so a head's K and V (2 × 640 KB at 64², more than L2) stream in once per 16 rows, not per 4.
-/// Scores for the group (16 × Nk floats) stay in L2; no `block × Nk` matrix per task. Sums run
-/// over the keys in order, whatever the blocking.
+/// attention time) without GEMM calls whose inner dimension is 40: per head, keys are packed
+/// transposed once; then for a group of 16 (AVX-512) or 18 (AVX2) query rows the scores come from
+/// register tiles of 8 or 6 rows (d = 40 multiply-adds per key; `CKernels`), a row softmax, and
+/// `P·V` from tiles of 8 or 6 rows × 40. Keys are taken in blocks of 256 that every tile of the
+/// group uses while the block is in cache, so a head's K and V (2 × 640 KB at 64², more than L2)
+/// stream in once per group, not per tile. Scores for the group (≤ 18 × Nk floats) stay in L2; no
+/// `block × Nk` matrix per task. Sums run over the keys in order, whatever the blocking or tiles.
 enum FusedAttention {
     static let headDim = 40
-    /// query rows that share one pass over the keys (their scores, 16 × Nk floats, stay in L2)
-    static let groupRows = 16
+    /// query rows that share one pass over the keys (their scores, ≤ 18 × Nk floats, stay in L2):
+    /// two 8-row tiles, or three 6-row tiles
+    static func groupRows(wide: Bool) -> Int { wide ? 16 : 18 }
+    static let maxGroupRows = 18
     /// keys per block: Kᵀ and V of a block (2 × 40 KB) stay in L1/L2 while the group uses them
     static let keyBlock = 256
 
@@ -41,13 +43,13 @@ enum FusedAttention {
         let qp = q.unsafePointer, kp = k.unsafePointer, vp = v.unsafePointer, op = out.unsafePointer
         let heads2 = b * heads
         let workers = min(Compute.threads, heads2 * qBlocks)
-        let perWorker = 2 * d * nk + groupRows * nk + groupRows * d
+        let perWorker = 2 * d * nk + maxGroupRows * nk + maxGroupRows * d
         Scratch.with(workers * perWorker) { scratch in
             Compute.parallel(tasks: workers) { worker in
                 let kt = scratch + worker * perWorker
                 let vh = kt + d * nk            // this head's values, rows of 40 contiguous
                 let scores = vh + d * nk        // groupRows rows of nk
-                let qs = scores + groupRows * nk
+                let qs = scores + maxGroupRows * nk
                 // contiguous runs of tasks per worker, so each packs a head's keys once
                 let total = heads2 * qBlocks
                 let per = (total + workers - 1) / workers
@@ -66,7 +68,7 @@ enum FusedAttention {
                     }
                     let r0 = qb * rowsPerTask, rows = min(rowsPerTask, nq - r0)
                     var r = 0
-                    let wide = Self.wide, tile = wide ? 8 : 4
+                    let wide = Self.wide, tile = wide ? 8 : 6, groupRows = Self.groupRows(wide: wide)
                     while r < rows {
                         let group = min(groupRows, rows - r), tiles = (group + tile - 1) / tile
                         // the group's query rows, scaled (a partial tile repeats the group's last row)
@@ -83,7 +85,7 @@ enum FusedAttention {
                                 if wide {
                                     atelier_attention_scores8_avx512(qs + g * 8 * d, kt + j0, nk, jn, scores + g * 8 * nk + j0, nk)
                                 } else {
-                                    scoreQuad(qs + g * 4 * d, kt + j0, stride: nk, keys: jn, into: scores + g * 4 * nk + j0)
+                                    atelier_attention_scores6_avx2(qs + g * 6 * d, kt + j0, nk, jn, scores + g * 6 * nk + j0, nk)
                                 }
                             }
                             j0 += jn
@@ -104,11 +106,13 @@ enum FusedAttention {
                                     }
                                 }
                             } else {
-                                var i = 0
-                                while i < group {
-                                    weightedValues(scores + i * nk + j0, scores + min(i + 1, group - 1) * nk + j0, vh + j0 * d,
-                                                   keys: jn, row(i)!, row(i + 1), accumulate: j0 > 0)
-                                    i += 2
+                                for g in 0..<tiles {
+                                    var dst = (row(6 * g), row(6 * g + 1), row(6 * g + 2), row(6 * g + 3), row(6 * g + 4), row(6 * g + 5))
+                                    withUnsafePointer(to: &dst) {
+                                        $0.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 6) {
+                                            atelier_attention_values6_avx2(scores + g * 6 * nk + j0, nk, vh + j0 * d, jn, $0, j0 > 0 ? 1 : 0)
+                                        }
+                                    }
                                 }
                             }
                             j0 += jn
@@ -119,58 +123,5 @@ enum FusedAttention {
             }
         }
         return out
-    }
-
-    /// `scores[i][j] = Σ_e q[i][e] · kᵀ[e][j]` for four rows, sixteen keys per register tile.
-    /// `kt` and `s` advance by `stride` per dimension / row; `keys` is a multiple of 16.
-    @inline(__always)
-    static func scoreQuad(_ q: UnsafePointer<Float>, _ kt: UnsafePointer<Float>, stride nk: Int, keys: Int,
-                          into s: UnsafeMutablePointer<Float>) {
-        let d = headDim
-        var j = 0
-        while j < keys {
-            var a00 = V8(), a01 = V8(), a10 = V8(), a11 = V8()
-            var a20 = V8(), a21 = V8(), a30 = V8(), a31 = V8()
-            var col = kt + j
-            for e in 0..<d {
-                let k0 = vload8(col), k1 = vload8(col + 8)
-                let q0 = V8(repeating: q[e]), q1 = V8(repeating: q[d + e])
-                let q2 = V8(repeating: q[2 * d + e]), q3 = V8(repeating: q[3 * d + e])
-                a00.addProduct(q0, k0); a01.addProduct(q0, k1)
-                a10.addProduct(q1, k0); a11.addProduct(q1, k1)
-                a20.addProduct(q2, k0); a21.addProduct(q2, k1)
-                a30.addProduct(q3, k0); a31.addProduct(q3, k1)
-                col += nk
-            }
-            vstore8(a00, s + j); vstore8(a01, s + j + 8)
-            vstore8(a10, s + nk + j); vstore8(a11, s + nk + j + 8)
-            vstore8(a20, s + 2 * nk + j); vstore8(a21, s + 2 * nk + j + 8)
-            vstore8(a30, s + 3 * nk + j); vstore8(a31, s + 3 * nk + j + 8)
-            j += 16
-        }
-    }
-
-    /// `out_r = Σ_j p_r[j] · v[j]` for two rows (40 wide: five vectors each) over `keys` keys;
-    /// `accumulate` continues sums an earlier key block stored, in the same order as one pass.
-    @inline(__always)
-    static func weightedValues(_ p0: UnsafePointer<Float>, _ p1: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-                               keys: Int, _ o0: UnsafeMutablePointer<Float>, _ o1: UnsafeMutablePointer<Float>?, accumulate: Bool) {
-        var a0 = V8(), a1 = V8(), a2 = V8(), a3 = V8(), a4 = V8()
-        var b0 = V8(), b1 = V8(), b2 = V8(), b3 = V8(), b4 = V8()
-        if accumulate {
-            a0 = vload8(o0); a1 = vload8(o0 + 8); a2 = vload8(o0 + 16); a3 = vload8(o0 + 24); a4 = vload8(o0 + 32)
-            if let o1 { b0 = vload8(o1); b1 = vload8(o1 + 8); b2 = vload8(o1 + 16); b3 = vload8(o1 + 24); b4 = vload8(o1 + 32) }
-        }
-        let stride = headDim
-        var row = v
-        for j in 0..<keys {
-            let v0 = vload8(row), v1 = vload8(row + 8), v2 = vload8(row + 16), v3 = vload8(row + 24), v4 = vload8(row + 32)
-            let x = V8(repeating: p0[j]), y = V8(repeating: p1[j])
-            a0.addProduct(x, v0); a1.addProduct(x, v1); a2.addProduct(x, v2); a3.addProduct(x, v3); a4.addProduct(x, v4)
-            b0.addProduct(y, v0); b1.addProduct(y, v1); b2.addProduct(y, v2); b3.addProduct(y, v3); b4.addProduct(y, v4)
-            row += stride
-        }
-        vstore8(a0, o0); vstore8(a1, o0 + 8); vstore8(a2, o0 + 16); vstore8(a3, o0 + 24); vstore8(a4, o0 + 32)
-        if let o1 { vstore8(b0, o1); vstore8(b1, o1 + 8); vstore8(b2, o1 + 16); vstore8(b3, o1 + 24); vstore8(b4, o1 + 32) }
     }
 }

@@ -111,3 +111,61 @@ void atelier_exp_shifted16_avx512(float *row, long n, float m, float lane_sums[1
     }
     _mm512_storeu_ps(lane_sums, sv);
 }
+
+/* The AVX2 machines' tiles, 6 rows (12 accumulators of the 16 registers, as the GEMM's 6 × 16):
+   each element sums the same products in the same order as the 512-bit tiles above. */
+__attribute__((target("avx2,fma")))
+void atelier_attention_scores6_avx2(const float *q, const float *kt, long kt_stride, long keys,
+                                    float *s, long s_stride) {
+    for (long j = 0; j < keys; j += 16) {
+        __m256 a[6][2];
+        for (int i = 0; i < 6; i++) { a[i][0] = _mm256_setzero_ps(); a[i][1] = _mm256_setzero_ps(); }
+        const float *col = kt + j;
+        for (int e = 0; e < HEAD; e++) {
+            __m256 k0 = _mm256_loadu_ps(col), k1 = _mm256_loadu_ps(col + 8);
+            for (int i = 0; i < 6; i++) {
+                __m256 x = _mm256_broadcast_ss(q + i * HEAD + e);
+                a[i][0] = _mm256_fmadd_ps(x, k0, a[i][0]);
+                a[i][1] = _mm256_fmadd_ps(x, k1, a[i][1]);
+            }
+            col += kt_stride;
+        }
+        for (int i = 0; i < 6; i++) {
+            _mm256_storeu_ps(s + i * s_stride + j, a[i][0]);
+            _mm256_storeu_ps(s + i * s_stride + j + 8, a[i][1]);
+        }
+    }
+}
+
+/* `o[i][c0 .. c0 + 8·width)` for 6 rows, one column strip of `width` (1 or 2) vectors. */
+__attribute__((target("avx2,fma")))
+static inline void values6_strip(const float *p, long p_stride, const float *v, long keys,
+                                 float *const o[6], int accumulate, int c0, int width) {
+    __m256 a[6][2];
+    for (int i = 0; i < 6; i++)
+        for (int w = 0; w < width; w++)
+            a[i][w] = accumulate && o[i] ? _mm256_loadu_ps(o[i] + c0 + 8 * w) : _mm256_setzero_ps();
+    const float *row = v + c0;
+    for (long j = 0; j < keys; j++) {
+        __m256 v0 = _mm256_loadu_ps(row), v1 = width == 2 ? _mm256_loadu_ps(row + 8) : v0;
+        for (int i = 0; i < 6; i++) {
+            __m256 x = _mm256_broadcast_ss(p + i * p_stride + j);
+            a[i][0] = _mm256_fmadd_ps(x, v0, a[i][0]);
+            if (width == 2) a[i][1] = _mm256_fmadd_ps(x, v1, a[i][1]);
+        }
+        row += HEAD;
+    }
+    for (int i = 0; i < 6; i++) {
+        if (!o[i]) continue;
+        for (int w = 0; w < width; w++) _mm256_storeu_ps(o[i] + c0 + 8 * w, a[i][w]);
+    }
+}
+
+__attribute__((target("avx2,fma")))
+void atelier_attention_values6_avx2(const float *p, long p_stride, const float *v, long keys,
+                                    float *const o[6], int accumulate) {
+    /* the 40 columns as strips of 16, 16 and 8 */
+    values6_strip(p, p_stride, v, keys, o, accumulate, 0, 2);
+    values6_strip(p, p_stride, v, keys, o, accumulate, 16, 2);
+    values6_strip(p, p_stride, v, keys, o, accumulate, 32, 1);
+}

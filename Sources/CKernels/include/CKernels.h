@@ -20,6 +20,13 @@ void atelier_attention_scores8_avx512(const float *q, const float *kt, long kt_s
 void atelier_attention_values8_avx512(const float *p, long p_stride, const float *v, long keys,
                                       float *const o[8], int accumulate);
 
+/// The same two tiles for 6 query rows with 256-bit vectors (AVX2 + FMA): 12 accumulators, as the
+/// GEMM's 6 × 16 tile. Same order of sums per element as the 512-bit tiles, so the same bits.
+void atelier_attention_scores6_avx2(const float *q, const float *kt, long kt_stride, long keys,
+                                    float *s, long s_stride);
+void atelier_attention_values6_avx2(const float *p, long p_stride, const float *v, long keys,
+                                    float *const o[6], int accumulate);
+
 /// `row[i] = exp(row[i] - m)` for i in [0, n) (n a multiple of 16) with 512-bit vectors, and the
 /// sums of every 16th value into `lane_sums[16]` (lane l: i = l, l + 16, … in order). The exp is
 /// AtelierTensor's `vexp` operation for operation (same fused multiply-adds), so the values and
