@@ -137,9 +137,8 @@ struct CheckpointTests {
 
     @Test func stateDictWrapperTextModelLessKeysAndEMAWeightsLoadToTheSameModel() throws {
         let reference = try conditioning(Fixtures.checkpoint)
-        // Same weights ⇒ same conditioning, up to BLAS rounding (other suites run concurrently
-        // and may change the BLAS thread count between calls).
-        func same(_ a: [Float]) -> Bool { relativeL2(a, reference.map(Double.init)) < 1e-6 }
+        // same weights ⇒ the same conditioning, bit for bit
+        func same(_ a: [Float]) -> Bool { a == reference }
         let wrapped = try rewrite("wrapped", rename: { "state_dict." + $0 })
         #expect(same(try conditioning(wrapped)))
         let flat = try rewrite("flat", rename: { $0.replacingOccurrences(of: "cond_stage_model.transformer.text_model.", with: "cond_stage_model.transformer.") },
