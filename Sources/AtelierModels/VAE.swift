@@ -95,12 +95,14 @@ public struct VAEDecoder {
 
     /// z: [N, 4, h, w] (scaled latents × 1/scaleFactor) → [N, 3, 8h, 8w].
     /// `tile`: nil decodes in tiles of `defaultTile` above `tilingThreshold`, 0 never tiles,
-    /// n tiles with side n latent pixels (see `tiledUpsampling`).
+    /// n tiles with side n latent pixels (see `tiledUpsampling`); never in tiles under
+    /// `ConvPadding.circular`.
     public func callAsFunction(_ z: Tensor, tile: Int? = nil) -> Tensor {
         var h = convIn(postQuant(z))
         h = mid2(midAttn(mid1(h)))
         for b in levels[0].0 { h = b(h) }
-        let side = tile ?? (h.shape[2] * h.shape[3] > Self.tilingThreshold ? Self.defaultTile : 0)
+        // under circular padding (A1111's Tiling) a tile's convs would wrap around the tile, not the picture
+        let side = ConvPadding.circular ? 0 : tile ?? (h.shape[2] * h.shape[3] > Self.tilingThreshold ? Self.defaultTile : 0)
         if side <= 0 || (h.shape[2] <= side && h.shape[3] <= side) { return upsampling(h) }
         return tiledUpsampling(h, tile: side)
     }
@@ -261,7 +263,7 @@ public struct VAEEncoder {
 
     /// x: [N, 3, H, W] in [-1, 1] → posterior mean [N, 4, H/8, W/8].
     /// `tile`: nil encodes in tiles of `defaultTile` latents above `tilingThreshold`, 0 never tiles,
-    /// n tiles with side n latent pixels: the downsampling path (128 channels at full size, the
+    /// n tiles with side n latent pixels (never under `ConvPadding.circular`): the downsampling path (128 channels at full size, the
     /// memory-hungry part) runs per tile with `tileHalo + VAETiles.blend` latents of context, and
     /// the tiles cross-fade over ±`VAETiles.blend` latents before the mid block, which runs whole.
     /// Each tile normalises with its own GroupNorm statistics, as diffusers' tiled encode does, so
@@ -269,7 +271,8 @@ public struct VAEEncoder {
     /// 0.43 relative L2 from the whole encode. Whole-picture statistics estimated on a box-averaged
     /// copy were tried and did worse on a textured picture (0.87), better only on a smooth one.
     public func mean(_ x: Tensor, tile: Int? = nil) -> Tensor {
-        let side = tile ?? (x.shape[2] * x.shape[3] > Self.tilingThreshold ? Self.defaultTile : 0)
+        // under circular padding (A1111's Tiling) a tile's convs would wrap around the tile, not the picture
+        let side = ConvPadding.circular ? 0 : tile ?? (x.shape[2] * x.shape[3] > Self.tilingThreshold ? Self.defaultTile : 0)
         var h: Tensor
         if side <= 0 || (x.shape[2] <= side * 8 && x.shape[3] <= side * 8) {
             h = downsampling(x)

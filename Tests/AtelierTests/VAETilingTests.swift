@@ -75,6 +75,10 @@ import Testing
         #expect(byDefault.shape == [1, 4, 136, 136])
         #expect(byDefault.scalars == encoder.mean(large, tile: VAEEncoder.defaultTile).scalars)
         let whole = encoder.mean(large, tile: 0)
+        // A1111's Tiling pads every conv circularly around the picture: then the encode stays whole
+        ConvPadding.$circular.withValue(true) {
+            #expect(encoder.mean(large).scalars == encoder.mean(large, tile: 0).scalars)
+        }
         let err = relativeL2(byDefault.scalars, whole.scalars.map(Double.init))
         // each tile's own GroupNorm statistics: not the whole encode's numbers (0.43 measured on
         // this random-weight model); the bound catches a misplaced tile or a dropped blend (with the
