@@ -101,10 +101,12 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // counts malloc calls for `atelier bench` (defines malloc & co. in the executable only)
+        .target(name: "CMallocCount"),
         .executableTarget(
             name: "atelier",
             dependencies: [
-                "AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierHTTP", "AtelierQueue", "AtelierStorage", "AtelierDeploy",
+                "CMallocCount", "AtelierTensor", "AtelierModels", "AtelierDiffusion", "AtelierImaging", "AtelierService", "AtelierHTTP", "AtelierQueue", "AtelierStorage", "AtelierDeploy",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -31,6 +31,9 @@ def test_txt2img_bench_allocates_no_tensor_buffer_after_the_first_step():
     # BufferPool: steps 2…N reuse the buffers step 1 freed
     assert r["fresh_buffers_steps_2_to_n"] == 0
     assert r["fresh_buffers_per_run"] >= 0 and r["page_faults_per_run"] >= 0
+    # the executable's malloc counter is live (the interposed malloc sees the Swift runtime's
+    # allocations): the step loop still allocates small Swift arrays and shapes, so it is not 0 yet
+    assert isinstance(r["malloc_calls_steps_2_to_n"], int) and r["malloc_calls_steps_2_to_n"] > 0
 
 
 def test_conv_bench_compares_im2col_and_winograd_at_each_shape_class():

@@ -1,3 +1,4 @@
+import CMallocCount
 import ArgumentParser
 import AtelierDiffusion
 import AtelierModels
@@ -70,6 +71,7 @@ struct Bench: ParsableCommand {
         let h = size / 8
         var work: () throws -> Void
         nonisolated(unsafe) var freshInLoop: Int?
+        nonisolated(unsafe) var mallocsInLoop: Int?
         switch what {
         case .queue, .gateway, .api, .conv: return
         case .matmul:
@@ -102,12 +104,16 @@ struct Bench: ParsableCommand {
             r.width = size
             r.height = size
             r.randnSource = .cpu
-            // tensor buffers allocated over steps 2…N (the step loop should reuse step 1's)
+            // tensor buffers and malloc calls over steps 2…N (the step loop should reuse step 1's buffers)
             work = {
                 var atFirst = 0
+                var mallocsAtFirst: UInt = 0
                 _ = try p.txt2img(r, progress: { progress in
-                    if progress.step == 1 { atFirst = BufferPool.freshAllocations }
-                    if progress.step == progress.steps { freshInLoop = BufferPool.freshAllocations - atFirst }
+                    if progress.step == 1 { atFirst = BufferPool.freshAllocations; mallocsAtFirst = atelier_malloc_calls() }
+                    if progress.step == progress.steps {
+                        freshInLoop = BufferPool.freshAllocations - atFirst
+                        mallocsInLoop = Int(atelier_malloc_calls() - mallocsAtFirst)
+                    }
                 })
             }
         }
@@ -147,6 +153,7 @@ struct Bench: ParsableCommand {
                                     "reference_median_s": refMedian ?? NSNull(), "ratio": refMedian.map { median / $0 } ?? NSNull()]
             if what == .matmul { o["gflops"] = sgemm }
             if let freshInLoop { o["fresh_buffers_steps_2_to_n"] = freshInLoop }
+            if let mallocsInLoop { o["malloc_calls_steps_2_to_n"] = mallocsInLoop }
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
@@ -157,6 +164,7 @@ struct Bench: ParsableCommand {
             print("  OpenBLAS sgemm \(f(openBLAS)) GFLOP/s in this run (kernels \(GEMM.openBLASCore)); Atelier's GEMM \(f(sgemm))")
             print("  per run after the warm-up: \(f(freshPerRun)) tensor buffers allocated (0 = all reused), \(faultsPerRun) minor page faults")
             if let freshInLoop { print("  tensor buffers allocated over steps 2…N of the last run: \(freshInLoop)") }
+            if let mallocsInLoop { print("  malloc calls over steps 2…N of the last run: \(mallocsInLoop)") }
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }
         }
         if what == .unet, let controlnet { try benchControlNet(controlnet, model: try m(), plainMedian: median, sgemm: sgemm) }
