@@ -45,17 +45,16 @@ public enum Compute {
 }
 
 /// Marks the threads working for a `Compute.parallel` task: their GEMMs run on the thread itself
-/// (the task split already uses the thread budget).
+/// (the task split already uses the thread budget). The mark is a C thread-local flag: read by
+/// every GEMM call and set around every split chunk, so it must cost no lookup or allocation.
 enum ParallelRegion {
-    private static let key = "atelier.compute.parallel"
-
-    static var isInside: Bool { Thread.current.threadDictionary[key] != nil }
+    static var isInside: Bool { atelier_parallel_region() != 0 }
 
     /// Runs `body` with this thread marked as working for a parallel region when `inside`.
     static func inside(_ inside: Bool, _ body: () -> Void) {
         guard inside, !isInside else { return body() }
-        Thread.current.threadDictionary[key] = true
-        defer { Thread.current.threadDictionary.removeObject(forKey: key) }
+        atelier_set_parallel_region(1)
+        defer { atelier_set_parallel_region(0) }
         body()
     }
 }
@@ -78,12 +77,13 @@ public func sgemm(
     Profiler.count(macs: m * n * k)
     let wide: Int32 = GEMM.wide ? 1 : 0
     let ta: Int32 = transA ? 1 : 0, tb: Int32 = transB ? 1 : 0
-    let threads = wanted ?? (ParallelRegion.isInside ? 1 : Compute.threads)
+    // small products and those inside a parallel task stay on this thread
+    let threads = wanted ?? (ParallelRegion.isInside || m * n * k < 1 << 18 ? 1 : Compute.threads)
     // parts of whole tiles (rows in 12s, columns in 32s), at least one tile-row/-column each
     let byRows = m >= n
     let unit = byRows ? 12 : 32
     let units = ((byRows ? m : n) + unit - 1) / unit
-    let parts = min(threads, units, m * n * k >= 1 << 18 || wanted != nil ? threads : 1)
+    let parts = min(threads, units)
     if parts <= 1 {
         atelier_gemm(wide, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return

@@ -22,6 +22,12 @@ static float *aligned_floats(long count) {
     return p;
 }
 
+static _Thread_local int parallel_region;
+
+int atelier_parallel_region(void) { return parallel_region; }
+
+void atelier_set_parallel_region(int inside) { parallel_region = inside; }
+
 /* element (i, k) of op(A) and (k, j) of op(B) */
 #define A_AT(i, k) (trans_a ? a[(long)(k) * lda + (i)] : a[(long)(i) * lda + (k)])
 #define B_AT(k, j) (trans_b ? b[(long)(j) * ldb + (k)] : b[(long)(k) * ldb + (j)])

@@ -42,4 +42,9 @@ void atelier_gemm(int wide, int trans_a, int trans_b, long m, long n, long k, fl
                   const float *a, long lda, const float *b, long ldb, float beta, float *c,
                   long ldc);
 
+/// A per-thread flag: this thread works for a parallel task (`Compute.parallel`), so its GEMMs
+/// stay on it. Thread-local C storage: no lookup or allocation on the GEMM's path.
+int atelier_parallel_region(void);
+void atelier_set_parallel_region(int inside);
+
 #endif
