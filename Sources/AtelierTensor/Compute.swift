@@ -107,7 +107,7 @@ public func sgemm(
 public enum GEMM {
     /// 512-bit tiles (where the CPU runs AVX-512F; ATELIER_AVX512=0 turns them off). Both widths
     /// give the same bits; a test flips this to compare them.
-    nonisolated(unsafe) public static var wide = Ops.cpuHasAVX512 && ProcessInfo.processInfo.environment["ATELIER_AVX512"] != "0" {
+    nonisolated(unsafe) public static var wide = Ops.avx512ByDefault {
         didSet { if !Ops.cpuHasAVX512 { wide = false } }
     }
 

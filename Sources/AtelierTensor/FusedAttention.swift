@@ -21,7 +21,7 @@ enum FusedAttention {
     /// Whether the 512-bit tiles (8 rows × 32 keys, 8 rows × 40 values; `CKernels`) run instead of the
     /// AVX2 ones: on CPUs with AVX-512F, unless ATELIER_AVX512=0. Every output element sums the same
     /// products in the same order either way, so both give the same bits.
-    nonisolated(unsafe) static var wide = Ops.cpuHasAVX512 && ProcessInfo.processInfo.environment["ATELIER_AVX512"] != "0"
+    nonisolated(unsafe) static var wide = Ops.avx512ByDefault
 
     /// Whether `Ops.attention` takes this path (ATELIER_FUSED_ATTENTION=0 turns it off).
     nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["ATELIER_FUSED_ATTENTION"] != "0"
@@ -95,22 +95,18 @@ enum FusedAttention {
                         while j0 < nk {
                             let jn = min(keyBlock, nk - j0)
                             func row(_ i: Int) -> UnsafeMutablePointer<Float>? { i < group ? op + (n * nq + r0 + r + i) * c + h * d : nil }
-                            if wide {
-                                for g in 0..<tiles {
-                                    var dst = (row(8 * g), row(8 * g + 1), row(8 * g + 2), row(8 * g + 3),
-                                               row(8 * g + 4), row(8 * g + 5), row(8 * g + 6), row(8 * g + 7))
-                                    withUnsafePointer(to: &dst) {
-                                        $0.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 8) {
-                                            atelier_attention_values8_avx512(scores + g * 8 * nk + j0, nk, vh + j0 * d, jn, $0, j0 > 0 ? 1 : 0)
-                                        }
-                                    }
-                                }
-                            } else {
-                                for g in 0..<tiles {
-                                    var dst = (row(6 * g), row(6 * g + 1), row(6 * g + 2), row(6 * g + 3), row(6 * g + 4), row(6 * g + 5))
-                                    withUnsafePointer(to: &dst) {
-                                        $0.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 6) {
-                                            atelier_attention_values6_avx2(scores + g * 6 * nk + j0, nk, vh + j0 * d, jn, $0, j0 > 0 ? 1 : 0)
+                            for g in 0..<tiles {
+                                // the tile's output rows (nil past the group, and past the tile's 6 on AVX2)
+                                var dst = (row(tile * g), row(tile * g + 1), row(tile * g + 2), row(tile * g + 3),
+                                           row(tile * g + 4), row(tile * g + 5),
+                                           wide ? row(tile * g + 6) : nil, wide ? row(tile * g + 7) : nil)
+                                let p = scores + g * tile * nk + j0, accumulate: Int32 = j0 > 0 ? 1 : 0
+                                withUnsafePointer(to: &dst) {
+                                    $0.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 8) {
+                                        if wide {
+                                            atelier_attention_values8_avx512(p, nk, vh + j0 * d, jn, $0, accumulate)
+                                        } else {
+                                            atelier_attention_values6_avx2(p, nk, vh + j0 * d, jn, $0, accumulate)
                                         }
                                     }
                                 }

@@ -558,6 +558,10 @@ public enum Ops {
     /// Whether this CPU (and OS) run AVX-512F code.
     public static let cpuHasAVX512 = atelier_cpu_has_avx512f() != 0
 
+    /// Whether the 512-bit kernels start on (GEMM and fused attention): where the CPU runs AVX-512F,
+    /// unless ATELIER_AVX512=0.
+    static let avx512ByDefault = cpuHasAVX512 && ProcessInfo.processInfo.environment["ATELIER_AVX512"] != "0"
+
     /// Fused attention on/off (benchmarks compare both: ATELIER_FUSED_ATTENTION=0 turns it off).
     public static var fusedAttentionEnabled: Bool {
         get { FusedAttention.enabled }
