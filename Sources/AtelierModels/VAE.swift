@@ -101,10 +101,9 @@ public struct VAEDecoder {
         var h = convIn(postQuant(z))
         h = mid2(midAttn(mid1(h)))
         for b in levels[0].0 { h = b(h) }
-        // under circular padding (A1111's Tiling) a tile's convs would wrap around the tile, not the picture
-        let side = ConvPadding.circular ? 0 : tile ?? (h.shape[2] * h.shape[3] > Self.tilingThreshold ? Self.defaultTile : 0)
-        if side <= 0 || (h.shape[2] <= side && h.shape[3] <= side) { return upsampling(h) }
-        return tiledUpsampling(h, tile: side)
+        let side = VAETiles.side(tile, latentHeight: h.shape[2], latentWidth: h.shape[3],
+                                 threshold: Self.tilingThreshold, defaultTile: Self.defaultTile)
+        return side == 0 ? upsampling(h) : tiledUpsampling(h, tile: side)
     }
 
     /// Everything after the first level's res blocks: the upsampling levels, norm and conv out.
@@ -153,6 +152,16 @@ struct VAETiles {
     let inputPerTileUnit: Int, outputPerTileUnit: Int
     let outChannels: Int
     let context: Int
+
+    /// The tile side (latents) for a picture of `latentHeight × latentWidth` latents, or 0 for
+    /// whole: `requested` when given (0 = whole), else `defaultTile` above `threshold` latents of
+    /// area; whole where one tile holds the picture, and always under circular padding (A1111's
+    /// Tiling), where a tile's convs would wrap around the tile instead of the picture.
+    static func side(_ requested: Int?, latentHeight: Int, latentWidth: Int, threshold: Int, defaultTile: Int) -> Int {
+        if ConvPadding.circular { return 0 }
+        let side = requested ?? (latentHeight * latentWidth > threshold ? defaultTile : 0)
+        return side <= 0 || (latentHeight <= side && latentWidth <= side) ? 0 : side
+    }
 
     func run(_ path: (Tensor) -> Tensor) -> Tensor {
         let (n, c) = (input.shape[0], input.shape[1])
@@ -271,10 +280,11 @@ public struct VAEEncoder {
     /// 0.43 relative L2 from the whole encode. Whole-picture statistics estimated on a box-averaged
     /// copy were tried and did worse on a textured picture (0.87), better only on a smooth one.
     public func mean(_ x: Tensor, tile: Int? = nil) -> Tensor {
-        // under circular padding (A1111's Tiling) a tile's convs would wrap around the tile, not the picture
-        let side = ConvPadding.circular ? 0 : tile ?? (x.shape[2] * x.shape[3] > Self.tilingThreshold ? Self.defaultTile : 0)
+        // the threshold is in pixels; sides are multiples of 8, so in latents it is the same test
+        let side = VAETiles.side(tile, latentHeight: x.shape[2] / 8, latentWidth: x.shape[3] / 8,
+                                 threshold: Self.tilingThreshold / 64, defaultTile: Self.defaultTile)
         var h: Tensor
-        if side <= 0 || (x.shape[2] <= side * 8 && x.shape[3] <= side * 8) {
+        if side == 0 {
             h = downsampling(x)
         } else {
             let channels = config.ch * config.chMult.last!
