@@ -116,11 +116,11 @@ struct SpatialTransformer {
     func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         // projections straight between the channels-first and token-major layouts
-        let normed = norm(x).reshaped([n, c, h * w])
+        let normed = norm(x).reshaped(Dims(n, c, h * w))
         var t = projIn.withMatrix { Ops.linear(channelsFirst: normed, weight: $0, bias: projIn.bias) }
         for b in blocks { t = b(t, context: context) }
         return projOut.withMatrix { Ops.linear(toChannelsFirst: t, weight: $0, bias: projOut.bias, residual: x) }
-            .reshaped([n, c, h, w])
+            .reshaped(Dims(n, c, h, w))
     }
 }
 
@@ -258,28 +258,35 @@ public struct UNet {
     /// output (where sd-webui-controlnet's hook adds them).
     public func callAsFunction(_ x: Tensor, timesteps: [Float], context: Tensor, control: ControlResiduals? = nil) -> Tensor {
         let siluEmb = encoder.siluEmbedding(timesteps)
-        var h = encoder.convIn(x)
-        var skips = [h]
-        for block in encoder.inputBlocks {
-            h = UNetLayer.run(block, h, siluEmb: siluEmb, context: context)
-            skips.append(h)
-        }
-        h = UNetLayer.run(encoder.middle, h, siluEmb: siluEmb, context: context)
-        if let control {
-            precondition(control.skips.count == skips.count, "ControlNet residuals do not match the UNet's skip connections")
-            h = Ops.add(h, control.middle)
-            for i in skips.indices { skips[i] = Ops.add(skips[i], control.skips[i]) }
-        }
-        for block in outputBlocks {
-            let skip = skips.removeLast()
-            // A1111's rule for sizes not divisible by 64 (sd_hijack_unet's `cat`): the ×2 upsampled
-            // features are resized, nearest, to the skip's size where they differ (diffusers instead
-            // upsamples straight to the skip's size, which gives other numbers)
-            if h.shape[2] != skip.shape[2] || h.shape[3] != skip.shape[3] {
-                h = Ops.interpolate(h, height: skip.shape[2], width: skip.shape[3], mode: .nearest)
+        // the skip connections on the stack (`withUnsafeTemporaryAllocation`): a forward allocates no array
+        return withUnsafeTemporaryAllocation(of: Tensor.self, capacity: encoder.inputBlocks.count + 1) { skips in
+            var h = encoder.convIn(x)
+            var count = 0
+            func push(_ t: Tensor) { (skips.baseAddress! + count).initialize(to: t); count += 1 }
+            push(h)
+            for block in encoder.inputBlocks {
+                h = UNetLayer.run(block, h, siluEmb: siluEmb, context: context)
+                push(h)
             }
-            h = UNetLayer.run(block, Ops.concatChannels(h, skip), siluEmb: siluEmb, context: context)
+            h = UNetLayer.run(encoder.middle, h, siluEmb: siluEmb, context: context)
+            if let control {
+                precondition(control.skips.count == count, "ControlNet residuals do not match the UNet's skip connections")
+                h = Ops.add(h, control.middle)
+                for i in 0..<count { skips[i] = Ops.add(skips[i], control.skips[i]) }
+            }
+            for block in outputBlocks {
+                count -= 1
+                let skip = (skips.baseAddress! + count).move()
+                // A1111's rule for sizes not divisible by 64 (sd_hijack_unet's `cat`): the ×2 upsampled
+                // features are resized, nearest, to the skip's size where they differ (diffusers instead
+                // upsamples straight to the skip's size, which gives other numbers)
+                if h.shape[2] != skip.shape[2] || h.shape[3] != skip.shape[3] {
+                    h = Ops.interpolate(h, height: skip.shape[2], width: skip.shape[3], mode: .nearest)
+                }
+                h = UNetLayer.run(block, Ops.concatChannels(h, skip), siluEmb: siluEmb, context: context)
+            }
+            skips.baseAddress!.deinitialize(count: count)
+            return convOut(outNorm(h, silu: true))
         }
-        return convOut(outNorm(h, silu: true))
     }
 }

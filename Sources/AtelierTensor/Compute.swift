@@ -6,7 +6,8 @@ import Foundation
 ///
 /// One scheme for the whole process (docs/ARCHITECTURE.md): a GEMM splits its output between
 /// `threads` threads, or this layer splits independent work into `threads` tasks whose GEMMs run on
-/// their own thread — never both at once. No result depends on the split: the GEMM sums every
+/// their own thread — never both at once. The threads are the engine's own pool (CKernels'
+/// `atelier_parallel_for`), which posts a job without allocating. No result depends on the split: the GEMM sums every
 /// element in the same order however its output is divided (`atelier_gemm`).
 public enum Compute {
     nonisolated(unsafe) private static var _threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
@@ -27,7 +28,7 @@ public enum Compute {
             for t in 0..<tasks { body(t) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: tasks) { t in ParallelRegion.inside(true) { body(t) } }
+        forEachPart(tasks) { t in ParallelRegion.inside(true) { body(t) } }
     }
 
     /// Splits `0..<n` into at most `threads` contiguous ranges for elementwise work;
@@ -37,11 +38,94 @@ public enum Compute {
         if parts <= 1 { body(0..<n); return }
         let chunk = (n + parts - 1) / parts
         let inside = ParallelRegion.isInside
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
+        forEachPart(parts) { p in
             let lo = p * chunk, hi = min(n, lo + chunk)
             if lo < hi { ParallelRegion.inside(inside) { body(lo..<hi) } }
         }
     }
+
+    /// Runs `body(part)` for every part in `0..<parts` on the calling thread and the engine's
+    /// thread pool (`atelier_parallel_for`: at most `threads` threads, no allocation per call).
+    static func forEachPart(_ parts: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            // in a concrete struct, the closure crosses `withUnsafeMutablePointer` without a
+            // reabstraction thunk (allocated per call); `withoutActuallyEscaping` still allocates one
+            // small context per call, the only allocation left on this path
+            var job = PartJob(body: body)
+            withUnsafeMutablePointer(to: &job) { ctx in
+                atelier_parallel_for(parts, Int32(_threads), { raw, part in
+                    raw!.assumingMemoryBound(to: PartJob.self).pointee.body(part)
+                }, ctx)
+            }
+        }
+    }
+}
+
+extension Compute {
+    /// `parallel(tasks:)` for the step loop's ops: `body` captures nothing — what it reads comes in
+    /// `context` — so a call allocates nothing, where a capturing closure's context is allocated per
+    /// call (`withoutActuallyEscaping`). A capture still works, allocated.
+    @inline(__always)
+    public static func parallel<Context>(tasks: Int, _ context: Context, _ body: @escaping (Context, Int) -> Void) {
+        if tasks <= 1 || _threads <= 1 {
+            for t in 0..<tasks { body(context, t) }
+            return
+        }
+        run(parts: tasks, ContextJob(invoke: { raw, part in
+            let job = raw.assumingMemoryBound(to: ContextJob<Context>.self)
+            ParallelRegion.inside(true) { job.pointee.body(job.pointee.context, part) }
+        }, context: context, body: body))
+    }
+
+    /// `split` for the step loop's ops, allocating nothing as `parallel(tasks:_:_:)`.
+    @inline(__always)
+    public static func split<Context>(_ n: Int, minimum: Int = 1 << 15, _ context: Context,
+                               _ body: @escaping (Context, Range<Int>) -> Void) {
+        let parts = min(_threads, max(1, n / minimum))
+        if parts <= 1 { body(context, 0..<n); return }
+        let chunk = (n + parts - 1) / parts
+        run(parts: parts, ContextJob(invoke: { raw, part in
+            let job = raw.assumingMemoryBound(to: ContextJob<SplitContext<Context>>.self)
+            let s = job.pointee.context
+            let lo = part * s.chunk, hi = min(s.n, lo + s.chunk)
+            if lo < hi { ParallelRegion.inside(s.inside) { s.body(s.context, lo..<hi) } }
+        }, context: SplitContext(context: context, body: body, n: n, chunk: chunk, inside: ParallelRegion.isInside),
+           body: { _, _ in }))
+    }
+
+    @inline(__always)
+    private static func run<Context>(parts: Int, _ job: ContextJob<Context>) {
+        var job = job
+        withUnsafeMutablePointer(to: &job) { p in
+            atelier_parallel_for(parts, Int32(_threads), { raw, part in
+                raw!.assumingMemoryBound(to: JobHeader.self).pointee.invoke(raw!, part)
+            }, p)
+        }
+    }
+}
+
+/// What every `ContextJob` starts with: the part runner, called through a C function pointer.
+private struct JobHeader {
+    let invoke: (UnsafeMutableRawPointer, Int) -> Void
+}
+
+/// A job whose body reads its inputs from `context` (`invoke` first, laid out as `JobHeader`).
+private struct ContextJob<Context> {
+    let invoke: (UnsafeMutableRawPointer, Int) -> Void
+    let context: Context
+    let body: (Context, Int) -> Void
+}
+
+/// A split's context: the caller's, its body and the chunking.
+private struct SplitContext<Context> {
+    let context: Context
+    let body: (Context, Range<Int>) -> Void
+    let n: Int, chunk: Int, inside: Bool
+}
+
+/// A parallel job's body, as `atelier_parallel_for`'s context.
+private struct PartJob {
+    let body: (Int) -> Void
 }
 
 /// Marks the threads working for a `Compute.parallel` task: their GEMMs run on the thread itself
@@ -89,18 +173,8 @@ public func sgemm(
         return
     }
     let per = (units + parts - 1) / parts * unit
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
-        let lo = p * per, hi = min(byRows ? m : n, lo + per)
-        guard lo < hi else { return }
-        if byRows {
-            // rows lo..<hi of C come from rows lo..<hi of op(A)
-            let aPart = transA ? a + lo : a + lo * lda
-            atelier_gemm(wide, ta, tb, hi - lo, n, k, alpha, aPart, lda, b, ldb, beta, c + lo * ldc, ldc)
-        } else {
-            let bPart = transB ? b + lo * ldb : b + lo
-            atelier_gemm(wide, ta, tb, m, hi - lo, k, alpha, a, lda, bPart, ldb, beta, c + lo, ldc)
-        }
-    }
+    atelier_gemm_split(parts, Int32(Compute.threads), byRows ? 1 : 0, per, wide, ta, tb, m, n, k, alpha, a, lda, b, ldb,
+                       beta, c, ldc)
 }
 
 /// The GEMM's tile width, and OpenBLAS as the machine's yardstick for the bench.
@@ -163,10 +237,13 @@ public enum Scratch {
 
     private static func take(_ count: Int) -> TensorStorage {
         lock.withLock { () -> TensorStorage? in
-            guard let i = pool.indices.filter({ pool[$0].count >= count })
-                .min(by: { pool[$0].count < pool[$1].count }) else { return nil }
-            return pool.remove(at: i)
-        } ?? TensorStorage(count: count)
+            // the smallest kept buffer that holds `count` (a loop: no array built per call)
+            var best: Int?
+            for i in pool.indices where pool[i].count >= count && pool[i].count < best.map({ pool[$0].count }) ?? .max {
+                best = i
+            }
+            return best.map { pool.remove(at: $0) }
+        } ?? BufferPool.storage(count)
     }
 
     private static func giveBack(_ buffer: TensorStorage) {
@@ -177,4 +254,13 @@ public enum Scratch {
             }
         }
     }
+}
+
+/// Per-thread scratch for leaf kernels (`atelier_thread_scratch`): each kernel its own slot, the
+/// memory kept for the thread's life, so calls in a step loop allocate nothing.
+enum ThreadScratch: Int32 {
+    case attentionScores = 0, winogradRows = 1
+
+    /// At least `count` floats of this thread's slot; not to be held past the kernel's call.
+    func pointer(_ count: Int) -> UnsafeMutablePointer<Float> { atelier_thread_scratch(rawValue, count) }
 }

@@ -39,13 +39,16 @@ enum FusedAttention {
         let scale = 1 / Float(d).squareRoot()
         let rowsPerTask = 64
         let qBlocks = (nq + rowsPerTask - 1) / rowsPerTask
-        let out = Tensor(uninitialized: [b, nq, c])
+        let out = Tensor(uninitialized: Dims(b, nq, c))
         let qp = q.unsafePointer, kp = k.unsafePointer, vp = v.unsafePointer, op = out.unsafePointer
         let heads2 = b * heads
         let workers = min(Compute.threads, heads2 * qBlocks)
         let perWorker = 2 * d * nk + maxGroupRows * nk + maxGroupRows * d
         Scratch.with(workers * perWorker) { scratch in
-            Compute.parallel(tasks: workers) { worker in
+            let sizes = (nq: nq, nk: nk, c: c, d: d, heads: heads, heads2: heads2, qBlocks: qBlocks, rowsPerTask: rowsPerTask,
+                         workers: workers, perWorker: perWorker)
+            Compute.parallel(tasks: workers, (qp, kp, vp, op, scratch, scale, sizes)) { context, worker in
+                let (qp, kp, vp, op, scratch, scale, (nq, nk, c, d, heads, heads2, qBlocks, rowsPerTask, workers, perWorker)) = context
                 let kt = scratch + worker * perWorker
                 let vh = kt + d * nk            // this head's values, rows of 40 contiguous
                 let scores = vh + d * nk        // groupRows rows of nk

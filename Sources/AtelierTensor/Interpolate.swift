@@ -15,7 +15,7 @@ extension Ops {
         let (n, c, ih, iw) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let wy = taps(input: ih, output: oh, mode: mode, antialias: antialias)
         let wx = taps(input: iw, output: ow, mode: mode, antialias: antialias)
-        let out = Tensor(uninitialized: [n, c, oh, ow])
+        let out = Tensor(uninitialized: Dims(n, c, oh, ow))
         let src = x.unsafePointer, dst = out.unsafePointer
         var row = [Float](repeating: 0, count: ow)
         for plane in 0..<(n * c) {

@@ -17,7 +17,7 @@ public enum Ops {
         let k = x.shape.last!, n = weight.shape[0]
         precondition(weight.shape[1] == k, "linear: input width \(k) vs weight \(weight.shape)")
         let m = x.count / k
-        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
+        let out = Tensor(uninitialized: x.dims.replacingLast(n))
         let o = out.unsafePointer
         var beta: Float = 0
         if let bias {
@@ -38,12 +38,13 @@ public enum Ops {
         precondition(weight.shape[1] == k, "linear: input width \(k) vs weight \(weight.shape)")
         let m = x.count / k
         precondition(residual.count == m * n, "linear: residual \(residual.shape) vs output [\(m), \(n)]")
-        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
+        let out = Tensor(uninitialized: x.dims.replacingLast(n))
         let o = out.unsafePointer, r = residual.unsafePointer
-        Compute.split(m, minimum: max(1, (1 << 15) / n)) { rows in
+        Compute.split(m, minimum: max(1, (1 << 15) / n), (r, o, n, bias?.unsafePointer)) { context, rows in
+            let (r, o, n, bias) = context
             for row in rows {
                 if let bias {
-                    mapVector(r + row * n, bias.unsafePointer, o + row * n, n) { $0 + $1 }
+                    mapVector(r + row * n, bias, o + row * n, n) { $0 + $1 }
                 } else {
                     (o + row * n).update(from: r + row * n, count: n)
                 }
@@ -62,7 +63,7 @@ public enum Ops {
         let (b, k, t) = (x.shape[0], x.shape[1], x.count / (x.shape[0] * x.shape[1]))
         let n = weight.shape[0]
         precondition(weight.shape[1] == k, "linear: input channels \(k) vs weight \(weight.shape)")
-        let out = Tensor(uninitialized: [b, t, n])
+        let out = Tensor(uninitialized: Dims(b, t, n))
         let o = out.unsafePointer
         if let bias { for r in 0..<(b * t) { (o + r * n).update(from: bias.unsafePointer, count: n) } }
         for i in 0..<b {
@@ -81,11 +82,12 @@ public enum Ops {
         let (b, t, k) = (x.shape[0], x.shape[1], x.shape[2])
         let n = weight.shape[0]
         precondition(weight.shape[1] == k && residual.count == b * n * t, "linear: \(x.shape) · \(weight.shape) vs residual \(residual.shape)")
-        let out = Tensor(uninitialized: [b, n, t])
+        let out = Tensor(uninitialized: Dims(b, n, t))
         let o = out.unsafePointer, r = residual.unsafePointer
-        Compute.split(b * n, minimum: max(1, (1 << 15) / t)) { planes in
+        Compute.split(b * n, minimum: max(1, (1 << 15) / t), (r, o, t, n, bias?.unsafePointer)) { context, planes in
+            let (r, o, t, n, bias) = context
             for plane in planes {
-                let add = bias?.unsafePointer[plane % n] ?? 0
+                let add = bias?[plane % n] ?? 0
                 let addv = V16(repeating: add)
                 mapVector(r + plane * t, o + plane * t, t) { $0 + addv }
             }
@@ -152,7 +154,7 @@ public enum Ops {
         precondition(weight.shape[1] == c, "conv2d: input channels \(c) vs weight \(weight.shape)")
         let ho = (h + padding.top + padding.bottom - kh) / stride + 1
         let wo = (w + padding.left + padding.right - kw) / stride + 1
-        let out = Tensor(uninitialized: [b, o, ho, wo])
+        let out = Tensor(uninitialized: Dims(b, o, ho, wo))
         let hw = ho * wo
         let kdim = c * kh * kw
         let xp = x.unsafePointer, wp = weight.unsafePointer, op = out.unsafePointer
@@ -227,7 +229,9 @@ public enum Ops {
     ) {
         // `ld`: the column matrix's row length (more than this tile's columns when images share it)
         let ncols = ld ?? rows * wo
-        Compute.split(c, minimum: max(1, 4096 / max(1, ncols))) { range in
+        let geometry = (h: h, w: w, kh: kh, kw: kw, stride: stride, padTop: padTop, padLeft: padLeft, row0: row0, rows: rows, wo: wo)
+        Compute.split(c, minimum: max(1, 4096 / max(1, ncols)), (x, col, ncols, geometry)) { context, range in
+            let (x, col, ncols, (h, w, kh, kw, stride, padTop, padLeft, row0, rows, wo)) = context
             for ch in range {
                 let xc = x + ch * h * w
                 for i in 0..<kh {
@@ -272,8 +276,9 @@ public enum Ops {
         let out = Tensor(uninitialized: x.shape)
         let xp = x.unsafePointer, op = out.unsafePointer
         let gp = weight.unsafePointer, bp = bias.unsafePointer
-        Compute.parallel(tasks: min(Compute.threads, b * groups)) { task in
-            let tasks = min(Compute.threads, b * groups)
+        let shape = (b: b, c: c, hw: hw, groups: groups, cpg: cpg, eps: eps, silu: silu, tasks: min(Compute.threads, b * groups))
+        Compute.parallel(tasks: shape.tasks, (shape, xp, op, gp, bp)) { context, task in
+            let ((b, c, hw, groups, cpg, eps, silu, tasks), xp, op, gp, bp) = context
             var idx = task
             while idx < b * groups {
                 let n = idx / groups, g = idx % groups
@@ -338,7 +343,8 @@ public enum Ops {
         let out = Tensor(uninitialized: x.shape)
         let xp = x.unsafePointer, op = out.unsafePointer
         let gp = weight.unsafePointer, bp = bias.unsafePointer
-        Compute.split(rows, minimum: max(1, 16384 / c)) { range in
+        Compute.split(rows, minimum: max(1, 16384 / c), (xp, op, gp, bp, c, eps)) { context, range in
+            let (xp, op, gp, bp, c, eps) = context
             for r in range {
                 let s = xp + r * c, d = op + r * c
                 var sum = 0.0
@@ -372,9 +378,10 @@ public enum Ops {
         Profiler.measure("geglu") {
         let c2 = x.shape.last!, c = c2 / 2
         let rows = x.count / c2
-        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [c])
+        let out = Tensor(uninitialized: x.dims.replacingLast(c))
         let s = x.unsafePointer, d = out.unsafePointer
-        Compute.split(rows, minimum: max(1, 8192 / c)) { range in
+        Compute.split(rows, minimum: max(1, 8192 / c), (s, d, c, c2)) { context, range in
+            let (s, d, c, c2) = context
             for r in range {
                 let h = s + r * c2, g = h + c, o = d + r * c
                 var i = 0
@@ -397,7 +404,10 @@ public enum Ops {
     public static func map(_ x: Tensor, _ f: @escaping (V16) -> V16) -> Tensor {
         let out = Tensor(uninitialized: x.shape)
         let s = x.unsafePointer, d = out.unsafePointer
-        Compute.split(x.count) { r in mapVector(s + r.lowerBound, d + r.lowerBound, r.count, f) }
+        Compute.split(x.count, (s, d, f)) { context, r in
+            let (s, d, f) = context
+            mapVector(s + r.lowerBound, d + r.lowerBound, r.count, f)
+        }
         return out
     }
 
@@ -407,7 +417,10 @@ public enum Ops {
         precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
         let out = Tensor(uninitialized: a.shape)
         let ap = a.unsafePointer, bp = b.unsafePointer, d = out.unsafePointer
-        Compute.split(a.count) { r in for i in r { d[i] = ap[i] + bp[i] } }
+        Compute.split(a.count, (ap, bp, d)) { context, r in
+            let (ap, bp, d) = context
+            for i in r { d[i] = ap[i] + bp[i] }
+        }
         return out
     }
     }
@@ -439,9 +452,9 @@ public enum Ops {
     public static func concatChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
         Profiler.measure("concat") {
         let n = a.shape[0]
-        precondition(b.shape[0] == n && a.shape[2...] == b.shape[2...], "concat: \(a.shape) vs \(b.shape)")
+        precondition(b.shape[0] == n && a.shape.dropFirst(2).elementsEqual(b.shape.dropFirst(2)), "concat: \(a.shape) vs \(b.shape)")
         let inA = a.count / n, inB = b.count / n
-        let out = Tensor(uninitialized: [n, a.shape[1] + b.shape[1]] + Array(a.shape[2...]))
+        let out = Tensor(uninitialized: a.dims.replacing(1, with: a.shape[1] + b.shape[1]))
         let d = out.unsafePointer
         for i in 0..<n {
             (d + i * (inA + inB)).update(from: a.unsafePointer + i * inA, count: inA)
@@ -455,7 +468,7 @@ public enum Ops {
     public static func transposeLast2(_ x: Tensor) -> Tensor {
         Profiler.measure("transpose") {
         let b = x.shape[0], r = x.shape[1], c = x.shape[2]
-        let out = Tensor(uninitialized: [b, c, r])
+        let out = Tensor(uninitialized: Dims(b, c, r))
         let s = x.unsafePointer, d = out.unsafePointer
         let tile = 32
         for n in 0..<b {
@@ -484,9 +497,10 @@ public enum Ops {
         precondition(pad.top <= h && pad.bottom <= h && pad.left <= w && pad.right <= w,
                      "circular padding \(pad) is larger than the input \(x.shape)")
         let (ho, wo) = (h + pad.top + pad.bottom, w + pad.left + pad.right)
-        let out = Tensor(uninitialized: [b, c, ho, wo])
+        let out = Tensor(uninitialized: Dims(b, c, ho, wo))
         let src = x.unsafePointer, dst = out.unsafePointer
-        Compute.split(b * c, minimum: max(1, (1 << 15) / (ho * wo))) { planes in
+        Compute.split(b * c, minimum: max(1, (1 << 15) / (ho * wo)), (src, dst, h, w, ho, wo, pad)) { context, planes in
+            let (src, dst, h, w, ho, wo, pad) = context
             for plane in planes {
                 let s = src + plane * h * w, d = dst + plane * ho * wo
                 for i in 0..<ho {
@@ -505,9 +519,10 @@ public enum Ops {
     public static func upsampleNearest2x(_ x: Tensor) -> Tensor {
         Profiler.measure("upsample") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let out = Tensor(uninitialized: [b, c, 2 * h, 2 * w])
+        let out = Tensor(uninitialized: Dims(b, c, 2 * h, 2 * w))
         let s = x.unsafePointer, d = out.unsafePointer
-        Compute.split(b * c, minimum: 4) { range in
+        Compute.split(b * c, minimum: 4, (s, d, h, w)) { context, range in
+            let (s, d, h, w) = context
             for p in range {
                 let sp = s + p * h * w, dp = d + p * 4 * h * w
                 for y in 0..<h {
@@ -526,7 +541,7 @@ public enum Ops {
     public static func upsampleNearest(_ x: Tensor, height: Int, width: Int) -> Tensor {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         if height == 2 * h && width == 2 * w { return upsampleNearest2x(x) }
-        let out = Tensor(uninitialized: [b, c, height, width])
+        let out = Tensor(uninitialized: Dims(b, c, height, width))
         let s = x.unsafePointer, d = out.unsafePointer
         let sy = Float(h) / Float(height), sx = Float(w) / Float(width)
         for p in 0..<(b * c) {
@@ -583,13 +598,14 @@ public enum Ops {
         let scale = 1 / Float(d).squareRoot()
         let block = Ops.attentionBlock
         let qBlocks = (nq + block - 1) / block
-        let out = Tensor(uninitialized: [b, nq, c])
+        let out = Tensor(uninitialized: Dims(b, nq, c))
         let qp = q.unsafePointer, kp = k.unsafePointer, vp = v.unsafePointer, op = out.unsafePointer
         let tasks = b * heads * qBlocks
         let workers = min(Compute.threads, tasks)
-        Compute.parallel(tasks: workers) { worker in
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * nk)
-            defer { scores.deallocate() }
+        let sizes = (nq: nq, nk: nk, c: c, d: d, heads: heads, block: block, qBlocks: qBlocks, tasks: tasks, workers: workers)
+        Compute.parallel(tasks: workers, (qp, kp, vp, op, scale, causal, sizes)) { context, worker in
+            let (qp, kp, vp, op, scale, causal, (nq, nk, c, d, heads, block, qBlocks, tasks, workers)) = context
+            let scores = ThreadScratch.attentionScores.pointer(block * nk)
             var t = worker
             while t < tasks {
                 let qb = t % qBlocks, h = (t / qBlocks) % heads, n = t / (qBlocks * heads)
@@ -654,7 +670,7 @@ public enum Ops {
     /// (diffusers `flip_sin_to_cos=True, freq_shift=0`), computed in float32 like PyTorch.
     public static func timestepEmbedding(_ t: [Float], dim: Int, maxPeriod: Float = 10000) -> Tensor {
         let half = dim / 2
-        let out = Tensor(uninitialized: [t.count, dim])
+        let out = Tensor(uninitialized: Dims(t.count, dim))
         let o = out.unsafePointer
         let lp = -logf(maxPeriod)
         for (i, tv) in t.enumerated() {

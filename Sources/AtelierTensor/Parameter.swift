@@ -91,7 +91,8 @@ public final class Parameter: @unchecked Sendable {
 
     /// float16 → float32 over `count` values (F16C conversion where the CPU has it).
     public static func widen(_ src: UnsafePointer<UInt16>, into dst: UnsafeMutablePointer<Float>, count: Int) {
-        Compute.split(count, minimum: 1 << 18) { r in
+        Compute.split(count, minimum: 1 << 18, (src, dst)) { context, r in
+            let (src, dst) = context
             var i = r.lowerBound
             while i + 8 <= r.upperBound {
                 let h = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<UInt16>.self)

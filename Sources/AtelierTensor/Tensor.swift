@@ -5,36 +5,42 @@ import Foundation
 /// Tensors are values whose storage is shared until written: every op in this layer
 /// returns a fresh tensor, and in-place helpers (`withMutablePointer`) copy first when
 /// the storage is shared. Activations come from `BufferPool` (a step loop reuses the
-/// previous step's buffers); weights are allocated outside it (`pooled: false`).
+/// previous step's buffers, storage objects included); weights are allocated outside it.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
-    let pooled: Bool
 
-    public init(count: Int, pooled: Bool = true) {
+    /// A buffer of its own, freed with the storage (weights; activations use `BufferPool.storage`).
+    public init(count: Int) {
         self.count = count
-        self.pooled = pooled
-        pointer = pooled ? BufferPool.take(count) : BufferPool.allocate(count)
+        pointer = BufferPool.allocate(count)
     }
 
-    deinit {
-        if pooled { BufferPool.give(pointer, count: count) } else { free(pointer) }
-    }
+    deinit { free(pointer) }
 }
 
-/// Freed activation buffers kept for reuse, by exact size.
+/// Activation buffers kept for reuse, by exact size.
 ///
 /// Every op returns a fresh tensor; without reuse each large buffer is a fresh `mmap` whose
 /// pages fault in (zeroed by the kernel) on first write — measured at about 1.2 GB and
 /// several seconds of system time per SD 1.5 UNet forward. The same shapes recur every
 /// sampler step, so steps 2…N find every buffer here (`freshAllocations` stops growing).
-/// Bounded: past `limitBytes` the oldest cached buffers are freed.
+///
+/// The pool keeps a reference to each storage it hands out; a storage is free again when the
+/// pool's is its only reference. So a reused tensor costs no allocation at all — neither its
+/// buffer nor its storage object (steps 2…N make no malloc calls for tensors).
+/// Bounded: before a fresh allocation, free buffers past `limitBytes` are let go, the sizes
+/// used longest ago first.
 public enum BufferPool {
+    /// The storages of one size, and when that size was last asked for (for eviction).
+    private final class Bucket {
+        var storages: [TensorStorage] = []
+        var used = 0
+    }
+
     private static let lock = NSLock()
-    /// Free buffers by element count, and when each size was last given back (for eviction).
-    nonisolated(unsafe) private static var cached: [Int: (buffers: [UnsafeMutablePointer<Float>], used: Int)] = [:]
+    nonisolated(unsafe) private static var buckets: [Int: Bucket] = [:]
     nonisolated(unsafe) private static var tick = 0
-    nonisolated(unsafe) private static var cachedBytes = 0
     nonisolated(unsafe) private static var _fresh = 0
 
     /// Cache bound (ATELIER_BUFFER_POOL_MB, default 1024 MB).
@@ -44,8 +50,8 @@ public enum BufferPool {
     /// Activation buffers allocated from the system (not found in the pool) since start.
     public static var freshAllocations: Int { lock.withLock { _fresh } }
 
-    /// Bytes held for reuse now.
-    public static var bytesCached: Int { lock.withLock { cachedBytes } }
+    /// Bytes held for reuse now (free buffers).
+    public static var bytesCached: Int { lock.withLock { freeBytes() } }
 
     /// Buffers from this size up are 2 MB aligned and asked for transparent huge pages: a
     /// 3.4 GB model then faults in 1 700 pages instead of 850 000 (load time), where the
@@ -65,47 +71,65 @@ public enum BufferPool {
         return raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    static func take(_ count: Int) -> UnsafeMutablePointer<Float> {
-        let reused = lock.withLock { () -> UnsafeMutablePointer<Float>? in
-            guard var entry = cached[count], let p = entry.buffers.popLast() else { _fresh += 1; return nil }
-            cached[count] = entry.buffers.isEmpty ? nil : entry
-            cachedBytes -= max(count, 1) * 4
-            return p
-        }
-        return reused ?? allocate(count)
-    }
-
-    static func give(_ p: UnsafeMutablePointer<Float>, count: Int) {
-        var evicted: [UnsafeMutablePointer<Float>] = []
+    /// A storage of `count` floats: a free one of that size, or a fresh one.
+    static func storage(_ count: Int) -> TensorStorage {
         lock.withLock {
-            let bytes = max(count, 1) * 4
-            guard bytes <= limitBytes else { evicted.append(p); return }
-            // over the bound: free the sizes given back longest ago
-            while cachedBytes + bytes > limitBytes,
-                  let (size, entry) = cached.min(by: { $0.value.used < $1.value.used }) {
-                evicted += entry.buffers
-                cachedBytes -= entry.buffers.count * max(size, 1) * 4
-                cached[size] = nil
-            }
             tick += 1
-            var entry = cached[count] ?? ([], 0)
-            entry.buffers.append(p)
-            entry.used = tick
-            cached[count] = entry
-            cachedBytes += bytes
+            if let bucket = buckets[count] {
+                bucket.used = tick
+                for i in bucket.storages.indices where isKnownUniquelyReferenced(&bucket.storages[i]) {
+                    return bucket.storages[i]
+                }
+            }
+            _fresh += 1
+            let bytes = max(count, 1) * 4
+            guard bytes <= limitBytes else { return TensorStorage(count: count) }
+            evict(toFit: bytes)
+            let fresh = TensorStorage(count: count)
+            let bucket = buckets[count] ?? Bucket()
+            bucket.used = tick
+            bucket.storages.append(fresh)
+            buckets[count] = bucket
+            return fresh
         }
-        for q in evicted { free(q) }
     }
 
-    /// Frees every cached buffer (the pipeline does before a VAE decode, whose sizes differ).
-    public static func drain() {
-        let all = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
-            let ps = cached.values.flatMap(\.buffers)
-            cached = [:]
-            cachedBytes = 0
-            return ps
+    /// Bytes of the storages only the pool holds (call under the lock).
+    private static func freeBytes() -> Int {
+        var bytes = 0
+        for (size, bucket) in buckets {
+            for i in bucket.storages.indices where isKnownUniquelyReferenced(&bucket.storages[i]) {
+                bytes += max(size, 1) * 4
+            }
         }
-        for p in all { free(p) }
+        return bytes
+    }
+
+    /// Indices of `bucket`'s storages that only the pool holds (call under the lock).
+    private static func freeIndices(_ bucket: Bucket) -> [Int] {
+        bucket.storages.indices.filter { isKnownUniquelyReferenced(&bucket.storages[$0]) }
+    }
+
+    /// Lets go of free storages, sizes used longest ago first, until `bytes` more fit the bound.
+    private static func evict(toFit bytes: Int) {
+        var free = freeBytes()
+        for (size, bucket) in buckets.sorted(by: { $0.value.used < $1.value.used }) {
+            for i in freeIndices(bucket).reversed() where free + bytes > limitBytes {
+                bucket.storages.remove(at: i)
+                free -= max(size, 1) * 4
+            }
+            if bucket.storages.isEmpty { buckets[size] = nil }
+        }
+    }
+
+    /// Frees every free buffer (the pipeline does before a VAE decode, whose sizes differ).
+    public static func drain() {
+        lock.withLock {
+            for (size, bucket) in buckets {
+                for i in freeIndices(bucket).reversed() { bucket.storages.remove(at: i) }
+                if bucket.storages.isEmpty { buckets[size] = nil }
+            }
+        }
     }
 }
 
@@ -121,17 +145,30 @@ public struct Tensor: @unchecked Sendable {
 
     /// A tensor of zeros.
     public init(zeros shape: [Int]) {
-        self.shape = shape
+        self.shape = ShapeTable.shape(shape)
         let n = shape.reduce(1, *)
-        storage = TensorStorage(count: n)
+        storage = BufferPool.storage(n)
         storage.pointer.initialize(repeating: 0, count: n)
     }
 
     /// A tensor with unspecified contents, to be filled by the caller. Weights that live as
     /// long as their model pass `pooled: false` (see `BufferPool`).
     public init(uninitialized shape: [Int], pooled: Bool = true) {
-        self.shape = shape
-        storage = TensorStorage(count: shape.reduce(1, *), pooled: pooled)
+        self.shape = ShapeTable.shape(shape)
+        let n = shape.reduce(1, *)
+        storage = pooled ? BufferPool.storage(n) : TensorStorage(count: n)
+    }
+
+    /// A pooled tensor of `dims` with unspecified contents (the step loop's way: no array built).
+    public init(uninitialized dims: Dims) {
+        shape = ShapeTable.shape(dims)
+        storage = BufferPool.storage(dims.count)
+    }
+
+    /// The shape inline, for building other shapes without arrays (rank ≤ `Dims.maxRank`).
+    public var dims: Dims {
+        guard let d = Dims(shape) else { preconditionFailure("rank \(rank) is past Dims.maxRank") }
+        return d
     }
 
     public init(shape: [Int], data: [Float], pooled: Bool = true) {
@@ -162,7 +199,7 @@ public struct Tensor: @unchecked Sendable {
     /// Write access; copies the storage first if another tensor shares it.
     public mutating func withMutablePointer<R>(_ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
         if !isKnownUniquelyReferenced(&storage) {
-            let fresh = TensorStorage(count: count)
+            let fresh = BufferPool.storage(count)
             fresh.pointer.update(from: storage.pointer, count: count)
             storage = fresh
         }
@@ -172,7 +209,15 @@ public struct Tensor: @unchecked Sendable {
     /// The raw pointer, for kernels that write into a tensor they just created.
     public var unsafePointer: UnsafeMutablePointer<Float> { storage.pointer }
 
-    /// Same elements, new shape (no copy).
+    /// Same elements, new shape (no copy, no array built).
+    public func reshaped(_ dims: Dims) -> Tensor {
+        precondition(dims.count == count, "cannot reshape \(shape) to \(dims)")
+        var t = self
+        t.shape = ShapeTable.shape(dims)
+        return t
+    }
+
+    /// Same elements, new shape (no copy); one dimension may be -1 (inferred).
     public func reshaped(_ newShape: [Int]) -> Tensor {
         var s = newShape
         if let i = s.firstIndex(of: -1) {
@@ -181,7 +226,7 @@ public struct Tensor: @unchecked Sendable {
         }
         precondition(s.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
         var t = self
-        t.shape = s
+        t.shape = ShapeTable.shape(s)
         return t
     }
 

@@ -29,7 +29,7 @@ public enum Winograd {
     public static func conv3x3(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let o = weight.shape[0]
-        let out = Tensor(uninitialized: [b, o, h, w])
+        let out = Tensor(uninitialized: Dims(b, o, h, w))
         guard b > 0, c > 0, o > 0, h > 0, w > 0 else {
             if let bias, out.count > 0 {
                 for plane in 0..<(b * o) { (out.unsafePointer + plane * h * w).initialize(repeating: bias.unsafePointer[plane % o], count: h * w) }
@@ -79,7 +79,8 @@ public enum Winograd {
             let oc = min(block, o - o0)
             if block < o { Profiler.measure("winograd.kernels") { transformKernels(weight + o0 * c * 9, oc, c, u) } }
             Profiler.measure("winograd.gemm") {
-                Compute.parallel(tasks: planes) { p in
+                Compute.parallel(tasks: planes, (u, v, m, oc, tiles, c)) { context, p in
+                    let (u, v, m, oc, tiles, c) = context
                     sgemm(m: oc, n: tiles, k: c, a: u + p * oc * c, lda: c, b: v + p * c * tiles, ldb: tiles,
                           c: m + p * oc * tiles, ldc: tiles)
                 }
@@ -91,17 +92,26 @@ public enum Winograd {
 
     /// `U_p[o][c] = (G g Gᵀ)_p` for every kernel `g = weight[o][c]` (F(4×4): six points).
     static func transformKernels(_ weight: UnsafePointer<Float>, o: Int, c: Int, into u: UnsafeMutablePointer<Float>) {
-        transformKernels(weight, o: o, c: c, points: 6, row: kernelPoint, into: u)
+        transformKernels(weight, o: o, c: c, rows: F4Rows.self, into: u)
     }
 
-    /// `U_p[o][c] = (G g Gᵀ)_p` with `row(i, a, b, c)` = row i of G applied to three values, for
-    /// `points` rows: eight kernels at a time (lanes = consecutive (o, c) pairs, so the planes are
-    /// written with vector stores).
+    /// F(4×4, 3×3)'s G: six points.
+    enum F4Rows: KernelRows {
+        static var points: Int { 6 }
+        @inline(__always) static func row(_ i: Int, _ a: V8, _ b: V8, _ c: V8) -> V8 { kernelPoint(i, a, b, c) }
+    }
+
+    /// `U_p[o][c] = (G g Gᵀ)_p` with `R.row(i, a, b, c)` = row i of G applied to three values, for
+    /// `R.points` rows: eight kernels at a time (lanes = consecutive (o, c) pairs, so the planes are
+    /// written with vector stores). G comes as a type so its rows inline into the loop.
     @inline(__always)
-    static func transformKernels(_ weight: UnsafePointer<Float>, o: Int, c: Int, points: Int,
-                                 row: (Int, V8, V8, V8) -> V8, into u: UnsafeMutablePointer<Float>) {
+    static func transformKernels<R: KernelRows>(_ weight: UnsafePointer<Float>, o: Int, c: Int, rows: R.Type,
+                                                into u: UnsafeMutablePointer<Float>) {
         let plane = o * c
-        Compute.split((plane + 7) / 8, minimum: 512) { range in
+        Compute.split((plane + 7) / 8, minimum: 512, (weight, u, plane)) { context, range in
+            let (weight, u, plane) = context
+            let points = R.points
+            @inline(__always) func row(_ i: Int, _ a: V8, _ b: V8, _ c: V8) -> V8 { R.row(i, a, b, c) }
             for block in range {
                 let k0 = block * 8, count = min(8, plane - k0)
                 // g[r][s] of the eight kernels, one vector per tap
@@ -159,9 +169,10 @@ public enum Winograd {
         let wp = 4 * ntx + 2          // padded width: input x = k − 1
         let plane = c * tiles
         let phaseCount = (ntx + 1 + 7) / 8 * 8
-        Compute.split(c, minimum: max(1, 16384 / max(1, rows.count * wp))) { range in
-            let t = UnsafeMutablePointer<Float>.allocate(capacity: 6 * wp + 4 * phaseCount + w)
-            defer { t.deallocate() }
+        Compute.split(c, minimum: max(1, 16384 / max(1, rows.count * wp)),
+                      (x, v, (c, h, w, ntx, nty, rows, tiles, wp, plane, phaseCount))) { context, range in
+            let (x, v, (c, h, w, ntx, nty, rows, tiles, wp, plane, phaseCount)) = context
+            let t = ThreadScratch.winogradRows.pointer(6 * wp + 4 * phaseCount + w)
             let phases = t + 6 * wp, zero = phases + 4 * phaseCount
             zero.initialize(repeating: 0, count: w)
             phases.initialize(repeating: 0, count: 4 * phaseCount)
@@ -238,7 +249,9 @@ public enum Winograd {
         tiles: Int, bias: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>
     ) {
         let plane = o * tiles
-        Compute.split(o, minimum: max(1, 16384 / max(1, tiles * 36))) { range in
+        Compute.split(o, minimum: max(1, 16384 / max(1, tiles * 36)),
+                      (m, out, bias, (channels, first, h, w, ntx, nty, rows, tiles, plane))) { context, range in
+            let (m, out, bias, (channels, first, h, w, ntx, nty, rows, tiles, plane)) = context
             for oc in range {
                 let bv = V8(repeating: bias?[first + oc] ?? 0)
                 for (k, r) in rows.enumerated() {
@@ -297,4 +310,10 @@ public enum Winograd {
         if count == 8 { vstore8(v, p); return }
         for l in 0..<count { p[l] = v[l] }
     }
+}
+
+/// The rows of a Winograd kernel transform's G: `points` rows, each applied to three values.
+protocol KernelRows {
+    static var points: Int { get }
+    static func row(_ i: Int, _ a: V8, _ b: V8, _ c: V8) -> V8
 }

@@ -15,7 +15,7 @@ public enum WinogradF2 {
     public static func conv3x3(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let o = weight.shape[0]
-        let out = Tensor(uninitialized: [b, o, h, w])
+        let out = Tensor(uninitialized: Dims(b, o, h, w))
         let ntx = (w + 1) / 2, nty = (h + 1) / 2
         let tiles = b * ntx * nty
         let ob = Winograd.outputBlock(o: o, c: c, points: 4)
@@ -34,7 +34,13 @@ public enum WinogradF2 {
 
     /// `U_p[o][c] = (G g Gᵀ)_p`, G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
     static func transformKernels(_ weight: UnsafePointer<Float>, o: Int, c: Int, into u: UnsafeMutablePointer<Float>) {
-        Winograd.transformKernels(weight, o: o, c: c, points: 4, row: point, into: u)
+        Winograd.transformKernels(weight, o: o, c: c, rows: F2Rows.self, into: u)
+    }
+
+    /// F(2×2, 3×3)'s G: four points.
+    enum F2Rows: KernelRows {
+        static var points: Int { 4 }
+        @inline(__always) static func row(_ i: Int, _ a: V8, _ b: V8, _ c: V8) -> V8 { point(i, a, b, c) }
     }
 
     /// Row `i` of G applied to three values.
@@ -56,9 +62,9 @@ public enum WinogradF2 {
         let tiles = b * ntx * nty, plane = c * tiles
         let wp = 2 * ntx + 2            // padded width: input x = k − 1
         let half = (ntx + 1 + 7) / 8 * 8
-        Compute.split(b * c, minimum: 16) { range in
-            let t = UnsafeMutablePointer<Float>.allocate(capacity: 4 * wp + 2 * half + w)
-            defer { t.deallocate() }
+        Compute.split(b * c, minimum: 16, (x, v, (c, h, w, ntx, nty, tiles, plane, wp, half))) { context, range in
+            let (x, v, (c, h, w, ntx, nty, tiles, plane, wp, half)) = context
+            let t = ThreadScratch.winogradRows.pointer(4 * wp + 2 * half + w)
             let even = t + 4 * wp, odd = even + half, zero = odd + half
             t.initialize(repeating: 0, count: 4 * wp + 2 * half + w)
             for nc in range {
@@ -112,7 +118,8 @@ public enum WinogradF2 {
     static func transformOutput(_ m: UnsafePointer<Float>, o: Int, channels: Int, first: Int, b: Int, h: Int, w: Int,
                                 ntx: Int, nty: Int, tiles: Int, bias: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>) {
         let plane = o * tiles
-        Compute.split(o, minimum: 8) { range in
+        Compute.split(o, minimum: 8, (m, out, bias, (channels, first, b, h, w, ntx, nty, tiles, plane))) { context, range in
+            let (m, out, bias, (channels, first, b, h, w, ntx, nty, tiles, plane)) = context
             for oc in range {
                 let bv = bias?[first + oc] ?? 0
                 for n in 0..<b {

@@ -191,3 +191,19 @@ void atelier_gemm(int wide, int trans_a, int trans_b, long m, long n, long k, fl
         }
     }
 }
+
+/* Per-thread scratch slots for leaf kernels (attention scores, Winograd's transform rows): kept
+ * for the thread's life and grown only when a call needs more, so a step loop allocates nothing. */
+enum { THREAD_SLOTS = 4 };
+static _Thread_local float *tls_slot[THREAD_SLOTS];
+static _Thread_local long tls_slot_count[THREAD_SLOTS];
+
+float *atelier_thread_scratch(int slot, long count) {
+    if (slot < 0 || slot >= THREAD_SLOTS) abort();
+    if (tls_slot_count[slot] < count) {
+        free(tls_slot[slot]);
+        tls_slot[slot] = aligned_floats(count);
+        tls_slot_count[slot] = count;
+    }
+    return tls_slot[slot];
+}

@@ -47,4 +47,23 @@ void atelier_gemm(int wide, int trans_a, int trans_b, long m, long n, long k, fl
 int atelier_parallel_region(void);
 void atelier_set_parallel_region(int inside);
 
+/// One part of a parallel job: `part` in 0..<parts.
+typedef void (*atelier_part_fn)(void *ctx, long part);
+
+/// Runs fn(ctx, part) for every part in 0..<parts on the calling thread and up to `threads` − 1
+/// threads of the engine's pool, returning when all are done. No allocation per call. While a
+/// job runs, a job posted from one of its parts (or from another thread) runs on its own thread.
+void atelier_parallel_for(long parts, int threads, atelier_part_fn fn, void *ctx);
+
+/// One GEMM (as `atelier_gemm`) with C divided into `parts` parts of `per` rows (`by_rows`) or
+/// columns, run on the pool: the same bits as one call, since each element's sum is unchanged.
+void atelier_gemm_split(long parts, int threads, int by_rows, long per, int wide, int trans_a, int trans_b,
+                        long m, long n, long k, float alpha, const float *a, long lda, const float *b, long ldb,
+                        float beta, float *c, long ldc);
+
+/// At least `count` floats of this thread's scratch slot `slot` (0…3), 64-byte aligned, kept for
+/// the thread's life and grown when a call asks for more. For leaf kernels: the memory is the
+/// same on every call, so a kernel must not call another that uses the same slot.
+float *atelier_thread_scratch(int slot, long count);
+
 #endif

@@ -9,4 +9,9 @@
 /// Allocation calls (malloc, calloc, realloc, posix_memalign, aligned_alloc, memalign) so far.
 unsigned long atelier_malloc_calls(void);
 
+/// While on, each allocation call writes "@@malloc" and its backtrace (frames as
+/// `backtrace_symbols_fd` prints them) to stderr: `bench txt2img --malloc-backtraces` turns it
+/// on for one step, and `tools/malloc_sites.py` names the call sites.
+void atelier_malloc_backtraces(int on);
+
 #endif
