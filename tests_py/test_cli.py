@@ -25,6 +25,13 @@ def test_every_bench_reports_time_work_rss_and_a_null_reference():
             assert r["gflop"] > 0 and 0 < r["fraction_of_sgemm"]
 
 
+def test_the_unet_keeps_its_buffers_between_forwards_and_a_decode_lets_its_go():
+    # BufferPool.oneOffPhase: the final decode's sizes do not recur in the step loop, so the pool
+    # keeps at most 256 MB of them while it runs and frees them after it; the UNet's stay
+    assert bench("unet", "--runs", "2")["fresh_buffers_per_run"] == 0
+    assert bench("vae-decode", "--runs", "2")["fresh_buffers_per_run"] > 0
+
+
 def test_txt2img_bench_allocates_no_tensor_buffer_after_the_first_step():
     r = bench("txt2img")
     assert r["name"] == "txt2img" and r["median_s"] > 0

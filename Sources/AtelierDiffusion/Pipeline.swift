@@ -763,15 +763,19 @@ public final class Pipeline: @unchecked Sendable {
         for c in 0..<3 {
             for i in 0..<(h * w) { p[c * h * w + i] = Float(img.rgb[i * 3 + c]) / 255 * 2 - 1 }
         }
-        let mean = (vae?.encoder ?? model.vaeEncoder).mean(x)
-        return Ops.scale(mean, model.vaeDecoder.config.scaleFactor)
+        return BufferPool.oneOffPhase {
+            let mean = (vae?.encoder ?? model.vaeEncoder).mean(x)
+            return Ops.scale(mean, model.vaeDecoder.config.scaleFactor)
+        }
     }
 
     /// VAE decode of `latents / scale_factor`, `clamp((x+1)/2, 0, 1)`, ×255 truncated to uint8.
     func decode(_ latents: Tensor, vae: VAEFile? = nil, dump: DumpSink?) -> [[UInt8]] {
         let inv = Float(1.0 / Double(model.vaeDecoder.config.scaleFactor))
         // tiles pad from their neighbours, not around the picture: circular padding decodes whole
-        let img = (vae?.decoder ?? model.vaeDecoder)(Ops.scale(latents, inv), tile: ConvPadding.circular ? 0 : nil)
+        let img = BufferPool.oneOffPhase {
+            (vae?.decoder ?? model.vaeDecoder)(Ops.scale(latents, inv), tile: ConvPadding.circular ? 0 : nil)
+        }
         let (b, h, w) = (img.shape[0], img.shape[2], img.shape[3])
         let p = img.unsafePointer
         var out: [[UInt8]] = []

@@ -128,3 +128,7 @@ void atelier_gemm_split(long parts, int threads, int by_rows, long per, int wide
     struct gemm_job j = {wide, trans_a, trans_b, by_rows, m, n, k, lda, ldb, ldc, per, alpha, beta, a, b, c};
     atelier_parallel_for(parts, threads, gemm_part, &j);
 }
+
+#include <malloc.h>
+
+void atelier_release_free_heap(void) { malloc_trim(0); }

@@ -61,6 +61,9 @@ void atelier_gemm_split(long parts, int threads, int by_rows, long per, int wide
                         long m, long n, long k, float alpha, const float *a, long lda, const float *b, long ldb,
                         float beta, float *c, long ldc);
 
+/// Hands the allocator's free heap pages back to the system (glibc's malloc_trim).
+void atelier_release_free_heap(void);
+
 /// At least `count` floats of this thread's scratch slot `slot` (0…3), 64-byte aligned, kept for
 /// the thread's life and grown when a call asks for more. For leaf kernels: the memory is the
 /// same on every call, so a kernel must not call another that uses the same slot.
