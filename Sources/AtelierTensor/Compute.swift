@@ -261,6 +261,21 @@ public enum Scratch {
 enum ThreadScratch: Int32 {
     case attentionScores = 0, winogradRows = 1
 
-    /// At least `count` floats of this thread's slot; not to be held past the kernel's call.
+    /// Largest request kept in a slot (4 MB): a rare larger one (non-fused attention over a 2048²
+    /// picture's VAE latents, 16 MB) gets memory of its own for the call, so it does not stay
+    /// allocated on every thread that once ran it.
+    static let keptFloats = 1 << 20
+
+    /// At least `count` floats of this thread's slot, kept however large (for requests bounded by
+    /// an image row, as Winograd's transform rows); not to be held past the kernel's call.
     func pointer(_ count: Int) -> UnsafeMutablePointer<Float> { atelier_thread_scratch(rawValue, count) }
+
+    /// Runs `body` with at least `count` floats: this thread's slot, or above `keptFloats` a buffer
+    /// freed after the call.
+    func with<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        if count <= Self.keptFloats { return try body(atelier_thread_scratch(rawValue, count)) }
+        let own = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { own.deallocate() }
+        return try body(own)
+    }
 }

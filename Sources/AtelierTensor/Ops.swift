@@ -605,25 +605,26 @@ public enum Ops {
         let sizes = (nq: nq, nk: nk, c: c, d: d, heads: heads, block: block, qBlocks: qBlocks, tasks: tasks, workers: workers)
         Compute.parallel(tasks: workers, (qp, kp, vp, op, scale, causal, sizes)) { context, worker in
             let (qp, kp, vp, op, scale, causal, (nq, nk, c, d, heads, block, qBlocks, tasks, workers)) = context
-            let scores = ThreadScratch.attentionScores.pointer(block * nk)
-            var t = worker
-            while t < tasks {
-                let qb = t % qBlocks, h = (t / qBlocks) % heads, n = t / (qBlocks * heads)
-                let r0 = qb * block, rows = min(block, nq - r0)
-                let qs = qp + (n * nq + r0) * c + h * d
-                let ks = kp + n * nk * c + h * d
-                let vs = vp + n * nk * c + h * d
-                sgemm(transB: true, m: rows, n: nk, k: d, alpha: scale, a: qs, lda: c, b: ks, ldb: c,
-                      c: scores, ldc: nk)
-                for r in 0..<rows {
-                    let row = scores + r * nk
-                    let valid = causal ? min(nk, r0 + r + 1) : nk
-                    softmaxRow(row, valid)
-                    if valid < nk { (row + valid).initialize(repeating: 0, count: nk - valid) }
+            ThreadScratch.attentionScores.with(block * nk) { scores in
+                var t = worker
+                while t < tasks {
+                    let qb = t % qBlocks, h = (t / qBlocks) % heads, n = t / (qBlocks * heads)
+                    let r0 = qb * block, rows = min(block, nq - r0)
+                    let qs = qp + (n * nq + r0) * c + h * d
+                    let ks = kp + n * nk * c + h * d
+                    let vs = vp + n * nk * c + h * d
+                    sgemm(transB: true, m: rows, n: nk, k: d, alpha: scale, a: qs, lda: c, b: ks, ldb: c,
+                          c: scores, ldc: nk)
+                    for r in 0..<rows {
+                        let row = scores + r * nk
+                        let valid = causal ? min(nk, r0 + r + 1) : nk
+                        softmaxRow(row, valid)
+                        if valid < nk { (row + valid).initialize(repeating: 0, count: nk - valid) }
+                    }
+                    sgemm(m: rows, n: d, k: nk, a: scores, lda: nk, b: vs, ldb: c,
+                          c: op + (n * nq + r0) * c + h * d, ldc: c)
+                    t += workers
                 }
-                sgemm(m: rows, n: d, k: nk, a: scores, lda: nk, b: vs, ldb: c,
-                      c: op + (n * nq + r0) * c + h * d, ldc: c)
-                t += workers
             }
         }
         return out
