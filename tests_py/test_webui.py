@@ -19,7 +19,7 @@ from conftest import ROOT
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
@@ -81,6 +81,17 @@ class Page:
         e = self.el(elem_id)
         self.js("arguments[0].scrollIntoView({block: 'center'})", e)
         e.click()
+
+    def click_css(self, css, timeout=10):
+        """Clicks the element `css` matches once it can: a card list that re-renders (a refresh
+        answering after the tab's own load) replaces the element between finding and clicking."""
+        def attempt(d):
+            try:
+                d.find_element(By.CSS_SELECTOR, css).click()
+                return True
+            except (NoSuchElementException, StaleElementReferenceException):
+                return False
+        self.wait(attempt, timeout, css)
 
     def tab(self, tab_id):
         self.click("tabbtn_" + tab_id)
@@ -671,16 +682,16 @@ def test_extra_network_cards_insert_into_the_prompt(server, page):
     page.type("txt2img_prompt", "a castle")
     page.click("txt2img_lora_refresh")
     page.wait(lambda d: page.d.find_elements(By.CSS_SELECTOR, "#txt2img_lora_cards .card[data-name='add_detail']"), 10)
-    page.d.find_element(By.CSS_SELECTOR, "#txt2img_lora_cards .card[data-name='add_detail']").click()
+    page.click_css("#txt2img_lora_cards .card[data-name='add_detail']")
     assert page.value("txt2img_prompt") == "a castle <lora:add_detail:1>"
     page.shot("lora-card")
-    page.d.find_element(By.CSS_SELECTOR, "#txt2img_lora_cards .card[data-name='add_detail']").click()
+    page.click_css("#txt2img_lora_cards .card[data-name='add_detail']")
     assert page.value("txt2img_prompt") == "a castle"
     page.el("txt2img_neg_prompt").click()
     page.click("txt2img_textual_inversion_tab")
     page.click("txt2img_textual_inversion_refresh")
     page.wait(lambda d: page.d.find_elements(By.CSS_SELECTOR, "#txt2img_textual_inversion_cards .card[data-name='easynegative']"), 10)
-    page.d.find_element(By.CSS_SELECTOR, "#txt2img_textual_inversion_cards .card[data-name='easynegative']").click()
+    page.click_css("#txt2img_textual_inversion_cards .card[data-name='easynegative']")
     assert page.value("txt2img_neg_prompt") == "easynegative"   # into the prompt last focused
 
 

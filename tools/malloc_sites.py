@@ -18,10 +18,17 @@ def main():
     path, exe = sys.argv[1], sys.argv[2]
     depth = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     top = int(sys.argv[4]) if len(sys.argv) > 4 else 30
-    frame = re.compile(r"\(\+0x([0-9a-f]+)\)")
+    # the executable's unnamed frames: "<exe path>(+0x<offset>)[<address>]" (named ones are its
+    # exported C symbols, malloc's own frame among them, and are skipped)
+    frame = re.compile(r"^(\S*)\(\+0x([0-9a-f]+)\)")
+    name_of_exe = exe.rsplit("/", 1)[-1]
     stacks = []
     for block in open(path, errors="replace").read().split("@@malloc\n")[1:]:
-        offsets = [int(m.group(1), 16) for m in map(frame.search, block.splitlines()) if m]
+        offsets = []
+        for line in block.splitlines():
+            m = frame.match(line)
+            if m and m.group(1).rsplit("/", 1)[-1] == name_of_exe:
+                offsets.append(int(m.group(2), 16))
         stacks.append(offsets[:depth])
     offsets = sorted({o for s in stacks for o in s})
     if not offsets:

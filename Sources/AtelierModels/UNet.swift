@@ -275,6 +275,7 @@ public struct UNet {
                 for i in 0..<count { skips[i] = Ops.add(skips[i], control.skips[i]) }
             }
             for block in outputBlocks {
+                precondition(count > 0, "the UNet has more output blocks than skip connections")
                 count -= 1
                 let skip = (skips.baseAddress! + count).move()
                 // A1111's rule for sizes not divisible by 64 (sd_hijack_unet's `cat`): the ×2 upsampled

@@ -71,47 +71,52 @@ extension Compute {
             for t in 0..<tasks { body(context, t) }
             return
         }
-        run(parts: tasks, ContextJob(invoke: { raw, part in
+        var job = ContextJob(context: context, body: body)
+        run(parts: tasks, &job) { raw, part in
             let job = raw.assumingMemoryBound(to: ContextJob<Context>.self)
             ParallelRegion.inside(true) { job.pointee.body(job.pointee.context, part) }
-        }, context: context, body: body))
+        }
     }
 
     /// `split` for the step loop's ops, allocating nothing as `parallel(tasks:_:_:)`.
     @inline(__always)
     public static func split<Context>(_ n: Int, minimum: Int = 1 << 15, _ context: Context,
-                               _ body: @escaping (Context, Range<Int>) -> Void) {
+                                      _ body: @escaping (Context, Range<Int>) -> Void) {
         let parts = min(_threads, max(1, n / minimum))
         if parts <= 1 { body(context, 0..<n); return }
-        let chunk = (n + parts - 1) / parts
-        run(parts: parts, ContextJob(invoke: { raw, part in
-            let job = raw.assumingMemoryBound(to: ContextJob<SplitContext<Context>>.self)
-            let s = job.pointee.context
+        var job = SplitContext(context: context, body: body, n: n, chunk: (n + parts - 1) / parts,
+                               inside: ParallelRegion.isInside)
+        run(parts: parts, &job) { raw, part in
+            let s = raw.assumingMemoryBound(to: SplitContext<Context>.self).pointee
             let lo = part * s.chunk, hi = min(s.n, lo + s.chunk)
             if lo < hi { ParallelRegion.inside(s.inside) { s.body(s.context, lo..<hi) } }
-        }, context: SplitContext(context: context, body: body, n: n, chunk: chunk, inside: ParallelRegion.isInside),
-           body: { _, _ in }))
+        }
     }
 
+    /// Posts `job` to the pool: `invoke(job, part)` for every part. The job and its header live on
+    /// this stack for the call (`atelier_parallel_for` returns when every part is done).
     @inline(__always)
-    private static func run<Context>(parts: Int, _ job: ContextJob<Context>) {
-        var job = job
-        withUnsafeMutablePointer(to: &job) { p in
-            atelier_parallel_for(parts, Int32(_threads), { raw, part in
-                raw!.assumingMemoryBound(to: JobHeader.self).pointee.invoke(raw!, part)
-            }, p)
+    private static func run<Job>(parts: Int, _ job: inout Job, _ invoke: @escaping (UnsafeMutableRawPointer, Int) -> Void) {
+        withUnsafeMutablePointer(to: &job) { jobPointer in
+            var header = JobHeader(invoke: invoke, job: UnsafeMutableRawPointer(jobPointer))
+            withUnsafeMutablePointer(to: &header) { headerPointer in
+                atelier_parallel_for(parts, Int32(_threads), { raw, part in
+                    let header = raw!.assumingMemoryBound(to: JobHeader.self)
+                    header.pointee.invoke(header.pointee.job, part)
+                }, headerPointer)
+            }
         }
     }
 }
 
-/// What every `ContextJob` starts with: the part runner, called through a C function pointer.
+/// What `atelier_parallel_for` gets as its context: the part runner and the job it reads.
 private struct JobHeader {
     let invoke: (UnsafeMutableRawPointer, Int) -> Void
+    let job: UnsafeMutableRawPointer
 }
 
-/// A job whose body reads its inputs from `context` (`invoke` first, laid out as `JobHeader`).
+/// A job whose body reads its inputs from `context`.
 private struct ContextJob<Context> {
-    let invoke: (UnsafeMutableRawPointer, Int) -> Void
     let context: Context
     let body: (Context, Int) -> Void
 }

@@ -25,7 +25,7 @@ public struct Dims: Hashable, Sendable, CustomStringConvertible {
             return withUnsafeBytes(of: d) { $0.load(fromByteOffset: i * 8, as: Int.self) }
         }
         set {
-            precondition(i >= 0 && i < Self.maxRank)
+            precondition(i >= 0 && i < rank, "dimension \(i) of a rank-\(rank) shape")
             withUnsafeMutableBytes(of: &d) { $0.storeBytes(of: newValue, toByteOffset: i * 8, as: Int.self) }
         }
     }

@@ -3,10 +3,9 @@ import Foundation
 
 /// 64-byte aligned float32 buffer owned by one or more tensors.
 ///
-/// Tensors are values whose storage is shared until written: every op in this layer
-/// returns a fresh tensor, and in-place helpers (`withMutablePointer`) copy first when
-/// the storage is shared. Activations come from `BufferPool` (a step loop reuses the
-/// previous step's buffers, storage objects included); weights are allocated outside it.
+/// Tensors are values whose storage is shared, never written after the op that made it: every
+/// op in this layer returns a fresh tensor. Activations come from `BufferPool` (a step loop
+/// reuses the previous step's buffers, storage objects included); weights are allocated outside it.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
@@ -44,7 +43,8 @@ public enum BufferPool {
     nonisolated(unsafe) private static var tick = 0
     nonisolated(unsafe) private static var _fresh = 0
 
-    /// Cache bound (ATELIER_BUFFER_POOL_MB, default 1024 MB).
+    /// Bound on free buffers (ATELIER_BUFFER_POOL_MB, default 1024 MB), enforced before each fresh
+    /// allocation: buffers freed in between may go past it until the next one.
     nonisolated(unsafe) public static var limitBytes =
         (Int(ProcessInfo.processInfo.environment["ATELIER_BUFFER_POOL_MB"] ?? "") ?? 1024) << 20
 
@@ -56,14 +56,17 @@ public enum BufferPool {
     private static var bound: Int { oneOffPhases > 0 ? min(limitBytes, oneOffBoundBytes) : limitBytes }
 
     /// Runs a phase whose buffer sizes do not recur in the step loop (the final VAE decode, an init
-    /// image's encode). While it runs the pool keeps at most `oneOffBoundBytes` of free buffers, so
-    /// the phase's earlier levels' sizes are let go instead of adding to its peak; afterwards the
-    /// free buffers are freed, so an idle server does not hold them. SD 1.5's 512² decode: peak
-    /// RSS 3.46 → 2.96 GiB for 3–13 % more decode time (buffers faulted in again).
+    /// image's encode). While it runs, each fresh allocation first lets go of free buffers past
+    /// `oneOffBoundBytes`, so the phase's earlier levels' sizes do not add to its peak; afterwards
+    /// the kernel scratch and the free buffers are freed, so an idle server does not hold them.
+    /// The bound is the process's: a generation running beside the phase sees it too (slower, not
+    /// wrong), and the drain frees its free buffers as well. SD 1.5's 512² decode: peak RSS
+    /// 3.46 → 2.96 GiB for about 3.5 % more decode time (buffers faulted in again).
     public static func oneOffPhase<R>(_ body: () throws -> R) rethrows -> R {
         lock.withLock { oneOffPhases += 1 }
         defer {
             lock.withLock { oneOffPhases -= 1 }
+            Scratch.drain()
             drain()
         }
         return try body()
@@ -105,7 +108,11 @@ public enum BufferPool {
             }
             _fresh += 1
             let bytes = max(count, 1) * 4
-            guard bytes <= bound else { return TensorStorage(count: count) }
+            guard bytes <= bound else {
+                // too large to keep: its own buffer, after letting go of the free ones past the bound
+                evict(toFit: 0)
+                return TensorStorage(count: count)
+            }
             evict(toFit: bytes)
             let fresh = TensorStorage(count: count)
             let bucket = buckets[count] ?? Bucket()
@@ -221,16 +228,6 @@ public struct Tensor: @unchecked Sendable {
     /// Read-only access to the elements.
     @inlinable public func withPointer<R>(_ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
         try body(UnsafePointer(storage.pointer))
-    }
-
-    /// Write access; copies the storage first if another tensor shares it.
-    public mutating func withMutablePointer<R>(_ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
-        if !isKnownUniquelyReferenced(&storage) {
-            let fresh = BufferPool.storage(count)
-            fresh.pointer.update(from: storage.pointer, count: count)
-            storage = fresh
-        }
-        return try body(storage.pointer)
     }
 
     /// The raw pointer, for kernels that write into a tensor they just created.

@@ -193,13 +193,16 @@ void atelier_gemm(int wide, int trans_a, int trans_b, long m, long n, long k, fl
 }
 
 /* Per-thread scratch slots for leaf kernels (attention scores, Winograd's transform rows): kept
- * for the thread's life and grown only when a call needs more, so a step loop allocates nothing. */
-enum { THREAD_SLOTS = 4 };
+ * for the thread's life and grown only when a call needs more, so a step loop allocates nothing.
+ * A slot starts at 64 K floats (256 KB), more than the UNet's calls ask at 512², so which thread
+ * happens to run which kernel first does not decide whether a later step allocates. */
+enum { THREAD_SLOTS = 4, SLOT_START_FLOATS = 1 << 16 };
 static _Thread_local float *tls_slot[THREAD_SLOTS];
 static _Thread_local long tls_slot_count[THREAD_SLOTS];
 
 float *atelier_thread_scratch(int slot, long count) {
     if (slot < 0 || slot >= THREAD_SLOTS) abort();
+    if (count < SLOT_START_FLOATS) count = SLOT_START_FLOATS;
     if (tls_slot_count[slot] < count) {
         free(tls_slot[slot]);
         tls_slot[slot] = aligned_floats(count);

@@ -18,7 +18,7 @@ static _Thread_local int writing_backtrace;
 void atelier_malloc_backtraces(int on) { __atomic_store_n(&backtraces, on, __ATOMIC_RELAXED); }
 
 /* backtrace() allocates once (loading the unwinder): the flag keeps that call from recursing */
-static void write_backtrace(void) {
+__attribute__((noinline)) static void write_backtrace(void) {
     writing_backtrace = 1;
     void *frames[16];
     int n = backtrace(frames, 16);

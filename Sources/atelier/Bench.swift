@@ -29,7 +29,7 @@ struct Bench: ParsableCommand {
     @Option(help: "unet: also time one step with this ControlNet (.safetensors/.pth), next to the plain step.") var controlnet: String?
     @Option(help: "unet, txt2img: also time patching this LoRA / LyCORIS file in at weight 1 (and restoring the weights), next to the plain step.") var lora: String?
     @Option(help: "unet, txt2img: also time one UNet step at the hires fix's second-pass size (size × this factor), next to the plain step.") var hiresScale: Double?
-    @Flag(help: "Write a backtrace of every allocation call during the last run (txt2img: during its step 2) to stderr; tools/malloc_sites.py names the sites.") var mallocBacktraces = false
+    @Flag(help: "Write a backtrace of every allocation call during the last run (txt2img: during its third step, a steady one) to stderr; tools/malloc_sites.py names the sites.") var mallocBacktraces = false
 
     func run() throws {
         ResidentWeights.current = residentWeights
@@ -113,6 +113,7 @@ struct Bench: ParsableCommand {
                 var mallocsAtFirst: UInt = 0
                 run += 1
                 _ = try p.txt2img(r, progress: { progress in
+                    // reported after each step: on after step 2, off after step 3
                     if mallocBacktraces, run == runs + 1 { atelier_malloc_backtraces(progress.step == 2 ? 1 : 0) }
                     if progress.step == 1 { atFirst = BufferPool.freshAllocations; mallocsAtFirst = atelier_malloc_calls() }
                     if progress.step == progress.steps {
@@ -130,7 +131,7 @@ struct Bench: ParsableCommand {
         let wall0 = now()
         Profiler.reset()
         Profiler.enabled = true
-        var mallocsLastRun: UInt = 0
+        var mallocsLastRun: UInt = 0, mallocsFewest = UInt.max
         for i in 0..<runs {
             if i > 0 { Profiler.enabled = false }
             let traced = mallocBacktraces && what != .txt2img && i == runs - 1
@@ -138,8 +139,9 @@ struct Bench: ParsableCommand {
             let t = now(), mallocs0 = atelier_malloc_calls()
             try work()
             times.append(now() - t)
-            if traced { atelier_malloc_backtraces(0) }
+            if mallocBacktraces { atelier_malloc_backtraces(0) }  // txt2img: also when it ends before step 3
             mallocsLastRun = atelier_malloc_calls() - mallocs0
+            mallocsFewest = min(mallocsFewest, mallocsLastRun)
         }
         Profiler.enabled = false
         let utilisation = (cpuSeconds() - ru0) / (now() - wall0)
@@ -160,7 +162,7 @@ struct Bench: ParsableCommand {
                                     "gflops": gflops, "sgemm_gflops": sgemm, "fraction_of_sgemm": gflops / sgemm,
                                     "cpu_utilisation": utilisation, "peak_rss_bytes": rss, "load_average": load0,
                                     "page_faults_per_run": faultsPerRun, "fresh_buffers_per_run": freshPerRun,
-                                    "malloc_calls_last_run": mallocsLastRun,
+                                    "malloc_calls_last_run": mallocsLastRun, "malloc_calls_fewest_run": mallocsFewest,
                                     "attention_tiles": Ops.attentionUsesAVX512 ? "avx512" : "avx2", "gemm_tiles": GEMM.wide ? "avx512" : "avx2", "openblas_gflops": openBLAS, "openblas_core": GEMM.openBLASCore,
                                     "reference_median_s": refMedian ?? NSNull(), "ratio": refMedian.map { median / $0 } ?? NSNull()]
             if what == .matmul { o["gflops"] = sgemm }
@@ -175,7 +177,7 @@ struct Bench: ParsableCommand {
                   + "attention tiles \(Ops.attentionUsesAVX512 ? "AVX-512" : "AVX2"), GEMM tiles \(GEMM.wide ? "AVX-512" : "AVX2")")
             print("  OpenBLAS sgemm \(f(openBLAS)) GFLOP/s in this run (kernels \(GEMM.openBLASCore)); Atelier's GEMM \(f(sgemm))")
             print("  per run after the warm-up: \(f(freshPerRun)) tensor buffers allocated (0 = all reused), \(faultsPerRun) minor page faults")
-            print("  malloc calls in the last run: \(mallocsLastRun)")
+            print("  malloc calls in the last run: \(mallocsLastRun) (fewest in a run: \(mallocsFewest))")
             if let freshInLoop { print("  tensor buffers allocated over steps 2…N of the last run: \(freshInLoop)") }
             if let mallocsInLoop { print("  malloc calls over steps 2…N of the last run: \(mallocsInLoop)") }
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }

@@ -7,18 +7,16 @@ import Testing
 /// buffer and its storage object), interned shapes, and the engine's thread pool, which runs
 /// every part of a job exactly once whether it is posted nested, concurrently or alone. The
 /// allocation count itself is measured in the `atelier` executable, which interposes malloc
-/// (`tests_py/test_cli.py`: a UNet forward makes 0 calls).
-@Suite struct AllocationTests {
-    @Test func aFreedActivationStorageIsHandedOutAgainObjectAndAll() {
+/// (`tests_py/test_cli.py`: a UNet forward makes 0 calls, and no fresh buffer after the warm-up).
+/// Serialized: two of these tests set the process's thread count.
+@Suite(.serialized) struct AllocationTests {
+    @Test func aStorageInUseIsNeverHandedOutAgain() {
         let dims = Dims(7, 1031)  // a size no other test makes
-        var first: Tensor? = Tensor(uninitialized: dims)
-        let firstStorage = ObjectIdentifier(first!.storage)
-        let second = Tensor(uninitialized: dims)
-        #expect(ObjectIdentifier(second.storage) != firstStorage, "a storage in use was handed out twice")
-        first = nil
-        let third = Tensor(uninitialized: dims)
-        #expect(ObjectIdentifier(third.storage) == firstStorage)
-        withExtendedLifetime((second, third)) {}
+        let tensors = (0..<4).map { _ in Tensor(uninitialized: dims) }
+        #expect(Set(tensors.map { ObjectIdentifier($0.storage) }).count == 4)
+        let fifth = Tensor(uninitialized: dims)
+        #expect(!tensors.contains { $0.storage === fifth.storage })
+        withExtendedLifetime(tensors) {}
     }
 
     @Test func tensorsOfOneShapeShareOneShapeArray() {
