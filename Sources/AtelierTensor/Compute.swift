@@ -22,42 +22,16 @@ public enum Compute {
     }
 
     /// Runs `body(task)` for `tasks` independent tasks on the thread budget; GEMMs inside a task
-    /// stay on its thread.
+    /// stay on its thread. `body` may capture: with 2+ threads that costs one small allocation per
+    /// call (`withoutActuallyEscaping`); the step loop's ops use `parallel(tasks:_:_:)` instead.
     public static func parallel(tasks: Int, _ body: (Int) -> Void) {
-        if tasks <= 1 || _threads <= 1 {
-            for t in 0..<tasks { body(t) }
-            return
-        }
-        forEachPart(tasks) { t in ParallelRegion.inside(true) { body(t) } }
+        withoutActuallyEscaping(body) { body in parallel(tasks: tasks, body) { body, t in body(t) } }
     }
 
     /// Splits `0..<n` into at most `threads` contiguous ranges for elementwise work;
-    /// small inputs stay on the calling thread.
+    /// small inputs stay on the calling thread. `body` may capture, as in `parallel(tasks:_:)`.
     public static func split(_ n: Int, minimum: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
-        let parts = min(_threads, max(1, n / minimum))
-        if parts <= 1 { body(0..<n); return }
-        let chunk = (n + parts - 1) / parts
-        let inside = ParallelRegion.isInside
-        forEachPart(parts) { p in
-            let lo = p * chunk, hi = min(n, lo + chunk)
-            if lo < hi { ParallelRegion.inside(inside) { body(lo..<hi) } }
-        }
-    }
-
-    /// Runs `body(part)` for every part in `0..<parts` on the calling thread and the engine's
-    /// thread pool (`atelier_parallel_for`: at most `threads` threads, no allocation per call).
-    static func forEachPart(_ parts: Int, _ body: (Int) -> Void) {
-        withoutActuallyEscaping(body) { body in
-            // in a concrete struct, the closure crosses `withUnsafeMutablePointer` without a
-            // reabstraction thunk (allocated per call); `withoutActuallyEscaping` still allocates one
-            // small context per call, the only allocation left on this path
-            var job = PartJob(body: body)
-            withUnsafeMutablePointer(to: &job) { ctx in
-                atelier_parallel_for(parts, Int32(_threads), { raw, part in
-                    raw!.assumingMemoryBound(to: PartJob.self).pointee.body(part)
-                }, ctx)
-            }
-        }
+        withoutActuallyEscaping(body) { body in split(n, minimum: minimum, body) { body, range in body(range) } }
     }
 }
 
@@ -126,11 +100,6 @@ private struct SplitContext<Context> {
     let context: Context
     let body: (Context, Range<Int>) -> Void
     let n: Int, chunk: Int, inside: Bool
-}
-
-/// A parallel job's body, as `atelier_parallel_for`'s context.
-private struct PartJob {
-    let body: (Int) -> Void
 }
 
 /// Marks the threads working for a `Compute.parallel` task: their GEMMs run on the thread itself
@@ -242,9 +211,10 @@ public enum Scratch {
 
     private static func take(_ count: Int) -> TensorStorage {
         lock.withLock { () -> TensorStorage? in
-            // the smallest kept buffer that holds `count` (a loop: no array built per call)
+            // the smallest kept buffer that holds `count` (a plain loop: no array or closure context per call)
             var best: Int?
-            for i in pool.indices where pool[i].count >= count && pool[i].count < best.map({ pool[$0].count }) ?? .max {
+            for i in pool.indices where pool[i].count >= count {
+                if let b = best, pool[b].count <= pool[i].count { continue }
                 best = i
             }
             return best.map { pool.remove(at: $0) }
@@ -261,26 +231,14 @@ public enum Scratch {
     }
 }
 
-/// Per-thread scratch for leaf kernels (`atelier_thread_scratch`): each kernel its own slot, the
-/// memory kept for the thread's life, so calls in a step loop allocate nothing.
+/// Per-thread scratch for leaf kernels whose `Compute.split` parts do not know which worker they
+/// are (`atelier_thread_scratch`): each kernel its own slot, the memory kept for the thread's life,
+/// so calls in a step loop allocate nothing. Kernels that do know (a `Compute.parallel` task per
+/// worker) slice one `Scratch` buffer instead.
 enum ThreadScratch: Int32 {
-    case attentionScores = 0, winogradRows = 1
+    case winogradRows = 0
 
-    /// Largest request kept in a slot (4 MB): a rare larger one (non-fused attention over a 2048²
-    /// picture's VAE latents, 16 MB) gets memory of its own for the call, so it does not stay
-    /// allocated on every thread that once ran it.
-    static let keptFloats = 1 << 20
-
-    /// At least `count` floats of this thread's slot, kept however large (for requests bounded by
-    /// an image row, as Winograd's transform rows); not to be held past the kernel's call.
+    /// At least `count` floats of this thread's slot (requests bounded by an image row); not to be
+    /// held past the kernel's call.
     func pointer(_ count: Int) -> UnsafeMutablePointer<Float> { atelier_thread_scratch(rawValue, count) }
-
-    /// Runs `body` with at least `count` floats: this thread's slot, or above `keptFloats` a buffer
-    /// freed after the call.
-    func with<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
-        if count <= Self.keptFloats { return try body(atelier_thread_scratch(rawValue, count)) }
-        let own = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        defer { own.deallocate() }
-        return try body(own)
-    }
 }

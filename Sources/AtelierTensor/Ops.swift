@@ -603,9 +603,11 @@ public enum Ops {
         let tasks = b * heads * qBlocks
         let workers = min(Compute.threads, tasks)
         let sizes = (nq: nq, nk: nk, c: c, d: d, heads: heads, block: block, qBlocks: qBlocks, tasks: tasks, workers: workers)
-        Compute.parallel(tasks: workers, (qp, kp, vp, op, scale, causal, sizes)) { context, worker in
-            let (qp, kp, vp, op, scale, causal, (nq, nk, c, d, heads, block, qBlocks, tasks, workers)) = context
-            ThreadScratch.attentionScores.with(block * nk) { scores in
+        // each worker's block × nk scores in one scratch buffer, as the fused kernel keeps its own
+        Scratch.with(workers * block * nk) { scratch in
+            Compute.parallel(tasks: workers, (qp, kp, vp, op, scratch, scale, causal, sizes)) { context, worker in
+                let (qp, kp, vp, op, scratch, scale, causal, (nq, nk, c, d, heads, block, qBlocks, tasks, workers)) = context
+                let scores = scratch + worker * block * nk
                 var t = worker
                 while t < tasks {
                     let qb = t % qBlocks, h = (t / qBlocks) % heads, n = t / (qBlocks * heads)

@@ -125,13 +125,7 @@ public enum BufferPool {
 
     /// Bytes of the storages only the pool holds (call under the lock).
     private static func freeBytes() -> Int {
-        var bytes = 0
-        for (size, bucket) in buckets {
-            for i in bucket.storages.indices where isKnownUniquelyReferenced(&bucket.storages[i]) {
-                bytes += max(size, 1) * 4
-            }
-        }
-        return bytes
+        buckets.reduce(0) { $0 + freeIndices($1.value).count * max($1.key, 1) * 4 }
     }
 
     /// Indices of `bucket`'s storages that only the pool holds (call under the lock).
@@ -139,9 +133,10 @@ public enum BufferPool {
         bucket.storages.indices.filter { isKnownUniquelyReferenced(&bucket.storages[$0]) }
     }
 
-    /// Lets go of free storages, sizes used longest ago first, until `bytes` more fit the bound.
-    private static func evict(toFit bytes: Int) {
-        let limitBytes = bound
+    /// Lets go of free storages, sizes used longest ago first, until `bytes` more fit `limitBytes`
+    /// (the bound in force by default; 0 with no bytes lets go of every free one).
+    private static func evict(toFit bytes: Int, limitBytes: Int? = nil) {
+        let limitBytes = limitBytes ?? bound
         var free = freeBytes()
         for (size, bucket) in buckets.sorted(by: { $0.value.used < $1.value.used }) {
             for i in freeIndices(bucket).reversed() where free + bytes > limitBytes {
@@ -157,12 +152,7 @@ public enum BufferPool {
     /// (up to 32 MB once it has adapted) go back to its heap on `free`, where they would stay in
     /// the resident set under the decode's own buffers (0.3 GB of a 512² UNet's activations).
     public static func drain() {
-        lock.withLock {
-            for (size, bucket) in buckets {
-                for i in freeIndices(bucket).reversed() { bucket.storages.remove(at: i) }
-                if bucket.storages.isEmpty { buckets[size] = nil }
-            }
-        }
+        lock.withLock { evict(toFit: 0, limitBytes: 0) }
         atelier_release_free_heap()
     }
 }

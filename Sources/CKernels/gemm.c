@@ -192,7 +192,7 @@ void atelier_gemm(int wide, int trans_a, int trans_b, long m, long n, long k, fl
     }
 }
 
-/* Per-thread scratch slots for leaf kernels (attention scores, Winograd's transform rows): kept
+/* Per-thread scratch slots for leaf kernels (Winograd's transform rows): kept
  * for the thread's life and grown only when a call needs more, so a step loop allocates nothing.
  * A slot starts at 64 K floats (256 KB), more than the UNet's calls ask at 512², so which thread
  * happens to run which kernel first does not decide whether a later step allocates. */
