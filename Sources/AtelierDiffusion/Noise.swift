@@ -19,6 +19,17 @@ public enum NoiseSource: String, CaseIterable, Sendable, Codable {
 public protocol NormalGenerator {
     /// The next `count` values, as `torch.randn([count])` on this generator would give them.
     mutating func randn(_ count: Int) -> [Float]
+    /// The same values written into `out` (`out.count` of them): a sampler's per-step draw, no array made.
+    mutating func randn(into out: UnsafeMutableBufferPointer<Float>)
+}
+
+extension NormalGenerator {
+    public mutating func randn(_ count: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buf, initialized in
+            randn(into: buf)
+            initialized = count
+        }
+    }
 }
 
 // MARK: - CPU: PyTorch's MT19937 + normal_fill
@@ -68,21 +79,22 @@ public struct TorchCPUGenerator: NormalGenerator {
         return Double(((hi << 32) | lo) & ((1 << 53) - 1)) * 0x1p-53
     }
 
-    public mutating func randn(_ n: Int) -> [Float] {
+    public mutating func randn(into d: UnsafeMutableBufferPointer<Float>) {
+        let n = d.count
         if n < 16 {
-            return (0..<n).map { _ in Float(normalDouble()) }
+            for i in 0..<n { d[i] = Float(normalDouble()) }
+            return
         }
-        var d = (0..<n).map { _ in uniformFloat() }
+        for i in 0..<n { d[i] = uniformFloat() }
         var k = 0
         while k + 16 <= n {
-            Self.transform16(&d, at: k)
+            Self.transform16(d, at: k)
             k += 16
         }
         if n % 16 != 0 {
             for i in (n - 16)..<n { d[i] = uniformFloat() }
-            Self.transform16(&d, at: n - 16)
+            Self.transform16(d, at: n - 16)
         }
-        return d
     }
 
     private mutating func normalDouble() -> Double {
@@ -98,7 +110,7 @@ public struct TorchCPUGenerator: NormalGenerator {
     }
 
     /// Box–Muller on one block of 16 uniforms: pairs (j, j+8).
-    static func transform16(_ d: inout [Float], at k: Int) {
+    static func transform16(_ d: UnsafeMutableBufferPointer<Float>, at k: Int) {
         for j in 0..<8 {
             let u1 = 1 - d[k + j], u2 = d[k + j + 8]
             let r = (-2 * AVXMath.log(u1)).squareRoot()
@@ -170,15 +182,15 @@ public struct PhiloxGenerator: NormalGenerator {
 
     public init(seed: UInt64) { self.seed = seed }
 
-    public mutating func randn(_ n: Int) -> [Float] {
+    public mutating func randn(into out: UnsafeMutableBufferPointer<Float>) {
         defer { offset &+= 1 }
         let k0 = UInt32(truncatingIfNeeded: seed), k1 = UInt32(truncatingIfNeeded: seed >> 32)
         let c = Double(Float(bitPattern: 0x30C9_0FDB))
-        return (0..<n).map { i in
+        for i in out.indices {
             let (x, y) = Self.philox(counter: (offset, 0, UInt32(i), 0), key: (k0, k1))
             let u = Double(x) * 0x1p-32 + 0x1p-33
             let v = Double(y) * c + c / 2
-            return Float((-2 * Foundation.log(u)).squareRoot() * Foundation.sin(v))
+            out[i] = Float((-2 * Foundation.log(u)).squareRoot() * Foundation.sin(v))
         }
     }
 
@@ -251,6 +263,21 @@ public struct ImageNoise {
             generators = seeds.map { Self.generator(source, seed: UInt64(bitPattern: Int64(bitPattern: $0) &+ ensd)) }
         }
         return out
+    }
+
+    /// The next draw written into `out` (resized only when its size differs): a sampler's
+    /// per-step noise without a new array. The first draw, the initial noise, is `next()`'s.
+    public mutating func next(into out: inout [Float]) {
+        if drawn == 0 {
+            out = next()
+            return
+        }
+        let n = shape.reduce(1, *)
+        if out.count != n * generators.count { out = [Float](repeating: 0, count: n * generators.count) }
+        out.withUnsafeMutableBufferPointer { buf in
+            for i in generators.indices { generators[i].randn(into: UnsafeMutableBufferPointer(rebasing: buf[(i * n)..<((i + 1) * n)])) }
+        }
+        drawn += 1
     }
 
     /// The initial noise of image i (A1111 `ImageRNG.first`).

@@ -226,9 +226,11 @@ public struct GenerationProgress: Sendable {
     public let steps: Int
     public let batch: Int
     public let batches: Int
-    /// the current latents of the batch's first image, `[4, h, w]`
-    public let latents: [Float]
+    /// the sampler's current latents of the whole batch (shared with it, not copied)
+    let batchLatents: [Float]
     public let latentShape: [Int]
+    /// the current latents of the batch's first image, `[4, h, w]` (copied when read)
+    public var latents: [Float] { Array(batchLatents[0..<latentShape.reduce(1, *)]) }
 }
 
 /// Interrupt and skip, set from another thread while a job runs (A1111's `state.interrupted`
@@ -381,11 +383,11 @@ public final class Pipeline: @unchecked Sendable {
             let subseeds = Array(allSubseeds[(batch * r.batchSize)..<((batch + 1) * r.batchSize)])
             let batchDump = batch == 0 ? dump : nil
             func report(_ pass: GenerationRequest, offset: Int) -> (Int, [Float]) throws -> Void {
-                let per = 4 * (pass.height / 8) * (pass.width / 8)
+                let latentShape = [4, pass.height / 8, pass.width / 8]
                 return { step, x in
                     if let control, control.interrupted || control.skipped { throw StopSampling() }
                     try progress?(GenerationProgress(step: offset + step, steps: totalSteps, batch: batch, batches: r.nIter,
-                                                     latents: Array(x[0..<per]), latentShape: [4, pass.height / 8, pass.width / 8]))
+                                                     batchLatents: x, latentShape: latentShape))
                 }
             }
             var latents = try sample(r, seeds: seeds, subseeds: subseeds, conditioning: conditioning,
@@ -461,114 +463,12 @@ public final class Pipeline: @unchecked Sendable {
         }
 
         var samplerNoise: [[Float]] = []
-        let drawNoise: () -> [Float] = {
-            let n = rng.next()
+        let drawNoise: NoiseInto = { n in
+            rng.next(into: &n)
             if dump != nil { samplerNoise.append(n) }
-            return n
         }
         var steps: [[Float]] = []
-        var first = true
 
-        /// The denoiser's call counter (A1111's `CFGDenoiser.step`): picks the scheduled
-        /// conditioning; second-order samplers advance it twice per step.
-        var calls = 0
-        var dumpedRows = 0
-        var firstCall: (x: [Float], eps: [Float]) = ([], [])
-        /// ControlNet units and A1111's step bookkeeping for them (set up once t_enc is known)
-        var controlSession: ControlSession?
-        let weights = conditioning.parts.map(\.weight)
-        let n = weights.count
-
-        /// One denoiser call's UNet evaluations, batched as A1111's CFGDenoiser does: rows
-        /// `[image 0: part 0…n−1, image 1: …, uncond × b]` in one batch when the parts' token
-        /// lengths (padded among themselves) equal the negative's, else the parts in batches of
-        /// 2·b rows and the negative alone. Returns each part's output `[n][b·per]` and uncond's.
-        func unetAll(_ xin: [Float], t: Float) -> (parts: [[Float]], uncond: [Float]) {
-            let conds = Tensor.padToLongest(conditioning.parts.map { Conditioning.pick($0.schedule, at: calls) })
-            let uncond = Conditioning.pick(conditioning.negative, at: calls)
-            var condRows: [Tensor] = [], xRows: [[Float]] = []
-            for i in 0..<b {
-                for c in conds {
-                    condRows.append(c)
-                    xRows.append(Array(xin[(i * per)..<((i + 1) * per)]))
-                }
-            }
-            let uncondRows = Array(repeating: uncond, count: b)
-            controlSession?.beginDenoiserCall()
-            /// one UNet call over `rows` rows, the first `condRows` conditional; the job's first
-            /// is dumped as the oracle does (`first_unet_*`)
-            func call(_ x: [Float], _ rows: Int, condRows: Int, _ context: [Tensor]) -> [Float] {
-                let xt = Tensor(shape: [rows] + shape, data: x), ts = Array(repeating: t, count: rows), ctx = Tensor.stack(context)
-                // an inpainting checkpoint reads [x, mask, masked-image latent] (the same for every row)
-                let unetIn = imageCond.map { ic in
-                    Ops.concatChannels(xt, Tensor(shape: [rows, 5, shape[1], shape[2]], data: Array(repeating: ic, count: rows).flatMap { $0 }))
-                } ?? xt
-                let hadResiduals = controlSession?.firstResiduals != nil
-                let control = controlSession?.residuals(xt, timesteps: ts, context: ctx, condRows: condRows)
-                if !hadResiduals, let dump, let first = controlSession?.firstResiduals {
-                    for (i, r) in first.enumerated() { dump.write(String(format: "control_residual_%02d", i), shape: r.shape, values: r.scalars) }
-                }
-                let eps = model.unet(unetIn, timesteps: ts, context: ctx, control: control).scalars
-                // the oracle's record: the first call, and the second too when the first had one row
-                if first, dumpedRows < 2, let dump {
-                    firstCall.x += x
-                    firstCall.eps += eps
-                    dumpedRows += rows
-                    dump.write("first_unet_in", shape: [dumpedRows] + shape, values: firstCall.x)
-                    dump.write("first_unet_t", shape: [dumpedRows], values: Array(repeating: t, count: dumpedRows))
-                    dump.write("first_unet_eps", shape: [dumpedRows] + shape, values: firstCall.eps)
-                }
-                return eps
-            }
-            var out: [Float]
-            if conds[0].shape[1] == uncond.shape[1] {
-                out = call(Array(xRows.joined()) + xin, b * n + b, condRows: b * n, condRows + uncondRows)
-            } else {
-                out = []
-                var a = 0
-                while a < b * n {
-                    let e = min(a + 2 * b, b * n)
-                    out += call(Array(xRows[a..<e].joined()), e - a, condRows: e - a, Array(condRows[a..<e]))
-                    a = e
-                }
-                out += call(xin, b, condRows: 0, uncondRows)
-            }
-            // regroup: part j's rows for every image, in image order
-            let parts = (0..<n).map { j in Array((0..<b).map { i in out[((i * n + j) * per)..<((i * n + j + 1) * per)] }.joined()) }
-            return (parts, Array(out[(b * n * per)...]))
-        }
-        let scale = r.cfgScale
-        /// `uncond + Σ_j (part_j − uncond) · (w_j · cfg)`, parts in order (A1111's combine_denoised).
-        func cfg(_ parts: [[Float]], _ u: [Float]) -> [Float] {
-            var out = u
-            for (j, c) in parts.enumerated() {
-                // DDIM CFG++ combines with cfg / 12.5
-                let f = Float(weights[j] * (r.sampler == .ddimCFGpp ? scale * (1 / 12.5) : scale))
-                for i in out.indices { out[i] += (c[i] - u[i]) * f }
-            }
-            // inpainting, k-diffusion samplers: the CFG output keeps the init latent outside the mask
-            if let inpaint, !r.sampler.isTimestepSampler { out = Self.blend(out, blendLatent, inpaint.nmask, per: per, plane: plane) }
-            if first { dump?.write("first_denoised", shape: [b] + shape, values: out) }
-            first = false
-            calls += 1
-            return out
-        }
-        var latest: [Float] = []
-        let stepCallback: StepCallback = { i, x in
-            controlSession?.stepFinished()
-            if dump != nil { steps.append(x) }
-            latest = x
-            try onStep(i + 1, x)
-        }
-
-        /// DDIM / PLMS on a v-model (A1111's CompVisTimestepsVDenoiser): ε = √ᾱ_t·v + √(1−ᾱ_t)·x
-        func epsFromModel(_ out: (parts: [[Float]], uncond: [Float]), x: [Float], t: Int) -> (parts: [[Float]], uncond: [Float]) {
-            guard model.prediction == .v else { return out }
-            let a = schedule.alphasCumprod[t]
-            let sa = a.squareRoot(), s1 = (1 - a).squareRoot()
-            func eps(_ v: [Float]) -> [Float] { (0..<v.count).map { i in sa * v[i] + s1 * x[i] } }
-            return (out.parts.map(eps), eps(out.uncond))
-        }
         var x: [Float] = []
         // img2img: the VAE-encoded init image (posterior mean × scale factor), one copy per image
         var initLatent: [Float]?
@@ -597,8 +497,27 @@ public final class Pipeline: @unchecked Sendable {
             dump?.write("init_latent", shape: [b] + shape, values: latent)
             tEnc = Int(min(r.denoisingStrength, 0.999) * Double(r.steps))
         }
+        let denoiser = CFGDenoiser(model: model, conditioning: conditioning, images: b, latentShape: shape, cfgScale: r.cfgScale,
+                                   cfgpp: r.sampler == .ddimCFGpp, imageConditioning: imageCond,
+                                   keep: inpaint.map { (blendLatent, $0.nmask) }, dump: dump)
+        /// the latest step's latents (what an interrupted job decodes), copied into a buffer of its own
+        var latest: [Float] = []
+        let stepCallback: StepCallback = { i, x in
+            denoiser.controlSession?.stepFinished()
+            if dump != nil { steps.append(x) }
+            if latest.count != x.count { latest = [Float](repeating: 0, count: x.count) }
+            for j in x.indices { latest[j] = x[j] }
+            try onStep(i + 1, x)
+        }
+
+        /// DDIM / PLMS / UniPC: CFG on ε (a v-model's ε from v: A1111's CompVisTimestepsVDenoiser)
+        func timestepOutput(_ t: Int) -> DenoiserOutput {
+            guard model.prediction == .v else { return .epsilon }
+            let a = schedule.alphasCumprod[t]
+            return .epsilonFromV(sa: a.squareRoot(), s1: (1 - a).squareRoot())
+        }
         if !r.controlUnits.isEmpty {
-            controlSession = ControlSession(units: r.controlUnits, samplingSteps: initLatent != nil ? tEnc + 1 : r.steps)
+            denoiser.controlSession = ControlSession(units: r.controlUnits, samplingSteps: initLatent != nil ? tEnc + 1 : r.steps)
         }
         do {
         if r.sampler.isTimestepSampler {
@@ -622,22 +541,23 @@ public final class Pipeline: @unchecked Sendable {
                 }
                 x = try UniPCSampler.sample(eps: { x, t in
                     let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
+                    var e: [Float] = []
                     // a v-model's ε uses the integer part of the float timestep (A1111: t.to(torch.int))
-                    let (c, u) = epsFromModel(unetAll(x, t: t), x: x, t: Int(t))
-                    return cfg(c, u)
+                    denoiser.combine(denoiser.unetOutputs(x, inputScale: 1, t: t), x: x, timestepOutput(Int(t)), keepOutsideMask: false, into: &e)
+                    return e
                 }, x, steps: ts.count, lastTimestep: initLatent != nil ? ts.last : nil, alphasCumprod: schedule.alphasCumprod,
                    onStep: stepCallback)
             } else if r.sampler == .plms {
-                x = try DDIMSampler.plms(eps: { x, t in
+                x = try DDIMSampler.plms(eps: { x, t, e in
                     let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
-                    let (c, u) = epsFromModel(unetAll(x, t: Float(t)), x: x, t: t)
-                    return cfg(c, u)
+                    denoiser.combine(denoiser.unetOutputs(x, inputScale: 1, t: Float(t)), x: x, timestepOutput(t), keepOutsideMask: false, into: &e)
                 }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, onStep: stepCallback)
             } else {
-                x = try DDIMSampler.sample(eps: { x, t in
+                x = try DDIMSampler.sample(eps: { x, t, e, u in
                     let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
-                    let (c, u) = epsFromModel(unetAll(x, t: Float(t)), x: x, t: t)
-                    return (cfg(c, u), u)
+                    let eps = denoiser.unetOutputs(x, inputScale: 1, t: Float(t))
+                    denoiser.uncond(eps, x: x, timestepOutput(t), into: &u)
+                    denoiser.combine(eps, x: x, timestepOutput(t), keepOutsideMask: false, into: &e)
                 }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, eta: r.resolvedEta(for: r.sampler) ?? 0, cfgpp: r.sampler == .ddimCFGpp,
                    noise: drawNoise, onStep: stepCallback)
             }
@@ -669,32 +589,28 @@ public final class Pipeline: @unchecked Sendable {
             dump?.write("sigmas", shape: [sigmas.count], values: sigmas)
             if dump != nil { steps.append(x) }
             let vPrediction = model.prediction == .v
-            let denoise: Denoise = { x, sigma in
+            /// k-diffusion inpainting keeps the init latent outside the mask in the CFG output
+            let keep = inpaint != nil
+            let denoise: DenoiseInto = { x, sigma, out in
                 let cIn = 1 / (sigma * sigma + 1).squareRoot()
-                let (ec, eu) = unetAll(x.map { $0 * cIn }, t: self.schedule.sigmaToT(sigma))
-                if vPrediction {
-                    // k-diffusion's CompVisVDenoiser (σ_data 1): v·c_out + x·c_skip
-                    let cSkip = 1 / (sigma * sigma + 1), cOut = -sigma / (sigma * sigma + 1).squareRoot()
-                    func denoised(_ v: [Float]) -> [Float] { (0..<v.count).map { i in v[i] * cOut + x[i] * cSkip } }
-                    return cfg(ec.map(denoised), denoised(eu))
-                }
-                let cOut = -sigma
-                var du = eu
-                for i in x.indices { du[i] = x[i] + eu[i] * cOut }
-                let dc = ec.map { e in (0..<e.count).map { i in x[i] + e[i] * cOut } }
-                return cfg(dc, du)
+                let eps = denoiser.unetOutputs(x, inputScale: cIn, t: self.schedule.sigmaToT(sigma))
+                // k-diffusion's CompVisVDenoiser (σ_data 1) or CompVisDenoiser
+                let output: DenoiserOutput = vPrediction
+                    ? .denoisedFromV(cOut: -sigma / (sigma * sigma + 1).squareRoot(), cSkip: 1 / (sigma * sigma + 1))
+                    : .denoisedFromEpsilon(cOut: -sigma)
+                denoiser.combine(eps, x: x, output, keepOutsideMask: keep, into: &out)
             }
             /// A1111's LCMCompVisDenoiser: ε on the grid's integer timestep, then the consistency
             /// output `c_out·denoised + c_skip·x` (timestep × 10, σ_data 0.5)
-            let lcmDenoise: Denoise = { x, sigma in
+            let lcmDenoise: DenoiseInto = { x, sigma, out in
                 let cIn = 1 / (sigma * sigma + 1).squareRoot()
                 let t = grid.sigmaToT(sigma)
-                let (ec, eu) = unetAll(x.map { $0 * cIn }, t: t)
+                let eps = denoiser.unetOutputs(x, inputScale: cIn, t: t)
                 let st = t * 10
                 let cSkip = 0.25 / (st * st + 0.25), cO = st / (st * st + 0.25).squareRoot()
-                func consistency(_ e: [Float]) -> [Float] { x.indices.map { i in cO * (x[i] + e[i] * -sigma) + cSkip * x[i] } }
-                return cfg(ec.map(consistency), consistency(eu))
+                denoiser.combine(eps, x: x, .consistency(sigma: sigma, cO: cO, cSkip: cSkip), keepOutsideMask: keep, into: &out)
             }
+            let allocatingDenoise = KSamplers.allocating(denoise), allocatingNoise = KSamplers.allocating(drawNoise)
             let eta = Float(r.resolvedEta(for: r.sampler) ?? 1)
             switch r.sampler {
             case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
@@ -716,18 +632,18 @@ public final class Pipeline: @unchecked Sendable {
                 let (smin, smax, n) = initLatent != nil ? (sigmas[sigmas.count - 2], sigmas[0], sigmas.count - 1)
                                                          : (schedule.sigmaMin, schedule.sigmaMax, scheduleSteps)
                 if r.sampler == .dpmFast {
-                    x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: eta, sNoise: Float(opts.sNoise),
-                                              noise: drawNoise, onStep: stepCallback)
+                    x = try KSamplers.dpmFast(allocatingDenoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: eta, sNoise: Float(opts.sNoise),
+                                              noise: allocatingNoise, onStep: stepCallback)
                 } else {
-                    x = try KSamplers.dpmAdaptive(denoise, x, sigmaMin: smin, sigmaMax: smax, eta: eta, noise: drawNoise, onStep: stepCallback)
+                    x = try KSamplers.dpmAdaptive(allocatingDenoise, x, sigmaMin: smin, sigmaMax: smax, eta: eta, noise: allocatingNoise, onStep: stepCallback)
                 }
             case .dpmppSDE:
-                x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmppSDE(allocatingDenoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .dpmpp2mSDE, .dpmpp2mSDEHeun:
-                x = try KSamplers.dpmpp2MSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), heun: r.sampler == .dpmpp2mSDEHeun,
+                x = try KSamplers.dpmpp2MSDE(allocatingDenoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), heun: r.sampler == .dpmpp2mSDEHeun,
                                              noise: brownian!, onStep: stepCallback)
             case .dpmpp3mSDE:
-                x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmpp3MSDE(allocatingDenoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .ddim, .ddimCFGpp, .plms, .uniPC: fatalError("unreachable")
             }
         }
@@ -745,7 +661,7 @@ public final class Pipeline: @unchecked Sendable {
                 dump.write("sampler_noise", shape: [samplerNoise.count, b] + shape, values: samplerNoise.flatMap { $0 })
             }
             dump.write("latents", shape: [b] + shape, values: x)
-            if let log = controlSession?.log {
+            if let log = denoiser.controlSession?.log {
                 dump.write("control_calls", shape: [log.count, 2], values: log.flatMap { [Float($0.samplingStep), $0.active ? 1 : 0] })
             }
         }

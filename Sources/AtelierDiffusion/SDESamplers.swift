@@ -13,7 +13,7 @@ extension KSamplers {
         for i in 0..<(sigmas.count - 1) {
             let den = try model(x, sigmas[i])
             if sigmas[i + 1] == 0 {
-                x = eulerStep(x, den: den, from: sigmas[i], to: sigmas[i + 1])
+                eulerStep(&x, den: den, from: sigmas[i], to: sigmas[i + 1])
             } else {
                 let t = -logf(sigmas[i]), tNext = -logf(sigmas[i + 1])
                 let h = tNext - t

@@ -123,35 +123,70 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
 /// The denoiser as samplers see it: latents and σ in, denoised latents out (CFG applied).
 public typealias Denoise = (_ x: [Float], _ sigma: Float) throws -> [Float]
 
+/// The denoiser writing into the caller's buffer: the in-place samplers keep their buffers
+/// from step to step, so steps 2…N allocate nothing.
+public typealias DenoiseInto = (_ x: [Float], _ sigma: Float, _ denoised: inout [Float]) throws -> Void
+
+/// The next image-stream noise block (k-diffusion's `randn_like`), written into the caller's buffer.
+public typealias NoiseInto = (_ noise: inout [Float]) -> Void
+
 /// Called after each step with the step index and the current latents.
 public typealias StepCallback = (_ step: Int, _ x: [Float]) throws -> Void
 
 /// k-diffusion's samplers over a σ list ending in 0, with A1111's `to_d`.
+///
+/// The common ones (Euler, Euler a, Heun, DPM2, DPM2 a, LMS, DPM++ 2S a, DPM++ 2M, Restart,
+/// LCM) update their latents in place and keep every buffer across steps; the rest take the
+/// allocating `Denoise` (`allocating(_:)`). Arithmetic is k-diffusion's, in its float32 order.
 public enum KSamplers {
+    /// The allocating denoiser over an in-place one (samplers that build new arrays per step).
+    public static func allocating(_ model: @escaping DenoiseInto) -> Denoise {
+        { x, sigma in
+            var out = [Float](repeating: 0, count: x.count)
+            try model(x, sigma, &out)
+            return out
+        }
+    }
+
+    /// An allocating noise source over an in-place one.
+    public static func allocating(_ noise: @escaping NoiseInto) -> () -> [Float] {
+        {
+            var n: [Float] = []
+            noise(&n)
+            return n
+        }
+    }
+
+    /// A buffer of `count` zeros (each call its own storage).
+    @inline(__always) static func buffer(_ count: Int) -> [Float] { [Float](repeating: 0, count: count) }
+
     /// `sample_euler` with A1111's churn options (`noise` is drawn every step, as A1111 does).
-    public static func euler(_ model: Denoise, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: () -> [Float],
+    public static func euler(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: NoiseInto,
                              onStep: StepCallback) throws -> [Float] {
-        var x = x0
-        let n = sigmas.count - 1
-        for i in 0..<n {
-            let s = churn.apply(&x, sigma: sigmas[i], steps: n, noise: noise())
-            x = eulerStep(x, den: try model(x, s), from: s, to: sigmas[i + 1])
+        var x = x0, den = buffer(x0.count), n = buffer(x0.count)
+        let steps = sigmas.count - 1
+        for i in 0..<steps {
+            noise(&n)
+            let s = churn.apply(&x, sigma: sigmas[i], steps: steps, noise: n)
+            try model(x, s, &den)
+            eulerStep(&x, den: den, from: s, to: sigmas[i + 1])
             try onStep(i, x)
         }
         return x
     }
 
-    /// k-diffusion's `to_d` as A1111 replaces it: `(x − denoised) / σ`.
+    /// An Euler step from σ `s` to `target`, in place: `x + to_d · (target − s)`.
     @inline(__always)
-    static func toD(_ x: [Float], _ den: [Float], _ s: Float) -> [Float] {
-        x.indices.map { (x[$0] - den[$0]) / s }
+    static func eulerStep(_ x: inout [Float], den: [Float], from s: Float, to target: Float) {
+        let dt = target - s
+        for j in x.indices { x[j] = x[j] + ((x[j] - den[j]) / s) * dt }
     }
 
-    /// An Euler step from σ `s` to `target`: `x + to_d · (target − s)`.
+    /// The Euler step's result in `out`, `x` unchanged.
     @inline(__always)
-    static func eulerStep(_ x: [Float], den: [Float], from s: Float, to target: Float) -> [Float] {
+    static func eulerStep(_ x: [Float], den: [Float], from s: Float, to target: Float, into out: inout [Float]) {
         let dt = target - s
-        return x.indices.map { x[$0] + ((x[$0] - den[$0]) / s) * dt }
+        for j in x.indices { out[j] = x[j] + ((x[j] - den[j]) / s) * dt }
     }
 
     /// Ancestral noise: `x + noise · s_noise · σ_up`, one draw from the image stream.
@@ -167,38 +202,50 @@ public enum KSamplers {
         return ((to * to - up * up).squareRoot(), up)
     }
 
-    public static func eulerAncestral(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
-                                      noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
-        var x = x0
+    public static func eulerAncestral(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
+                                      noise: NoiseInto, onStep: StepCallback) throws -> [Float] {
+        var x = x0, den = buffer(x0.count), n = buffer(x0.count)
         for i in 0..<(sigmas.count - 1) {
             let s = sigmas[i]
-            let den = try model(x, s)
+            try model(x, s, &den)
             let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
-            x = eulerStep(x, den: den, from: s, to: down)
-            if sigmas[i + 1] > 0 { addNoise(&x, noise(), sNoise: sNoise, up: up) }
+            eulerStep(&x, den: den, from: s, to: down)
+            if sigmas[i + 1] > 0 {
+                noise(&n)
+                addNoise(&x, n, sNoise: sNoise, up: up)
+            }
             try onStep(i, x)
         }
         return x
     }
 
-    /// A Heun step from σ `s` (denoised `den` known) to `target`: Euler when the target is 0,
-    /// else the average of the slopes at both ends (Heun, and each segment step of Restart).
-    static func heunStep(_ model: Denoise, _ x: [Float], den: [Float], from s: Float, to target: Float) throws -> [Float] {
-        if target == 0 { return eulerStep(x, den: den, from: s, to: target) }
-        let dt = target - s
-        let d = toD(x, den, s)
-        let x2 = eulerStep(x, den: den, from: s, to: target)
-        let den2 = try model(x2, target)
-        return x.indices.map { j in x[j] + ((d[j] + (x2[j] - den2[j]) / target) / 2) * dt }
+    /// The buffers of a second-order step: the slope, the midpoint/endpoint latents and their denoised.
+    struct SecondOrderBuffers {
+        var d: [Float], x2: [Float], den2: [Float]
+        init(_ count: Int) { d = buffer(count); x2 = buffer(count); den2 = buffer(count) }
     }
 
-    public static func heun(_ model: Denoise, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: () -> [Float],
+    /// A Heun step from σ `s` (denoised `den` known) to `target`, in place: Euler when the target
+    /// is 0, else the average of the slopes at both ends (Heun, and each segment step of Restart).
+    static func heunStep(_ model: DenoiseInto, _ x: inout [Float], den: [Float], from s: Float, to target: Float,
+                         _ w: inout SecondOrderBuffers) throws {
+        if target == 0 { return eulerStep(&x, den: den, from: s, to: target) }
+        let dt = target - s
+        for j in x.indices { w.d[j] = (x[j] - den[j]) / s }
+        eulerStep(x, den: den, from: s, to: target, into: &w.x2)
+        try model(w.x2, target, &w.den2)
+        for j in x.indices { x[j] = x[j] + ((w.d[j] + (w.x2[j] - w.den2[j]) / target) / 2) * dt }
+    }
+
+    public static func heun(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: NoiseInto,
                             onStep: StepCallback) throws -> [Float] {
-        var x = x0
-        let n = sigmas.count - 1
-        for i in 0..<n {
-            let s = churn.apply(&x, sigma: sigmas[i], steps: n, noise: noise())
-            x = try heunStep(model, x, den: try model(x, s), from: s, to: sigmas[i + 1])
+        var x = x0, den = buffer(x0.count), n = buffer(x0.count), w = SecondOrderBuffers(x0.count)
+        let steps = sigmas.count - 1
+        for i in 0..<steps {
+            noise(&n)
+            let s = churn.apply(&x, sigma: sigmas[i], steps: steps, noise: n)
+            try model(x, s, &den)
+            try heunStep(model, &x, den: den, from: s, to: sigmas[i + 1], &w)
             try onStep(i, x)
         }
         return x
@@ -210,37 +257,43 @@ public enum KSamplers {
         return expf(lb - (lb - la) * 0.5)
     }
 
-    /// One DPM2 step from σ `s` (denoised `den` already known) to `target`: Euler when the
-    /// target is 0, else the midpoint (in log σ) rule.
-    static func dpm2Step(_ model: Denoise, _ x: [Float], den: [Float], from s: Float, to target: Float) throws -> [Float] {
-        if target == 0 { return eulerStep(x, den: den, from: s, to: target) }
+    /// One DPM2 step from σ `s` (denoised `den` already known) to `target`, in place: Euler when
+    /// the target is 0, else the midpoint (in log σ) rule.
+    static func dpm2Step(_ model: DenoiseInto, _ x: inout [Float], den: [Float], from s: Float, to target: Float,
+                         _ w: inout SecondOrderBuffers) throws {
+        if target == 0 { return eulerStep(&x, den: den, from: s, to: target) }
         let mid = logMidpoint(s, target)
-        let x2 = eulerStep(x, den: den, from: s, to: mid)
-        let den2 = try model(x2, mid)
-        return x.indices.map { x[$0] + ((x2[$0] - den2[$0]) / mid) * (target - s) }
+        eulerStep(x, den: den, from: s, to: mid, into: &w.x2)
+        try model(w.x2, mid, &w.den2)
+        for j in x.indices { x[j] = x[j] + ((w.x2[j] - w.den2[j]) / mid) * (target - s) }
     }
 
-    public static func dpm2(_ model: Denoise, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: () -> [Float],
+    public static func dpm2(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: NoiseInto,
                             onStep: StepCallback) throws -> [Float] {
-        var x = x0
-        let n = sigmas.count - 1
-        for i in 0..<n {
-            let s = churn.apply(&x, sigma: sigmas[i], steps: n, noise: noise())
-            x = try dpm2Step(model, x, den: try model(x, s), from: s, to: sigmas[i + 1])
+        var x = x0, den = buffer(x0.count), n = buffer(x0.count), w = SecondOrderBuffers(x0.count)
+        let steps = sigmas.count - 1
+        for i in 0..<steps {
+            noise(&n)
+            let s = churn.apply(&x, sigma: sigmas[i], steps: steps, noise: n)
+            try model(x, s, &den)
+            try dpm2Step(model, &x, den: den, from: s, to: sigmas[i + 1], &w)
             try onStep(i, x)
         }
         return x
     }
 
-    public static func dpm2Ancestral(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
-                                     noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
-        var x = x0
+    public static func dpm2Ancestral(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
+                                     noise: NoiseInto, onStep: StepCallback) throws -> [Float] {
+        var x = x0, den = buffer(x0.count), n = buffer(x0.count), w = SecondOrderBuffers(x0.count)
         for i in 0..<(sigmas.count - 1) {
             let s = sigmas[i]
-            let den = try model(x, s)
+            try model(x, s, &den)
             let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
-            x = try dpm2Step(model, x, den: den, from: s, to: down)
-            if down != 0 { addNoise(&x, noise(), sNoise: sNoise, up: up) }
+            try dpm2Step(model, &x, den: den, from: s, to: down, &w)
+            if down != 0 {
+                noise(&n)
+                addNoise(&x, n, sNoise: sNoise, up: up)
+            }
             try onStep(i, x)
         }
         return x
@@ -262,20 +315,24 @@ public enum KSamplers {
         return sum * (b - a) / 2
     }
 
-    public static func lms(_ model: Denoise, _ x0: [Float], sigmas: [Float], order: Int = 4, onStep: StepCallback) throws -> [Float] {
-        var x = x0
+    /// `sample_lms`: the last `order` slopes in a ring of buffers, newest weighted first.
+    public static func lms(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], order: Int = 4, onStep: StepCallback) throws -> [Float] {
+        var x = x0, den = buffer(x0.count), acc = buffer(x0.count)
         let t = sigmas.map(Double.init)
-        var ds: [[Float]] = []
+        var ring = (0..<order).map { _ in buffer(x0.count) }
+        var coeffs = [Float](repeating: 0, count: order)
         for i in 0..<(sigmas.count - 1) {
             let s = sigmas[i]
-            let den = try model(x, s)
-            ds.append(toD(x, den, s))
-            if ds.count > order { ds.removeFirst() }
+            try model(x, s, &den)
+            let slot = i % order
+            for j in x.indices { ring[slot][j] = (x[j] - den[j]) / s }
             let cur = min(i + 1, order)
-            let coeffs = (0..<cur).map { Float(lmsCoefficient(order: cur, t: t, i: i, j: $0)) }
-            var acc = [Float](repeating: 0, count: x.count)
-            for (k, d) in zip(coeffs, ds.reversed()) {
-                for j in acc.indices { acc[j] = acc[j] + k * d[j] }
+            for k in 0..<cur { coeffs[k] = Float(lmsCoefficient(order: cur, t: t, i: i, j: k)) }
+            for j in acc.indices { acc[j] = 0 }
+            // coefficient k goes with the slope of step i − k
+            for k in 0..<cur {
+                let c = coeffs[k], from = (i - k) % order
+                for j in acc.indices { acc[j] = acc[j] + c * ring[from][j] }
             }
             for j in x.indices { x[j] = x[j] + acc[j] }
             try onStep(i, x)
@@ -283,27 +340,30 @@ public enum KSamplers {
         return x
     }
 
-    public static func dpmpp2SAncestral(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
-                                        noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
-        var x = x0
+    public static func dpmpp2SAncestral(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
+                                        noise: NoiseInto, onStep: StepCallback) throws -> [Float] {
+        var x = x0, den = buffer(x0.count), n = buffer(x0.count), w = SecondOrderBuffers(x0.count)
         func t(_ s: Float) -> Float { -logf(s) }
         for i in 0..<(sigmas.count - 1) {
             let s = sigmas[i]
-            let den = try model(x, s)
+            try model(x, s, &den)
             let (down, up) = ancestral(s, sigmas[i + 1], eta: eta)
             if down == 0 {
-                x = eulerStep(x, den: den, from: s, to: down)
+                eulerStep(&x, den: den, from: s, to: down)
             } else {
                 let ti = t(s), tn = t(down)
                 let h = tn - ti
                 let sm = ti + 0.5 * h
                 let r1 = expf(-sm) / expf(-ti), c1 = expm1f(-h * 0.5)
-                let x2 = x.indices.map { r1 * x[$0] - c1 * den[$0] }
-                let den2 = try model(x2, expf(-sm))
+                for j in x.indices { w.x2[j] = r1 * x[j] - c1 * den[j] }
+                try model(w.x2, expf(-sm), &w.den2)
                 let r2 = expf(-tn) / expf(-ti), c2 = expm1f(-h)
-                for j in x.indices { x[j] = r2 * x[j] - c2 * den2[j] }
+                for j in x.indices { x[j] = r2 * x[j] - c2 * w.den2[j] }
             }
-            if sigmas[i + 1] > 0 { addNoise(&x, noise(), sNoise: sNoise, up: up) }
+            if sigmas[i + 1] > 0 {
+                noise(&n)
+                addNoise(&x, n, sNoise: sNoise, up: up)
+            }
             try onStep(i, x)
         }
         return x
@@ -313,8 +373,8 @@ public enum KSamplers {
     /// steps on the schedule becomes Karras over `steps − 9·k` steps (k = 1, or 2 restarts of
     /// steps/4 from 36 steps), and a restart segment goes back up from the σ nearest 0.1 to the
     /// one nearest 2, re-noising with `√(new² − old²)` of image-stream noise. Heun steps.
-    public static func restart(_ model: Denoise, _ x0: [Float], sigmas given: [Float], sNoise: Float = 1,
-                               noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
+    public static func restart(_ model: DenoiseInto, _ x0: [Float], sigmas given: [Float], sNoise: Float = 1,
+                               noise: NoiseInto, onStep: StepCallback) throws -> [Float] {
         var sigmas = given
         let steps = sigmas.count - 1
         var restarts: [(at: Float, steps: Int, times: Int, max: Float)] = []
@@ -341,11 +401,15 @@ public enum KSamplers {
                 }
             }
         }
-        var x = x0
+        var x = x0, den = buffer(x0.count), n = buffer(x0.count), w = SecondOrderBuffers(x0.count)
         var last: Float?
         for (k, (old, new)) in pairs.enumerated() {
-            if let l = last, l < old { addNoise(&x, noise(), sNoise: sNoise, up: (old * old - l * l).squareRoot()) }
-            x = try heunStep(model, x, den: try model(x, old), from: old, to: new)
+            if let l = last, l < old {
+                noise(&n)
+                addNoise(&x, n, sNoise: sNoise, up: (old * old - l * l).squareRoot())
+            }
+            try model(x, old, &den)
+            try heunStep(model, &x, den: den, from: old, to: new, &w)
             last = new
             try onStep(k, x)
         }
@@ -353,14 +417,40 @@ public enum KSamplers {
     }
 
     /// LCM: the denoised latents, re-noised to the next σ with a fresh image-stream draw.
-    public static func lcm(_ model: Denoise, _ x0: [Float], sigmas: [Float], noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
-        var x = x0
+    public static func lcm(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], noise: NoiseInto, onStep: StepCallback) throws -> [Float] {
+        // x gets buffers of its own: the two swap, and the caller's x0 must not come back as `den`
+        var x = buffer(x0.count), den = buffer(x0.count), n = buffer(x0.count)
+        for j in x.indices { x[j] = x0[j] }
         for i in 0..<(sigmas.count - 1) {
-            x = try model(x, sigmas[i])
+            try model(x, sigmas[i], &den)
+            swap(&x, &den)  // x ← denoised; the old latents' buffer takes the next call's output
             if sigmas[i + 1] > 0 {
-                let n = noise()
+                noise(&n)
                 for j in x.indices { x[j] = x[j] + sigmas[i + 1] * n[j] }
             }
+            try onStep(i, x)
+        }
+        return x
+    }
+
+    /// `sample_dpmpp_2m`: the previous step's denoised kept in a second buffer (the two swap).
+    public static func dpmpp2M(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
+        var x = x0, den = buffer(x0.count), old = buffer(x0.count)
+        func t(_ s: Float) -> Float { -logf(s) }
+        for i in 0..<(sigmas.count - 1) {
+            try model(x, sigmas[i], &den)
+            let ti = t(sigmas[i]), tn = t(sigmas[i + 1])
+            let h = tn - ti
+            let ratio = expf(-tn) / expf(-ti)
+            let c = expm1f(-h)
+            if i > 0, sigmas[i + 1] != 0 {
+                let r = (ti - t(sigmas[i - 1])) / h
+                let a = 1 + 1 / (2 * r), b = 1 / (2 * r)
+                for j in x.indices { x[j] = ratio * x[j] - c * (a * den[j] - b * old[j]) }
+            } else {
+                for j in x.indices { x[j] = ratio * x[j] - c * den[j] }
+            }
+            swap(&old, &den)
             try onStep(i, x)
         }
         return x
@@ -406,28 +496,6 @@ public enum KSamplers {
         return x
     }
 
-    public static func dpmpp2M(_ model: Denoise, _ x0: [Float], sigmas: [Float], onStep: StepCallback) throws -> [Float] {
-        var x = x0
-        var old: [Float]?
-        func t(_ s: Float) -> Float { -logf(s) }
-        for i in 0..<(sigmas.count - 1) {
-            let den = try model(x, sigmas[i])
-            let ti = t(sigmas[i]), tn = t(sigmas[i + 1])
-            let h = tn - ti
-            let ratio = expf(-tn) / expf(-ti)
-            let c = expm1f(-h)
-            if let old, sigmas[i + 1] != 0 {
-                let r = (ti - t(sigmas[i - 1])) / h
-                let a = 1 + 1 / (2 * r), b = 1 / (2 * r)
-                for j in x.indices { x[j] = ratio * x[j] - c * (a * den[j] - b * old[j]) }
-            } else {
-                for j in x.indices { x[j] = ratio * x[j] - c * den[j] }
-            }
-            old = den
-            try onStep(i, x)
-        }
-        return x
-    }
 }
 
 /// A1111's own DDIM (`sd_samplers_timesteps_impl.ddim`): timesteps `range(0, 1000, 1000/steps) + 1`,
@@ -437,18 +505,18 @@ public enum DDIMSampler {
         Array(stride(from: 0, to: 1000, by: max(1, 1000 / steps))).map { min(max($0 + 1, 0), 999) }
     }
 
-    /// `eps(x, t)` returns the CFG-combined ε at integer timestep t and the negative prompt's ε;
-    /// DDIM CFG++ (`cfgpp`) points the direction term along the negative prompt's ε.
-    public static func sample(eps: (_ x: [Float], _ t: Int) throws -> (combined: [Float], uncond: [Float]), _ x0: [Float], timesteps ts: [Int],
-                              alphasCumprod ac: [Float], eta: Double = 0, cfgpp: Bool = false, noise: () -> [Float],
-                              onStep: StepCallback) throws -> [Float] {
-        var x = x0
+    /// `eps(x, t, &combined, &uncond)` writes the CFG-combined ε at integer timestep t and the
+    /// negative prompt's ε; DDIM CFG++ (`cfgpp`) points the direction term along the negative
+    /// prompt's ε. Buffers are kept across steps (no array per step).
+    public static func sample(eps: (_ x: [Float], _ t: Int, _ combined: inout [Float], _ uncond: inout [Float]) throws -> Void,
+                              _ x0: [Float], timesteps ts: [Int], alphasCumprod ac: [Float], eta: Double = 0, cfgpp: Bool = false,
+                              noise: NoiseInto, onStep: StepCallback) throws -> [Float] {
+        var x = x0, e = KSamplers.buffer(x0.count), u = KSamplers.buffer(x0.count), n = KSamplers.buffer(x0.count)
         let alphas = ts.map { ac[$0] }
         let alphasPrev = ([0] + ts.dropLast()).map { Double(ac[$0]) }
         for i in 0..<(ts.count - 1) {
             let idx = ts.count - 1 - i
-            let (e, u) = try eps(x, ts[idx])
-            let dir = cfgpp ? u : e
+            try eps(x, ts[idx], &e, &u)
             let at = alphas[idx]
             let aPrev = Float(alphasPrev[idx])
             let sig64 = eta * ((1 - alphasPrev[idx]) / Double(1 - at) * Double(1 - at / Float(alphasPrev[idx]))).squareRoot()
@@ -456,10 +524,10 @@ public enum DDIMSampler {
             let sqrt1m = (1 - at).squareRoot()
             let sqrtAt = at.squareRoot(), sqrtPrev = aPrev.squareRoot()
             let dirCoef = (1 - aPrev - sigma * sigma).squareRoot()
-            let n = noise()
+            noise(&n)
             for j in x.indices {
                 let pred = (x[j] - sqrt1m * e[j]) / sqrtAt
-                x[j] = sqrtPrev * pred + dirCoef * dir[j] + sigma * n[j]
+                x[j] = sqrtPrev * pred + dirCoef * (cfgpp ? u[j] : e[j]) + sigma * n[j]
             }
             try onStep(i, x)
         }
@@ -467,38 +535,42 @@ public enum DDIMSampler {
     }
 
     /// A1111's PLMS (`sd_samplers_timesteps_impl.plms`): a pseudo-improved Euler first step
-    /// (two model calls), then Adams–Bashforth of orders 2, 3, 4 on ε.
-    public static func plms(eps: (_ x: [Float], _ t: Int) throws -> [Float], _ x0: [Float], timesteps ts: [Int],
+    /// (two model calls), then Adams–Bashforth of orders 2, 3, 4 on ε. The last three ε are kept
+    /// in a ring of buffers.
+    public static func plms(eps: (_ x: [Float], _ t: Int, _ out: inout [Float]) throws -> Void, _ x0: [Float], timesteps ts: [Int],
                             alphasCumprod ac: [Float], onStep: StepCallback) throws -> [Float] {
-        var x = x0
+        let count = x0.count
+        var x = x0, e = KSamplers.buffer(count), ep = KSamplers.buffer(count)
+        var ring = (0..<3).map { _ in KSamplers.buffer(count) }
         let alphas = ts.map { ac[$0] }
         let alphasPrev = ([0] + ts.dropLast()).map { Float(Double(ac[$0])) }
-        func prev(_ x: [Float], _ e: [Float], _ idx: Int) -> [Float] {
+        /// The coefficients of x at the previous timestep: `√ᾱ_prev·(x − √(1−ᾱ)·ε)/√ᾱ + √(1−ᾱ_prev)·ε`.
+        func coefficients(_ idx: Int) -> (sqrt1m: Float, sqrtAt: Float, sqrtPrev: Float, dirCoef: Float) {
             let at = alphas[idx], aPrev = alphasPrev[idx]
-            let sqrt1m = (1 - at).squareRoot(), sqrtAt = at.squareRoot(), sqrtPrev = aPrev.squareRoot(), dirCoef = (1 - aPrev).squareRoot()
-            return x.indices.map { j in sqrtPrev * ((x[j] - sqrt1m * e[j]) / sqrtAt) + dirCoef * e[j] }
+            return ((1 - at).squareRoot(), at.squareRoot(), aPrev.squareRoot(), (1 - aPrev).squareRoot())
         }
-        var old: [[Float]] = []
         for i in 0..<(ts.count - 1) {
             let idx = ts.count - 1 - i
-            let e = try eps(x, ts[idx])
-            var ep: [Float]
-            switch old.count {
+            try eps(x, ts[idx], &e)
+            // ε of steps i − 1, i − 2, i − 3 (the newest first)
+            let (n1, n2, n3) = ((i + 2) % 3, (i + 1) % 3, i % 3)
+            switch min(i, 3) {
             case 0:
-                let xp = prev(x, e, idx)
-                let en = try eps(xp, ts[max(idx - 1, 0)])
-                ep = e.indices.map { (e[$0] + en[$0]) / 2 }
+                // the first step's second evaluation: ep and ring[0] serve as x' and ε'
+                let k = coefficients(idx)
+                for j in x.indices { ep[j] = k.sqrtPrev * ((x[j] - k.sqrt1m * e[j]) / k.sqrtAt) + k.dirCoef * e[j] }
+                try eps(ep, ts[max(idx - 1, 0)], &ring[0])
+                for j in e.indices { ep[j] = (e[j] + ring[0][j]) / 2 }
             case 1:
-                ep = e.indices.map { (3 * e[$0] - old[0][$0]) / 2 }
+                for j in e.indices { ep[j] = (3 * e[j] - ring[n1][j]) / 2 }
             case 2:
-                ep = e.indices.map { (23 * e[$0] - 16 * old[1][$0] + 5 * old[0][$0]) / 12 }
+                for j in e.indices { ep[j] = (23 * e[j] - 16 * ring[n1][j] + 5 * ring[n2][j]) / 12 }
             default:
-                let n = old.count
-                ep = e.indices.map { (55 * e[$0] - 59 * old[n - 1][$0] + 37 * old[n - 2][$0] - 9 * old[n - 3][$0]) / 24 }
+                for j in e.indices { ep[j] = (55 * e[j] - 59 * ring[n1][j] + 37 * ring[n2][j] - 9 * ring[n3][j]) / 24 }
             }
-            x = prev(x, ep, idx)
-            old.append(e)
-            if old.count >= 4 { old.removeFirst() }
+            let k = coefficients(idx)
+            for j in x.indices { x[j] = k.sqrtPrev * ((x[j] - k.sqrt1m * ep[j]) / k.sqrtAt) + k.dirCoef * ep[j] }
+            swap(&e, &ring[i % 3])  // this step's ε joins the ring; the oldest's buffer takes the next
             try onStep(i, x)
         }
         return x

@@ -29,6 +29,7 @@ struct Bench: ParsableCommand {
     @Option(help: "unet: also time one step with this ControlNet (.safetensors/.pth), next to the plain step.") var controlnet: String?
     @Option(help: "unet, txt2img: also time patching this LoRA / LyCORIS file in at weight 1 (and restoring the weights), next to the plain step.") var lora: String?
     @Option(help: "unet, txt2img: also time one UNet step at the hires fix's second-pass size (size × this factor), next to the plain step.") var hiresScale: Double?
+    @Option(help: "txt2img: the sampler (A1111's name, e.g. \"DPM++ 2M\"); the reference's bench is Euler's.") var sampler: String = "Euler"
     @Flag(help: "Write a backtrace of every allocation call during the last run (txt2img: during its third step, a steady one) to stderr; tools/malloc_sites.py names the sites.") var mallocBacktraces = false
 
     func run() throws {
@@ -40,6 +41,12 @@ struct Bench: ParsableCommand {
         guard runs > 0 else { throw ValidationError("--runs must be positive") }
         if let hiresScale, !(1...4).contains(hiresScale) { throw ValidationError("--hires-scale must be between 1 and 4") }
         if let lora, !FileManager.default.fileExists(atPath: lora) { throw ValidationError("--lora: no such file \(lora)") }
+        guard let (samplerChoice, _) = Sampler.resolve(sampler) else {
+            throw ValidationError("--sampler: no sampler named \(sampler) (one of: \(Sampler.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        if referencePython != nil, what == .txt2img, samplerChoice != .euler {
+            throw ValidationError("--reference-python: the reference bench samples with Euler; leave --sampler out to compare")
+        }
         if what == .queue { return try runQueue() }
         if what == .gateway || what == .api {
             guard items >= 16 else { throw ValidationError("--items must be at least 16") }
@@ -106,6 +113,7 @@ struct Bench: ParsableCommand {
             r.width = size
             r.height = size
             r.randnSource = .cpu
+            r.sampler = samplerChoice
             // tensor buffers and malloc calls over steps 2…N (the step loop should reuse step 1's buffers)
             var run = 0
             work = { [runs, mallocBacktraces] in
@@ -168,6 +176,7 @@ struct Bench: ParsableCommand {
             if what == .matmul { o["gflops"] = sgemm }
             if let freshInLoop { o["fresh_buffers_steps_2_to_n"] = freshInLoop }
             if let mallocsInLoop { o["malloc_calls_steps_2_to_n"] = mallocsInLoop }
+            if what == .txt2img { o["sampler"] = samplerChoice.rawValue }
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
@@ -179,7 +188,7 @@ struct Bench: ParsableCommand {
             print("  per run after the warm-up: \(f(freshPerRun)) tensor buffers allocated (0 = all reused), \(faultsPerRun) minor page faults")
             print("  malloc calls in the last run: \(mallocsLastRun) (fewest in a run: \(mallocsFewest))")
             if let freshInLoop { print("  tensor buffers allocated over steps 2…N of the last run: \(freshInLoop)") }
-            if let mallocsInLoop { print("  malloc calls over steps 2…N of the last run: \(mallocsInLoop)") }
+            if let mallocsInLoop { print("  malloc calls over steps 2…N of the last run: \(mallocsInLoop) (\(samplerChoice.rawValue))") }
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }
         }
         if what == .unet, let controlnet { try benchControlNet(controlnet, model: try m(), plainMedian: median, sgemm: sgemm) }
