@@ -539,12 +539,10 @@ public final class Pipeline: @unchecked Sendable {
                     throw RequestError(field: initLatent != nil ? "denoising_strength" : "steps",
                                        "UniPC needs at least 3 sampling steps (its order); this job has \(ts.count)")
                 }
-                x = try UniPCSampler.sample(eps: { x, t in
+                x = try UniPCSampler.sample(eps: { x, t, e in
                     let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
-                    var e: [Float] = []
                     // a v-model's ε uses the integer part of the float timestep (A1111: t.to(torch.int))
                     denoiser.combine(denoiser.unetOutputs(x, inputScale: 1, t: t), x: x, timestepOutput(Int(t)), keepOutsideMask: false, into: &e)
-                    return e
                 }, x, steps: ts.count, lastTimestep: initLatent != nil ? ts.last : nil, alphasCumprod: schedule.alphasCumprod,
                    onStep: stepCallback)
             } else if r.sampler == .plms {
