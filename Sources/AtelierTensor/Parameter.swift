@@ -89,6 +89,18 @@ public final class Parameter: @unchecked Sendable {
         }
     }
 
+    /// Copies row `r` of a 2-D weight `[rows, columns]` into `dst` as float32: an embedding
+    /// lookup, for which a half-resident table widens only the rows asked for.
+    public func copyRow(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
+        precondition(shape.count == 2 && r >= 0 && r < shape[0], "row \(r) of a weight of shape \(shape)")
+        let columns = shape[1]
+        if let t = lock.withLock({ resident }) {
+            dst.update(from: t.unsafePointer + r * columns, count: columns)
+        } else {
+            Self.widen(half! + r * columns, into: dst, count: columns)
+        }
+    }
+
     /// float16 → float32 over `count` values (F16C conversion where the CPU has it).
     public static func widen(_ src: UnsafePointer<UInt16>, into dst: UnsafeMutablePointer<Float>, count: Int) {
         Compute.split(count, minimum: 1 << 18, (src, dst)) { context, r in
