@@ -177,10 +177,42 @@ public final class BrownianTree {
 /// for every image, concatenated.
 public final class BrownianNoiseSampler {
     let trees: [BrownianTree]
+    /// the queries computed ahead (`prepare`) and their noise, one block each
+    private var prepared: [(sigma: Float, next: Float)] = []
+    private var table: [Float] = []
 
     public init(seeds: [UInt64], perImage: Int, sigmaMin: Float, sigmaMax: Float, source: NoiseSource = .cpu) {
         let (lo, hi) = sigmaMin < sigmaMax ? (sigmaMin, sigmaMax) : (sigmaMax, sigmaMin)
         trees = seeds.map { BrownianTree(t0: Double(lo), t1: Double(hi), count: perImage, entropy: $0, source: source) }
+    }
+
+    /// Floats the noise of one query takes (every image's block).
+    var blockCount: Int { trees.reduce(0) { $0 + $1.count } }
+
+    /// Computes the noise of a sampler's `queries` before its first step, so the steps look it up
+    /// (`callAsFunction(_:_:into:)`) without building the tree's nodes and arrays then. The values
+    /// are the same (a node's increment does not depend on the order of queries); skipped past
+    /// `maxFloats` of noise (then each query is computed when asked).
+    public func prepare(_ queries: [(Float, Float)], maxFloats: Int = 1 << 24) {
+        guard !queries.isEmpty, queries.count * blockCount <= maxFloats else { return }
+        table = []
+        table.reserveCapacity(queries.count * blockCount)
+        for (a, b) in queries { table += self(a, b) }
+        prepared = queries.map { (sigma: $0.0, next: $0.1) }
+    }
+
+    /// The noise for the step σ → σ_next written into `out`: a prepared query is copied from the
+    /// table (no allocation); any other is computed.
+    public func callAsFunction(_ sigma: Float, _ sigmaNext: Float, into out: inout [Float]) {
+        guard let k = prepared.firstIndex(where: { $0.sigma == sigma && $0.next == sigmaNext }) else {
+            out = self(sigma, sigmaNext)
+            return
+        }
+        let n = blockCount
+        if out.count != n { out = [Float](repeating: 0, count: n) }
+        table.withUnsafeBufferPointer { t in
+            out.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: t.baseAddress! + k * n, count: n) }
+        }
     }
 
     /// `W(σ_next) − W(σ)` of every image's tree (sign-corrected), before the scaling.

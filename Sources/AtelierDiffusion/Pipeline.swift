@@ -636,12 +636,12 @@ public final class Pipeline: @unchecked Sendable {
                     x = try KSamplers.dpmAdaptive(allocatingDenoise, x, sigmaMin: smin, sigmaMax: smax, eta: eta, noise: allocatingNoise, onStep: stepCallback)
                 }
             case .dpmppSDE:
-                x = try KSamplers.dpmppSDE(allocatingDenoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .dpmpp2mSDE, .dpmpp2mSDEHeun:
-                x = try KSamplers.dpmpp2MSDE(allocatingDenoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), heun: r.sampler == .dpmpp2mSDEHeun,
+                x = try KSamplers.dpmpp2MSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), heun: r.sampler == .dpmpp2mSDEHeun,
                                              noise: brownian!, onStep: stepCallback)
             case .dpmpp3mSDE:
-                x = try KSamplers.dpmpp3MSDE(allocatingDenoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
+                x = try KSamplers.dpmpp3MSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)
             case .ddim, .ddimCFGpp, .plms, .uniPC: fatalError("unreachable")
             }
         }

@@ -4,36 +4,42 @@ import Foundation
 /// float32 operation order as `k_diffusion/sampling.py` (A1111 1.10's pin).
 extension KSamplers {
     /// `sample_dpmpp_sde` (r = ½): a midpoint step in t = −log σ with ancestral noise at the
-    /// midpoint and at the end, both from the tree; two model calls per step.
-    public static func dpmppSDE(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
+    /// midpoint and at the end, both from the tree (computed before the first step); two model
+    /// calls per step.
+    public static func dpmppSDE(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
                                 noise ns: BrownianNoiseSampler, onStep: StepCallback) throws -> [Float] {
-        var x = x0
         let r: Float = 0.5
         let fac = 1 / (2 * r)
+        /// step i's times in t = −log σ and the σ of its start, midpoint and end (the noise queries)
+        func times(_ i: Int) -> (t: Float, tNext: Float, st: Float, ss: Float, sNext: Float) {
+            let t = -logf(sigmas[i]), tNext = -logf(sigmas[i + 1])
+            let s = t + (tNext - t) * r
+            return (t, tNext, expf(-t), expf(-s), expf(-tNext))
+        }
+        ns.prepare((0..<(sigmas.count - 1)).filter { sigmas[$0 + 1] != 0 }.flatMap { i -> [(Float, Float)] in
+            let k = times(i)
+            return [(k.st, k.ss), (k.st, k.sNext)]
+        })
+        var x = x0, den = buffer(x0.count), n = buffer(x0.count), w = SecondOrderBuffers(x0.count)
         for i in 0..<(sigmas.count - 1) {
-            let den = try model(x, sigmas[i])
+            try model(x, sigmas[i], &den)
             if sigmas[i + 1] == 0 {
                 eulerStep(&x, den: den, from: sigmas[i], to: sigmas[i + 1])
             } else {
-                let t = -logf(sigmas[i]), tNext = -logf(sigmas[i + 1])
-                let h = tNext - t
-                let s = t + h * r
-                let st = expf(-t), ss = expf(-s)
+                let (t, _, st, ss, sNext) = times(i)
                 var (sd, su) = ancestral(st, ss, eta: eta)
                 let sMid = -logf(sd)
                 let a1 = expf(-sMid) / st, c1 = expm1f(t - sMid)
-                var x2 = x.indices.map { a1 * x[$0] - c1 * den[$0] }
-                let n1 = ns(st, ss)
-                for j in x2.indices { x2[j] = x2[j] + (n1[j] * sNoise) * su }
-                let den2 = try model(x2, ss)
-                let sNext = expf(-tNext)
+                ns(st, ss, into: &n)
+                for j in x.indices { w.x2[j] = (a1 * x[j] - c1 * den[j]) + (n[j] * sNoise) * su }
+                try model(w.x2, ss, &w.den2)
                 (sd, su) = ancestral(st, sNext, eta: eta)
                 let tNextDown = -logf(sd)
                 let a2 = expf(-tNextDown) / st, c2 = expm1f(t - tNextDown)
-                let n2 = ns(st, sNext)
+                ns(st, sNext, into: &n)
                 for j in x.indices {
-                    let d = (1 - fac) * den[j] + fac * den2[j]
-                    x[j] = (a2 * x[j] - c2 * d) + (n2[j] * sNoise) * su
+                    let d = (1 - fac) * den[j] + fac * w.den2[j]
+                    x[j] = (a2 * x[j] - c2 * d) + (n[j] * sNoise) * su
                 }
             }
             try onStep(i, x)
@@ -41,17 +47,23 @@ extension KSamplers {
         return x
     }
 
-    /// `sample_dpmpp_2m_sde` (midpoint, or `heun` for "DPM++ 2M SDE Heun").
-    public static func dpmpp2MSDE(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1, heun: Bool,
+    /// The noise queries `(σ_i, σ_i+1)` of the multistep SDE samplers: every step that does not end at 0.
+    static func stepQueries(_ sigmas: [Float], eta: Float) -> [(Float, Float)] {
+        eta == 0 ? [] : (0..<(sigmas.count - 1)).filter { sigmas[$0 + 1] != 0 }.map { (sigmas[$0], sigmas[$0 + 1]) }
+    }
+
+    /// `sample_dpmpp_2m_sde` (midpoint, or `heun` for "DPM++ 2M SDE Heun"); the previous
+    /// denoised in a second buffer (the two swap).
+    public static func dpmpp2MSDE(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1, heun: Bool,
                                   noise ns: BrownianNoiseSampler, onStep: StepCallback) throws -> [Float] {
-        var x = x0
-        var old: [Float]?
+        ns.prepare(stepQueries(sigmas, eta: eta))
+        var x = x0, den = buffer(x0.count), old = buffer(x0.count), n = buffer(x0.count)
         var hLast: Float = 0
         for i in 0..<(sigmas.count - 1) {
-            let den = try model(x, sigmas[i])
+            try model(x, sigmas[i], &den)
             var h = hLast
             if sigmas[i + 1] == 0 {
-                x = den
+                for j in x.indices { x[j] = den[j] }
             } else {
                 let t = -logf(sigmas[i]), s = -logf(sigmas[i + 1])
                 h = s - t
@@ -60,43 +72,45 @@ extension KSamplers {
                 let arg = -h - etaH
                 let b = -expm1f(arg)
                 for j in x.indices { x[j] = a * x[j] + b * den[j] }
-                if let old {
+                if i > 0 {
                     let r = hLast / h
                     let k = heun ? (b / arg + 1) * (1 / r) : (0.5 * b) * (1 / r)
                     for j in x.indices { x[j] = x[j] + k * (den[j] - old[j]) }
                 }
                 if eta != 0 {
-                    let n = ns(sigmas[i], sigmas[i + 1])
+                    ns(sigmas[i], sigmas[i + 1], into: &n)
                     let f = (-expm1f(-2 * etaH)).squareRoot()
                     let sn = sigmas[i + 1]
                     for j in x.indices { x[j] = x[j] + ((n[j] * sn) * f) * sNoise }
                 }
             }
-            old = den
+            swap(&old, &den)
             hLast = h
             try onStep(i, x)
         }
         return x
     }
 
-    /// `sample_dpmpp_3m_sde`: third-order multistep on the last three denoised outputs.
-    public static func dpmpp3MSDE(_ model: Denoise, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
+    /// `sample_dpmpp_3m_sde`: third-order multistep on the last three denoised outputs, which
+    /// rotate through three buffers.
+    public static func dpmpp3MSDE(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,
                                   noise ns: BrownianNoiseSampler, onStep: StepCallback) throws -> [Float] {
-        var x = x0
-        var d1: [Float]?, d2: [Float]?
+        ns.prepare(stepQueries(sigmas, eta: eta))
+        var x = x0, den = buffer(x0.count), d1 = buffer(x0.count), d2 = buffer(x0.count), n = buffer(x0.count)
         var h1: Float?, h2: Float?
         for i in 0..<(sigmas.count - 1) {
-            let den = try model(x, sigmas[i])
+            try model(x, sigmas[i], &den)
             var h = h1 ?? 0
             if sigmas[i + 1] == 0 {
-                x = den
+                for j in x.indices { x[j] = den[j] }
             } else {
                 let t = -logf(sigmas[i]), s = -logf(sigmas[i + 1])
                 h = s - t
                 let hEta = h * (eta + 1)
                 let a = expf(-hEta), b = -expm1f(-hEta)
                 for j in x.indices { x[j] = a * x[j] + b * den[j] }
-                if let h2, let h1, let d1, let d2 {
+                // d1 holds step i − 1's denoised (from step 1 on), d2 step i − 2's (from step 2 on)
+                if i >= 2, let h2, let h1 {
                     let r0 = h1 / h, r1 = h2 / h
                     let phi2 = expm1f(-hEta) / hEta + 1
                     let phi3 = phi2 / hEta - 0.5
@@ -108,19 +122,21 @@ extension KSamplers {
                         let dd2 = (d10 - d11) / rs
                         x[j] = (x[j] + phi2 * dd1) - phi3 * dd2
                     }
-                } else if let h1, let d1 {
+                } else if i >= 1, let h1 {
                     let q = h1 / h
                     let phi2 = expm1f(-hEta) / hEta + 1
                     for j in x.indices { x[j] = x[j] + phi2 * ((den[j] - d1[j]) / q) }
                 }
                 if eta != 0 {
-                    let n = ns(sigmas[i], sigmas[i + 1])
+                    ns(sigmas[i], sigmas[i + 1], into: &n)
                     let f = (-expm1f((h * -2) * eta)).squareRoot()
                     let sn = sigmas[i + 1]
                     for j in x.indices { x[j] = x[j] + ((n[j] * sn) * f) * sNoise }
                 }
             }
-            (d1, d2) = (den, d1)
+            // (d1, d2) ← (den, d1); the oldest buffer takes the next call's output
+            swap(&d2, &d1)
+            swap(&d1, &den)
             (h1, h2) = (h, h1)
             try onStep(i, x)
         }

@@ -239,13 +239,24 @@ public enum KSamplers {
 
     public static func heun(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: NoiseInto,
                             onStep: StepCallback) throws -> [Float] {
+        try churnedSecondOrder(model, x0, sigmas: sigmas, churn: churn, noise: noise, onStep: onStep, dpm2: false)
+    }
+
+    /// Heun's and DPM2's loop: A1111's churn (a draw every step), the model at σ̂, then a Heun or
+    /// DPM2 step to the next σ.
+    static func churnedSecondOrder(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], churn: Churn, noise: NoiseInto, onStep: StepCallback,
+                                   dpm2: Bool) throws -> [Float] {
         var x = x0, den = buffer(x0.count), n = buffer(x0.count), w = SecondOrderBuffers(x0.count)
         let steps = sigmas.count - 1
         for i in 0..<steps {
             noise(&n)
             let s = churn.apply(&x, sigma: sigmas[i], steps: steps, noise: n)
             try model(x, s, &den)
-            try heunStep(model, &x, den: den, from: s, to: sigmas[i + 1], &w)
+            if dpm2 {
+                try dpm2Step(model, &x, den: den, from: s, to: sigmas[i + 1], &w)
+            } else {
+                try heunStep(model, &x, den: den, from: s, to: sigmas[i + 1], &w)
+            }
             try onStep(i, x)
         }
         return x
@@ -270,16 +281,7 @@ public enum KSamplers {
 
     public static func dpm2(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], churn: Churn = Churn(), noise: NoiseInto,
                             onStep: StepCallback) throws -> [Float] {
-        var x = x0, den = buffer(x0.count), n = buffer(x0.count), w = SecondOrderBuffers(x0.count)
-        let steps = sigmas.count - 1
-        for i in 0..<steps {
-            noise(&n)
-            let s = churn.apply(&x, sigma: sigmas[i], steps: steps, noise: n)
-            try model(x, s, &den)
-            try dpm2Step(model, &x, den: den, from: s, to: sigmas[i + 1], &w)
-            try onStep(i, x)
-        }
-        return x
+        try churnedSecondOrder(model, x0, sigmas: sigmas, churn: churn, noise: noise, onStep: onStep, dpm2: true)
     }
 
     public static func dpm2Ancestral(_ model: DenoiseInto, _ x0: [Float], sigmas: [Float], eta: Float = 1, sNoise: Float = 1,

@@ -124,7 +124,8 @@ struct Bench: ParsableCommand {
                     // reported after each step: on after step 2, off after step 3
                     if mallocBacktraces, run == runs + 1 { atelier_malloc_backtraces(progress.step == 2 ? 1 : 0) }
                     if progress.step == 1 { atFirst = BufferPool.freshAllocations; mallocsAtFirst = atelier_malloc_calls() }
-                    if progress.step == progress.steps {
+                    // counted up to the last step reported (DPM fast and adaptive report fewer than `steps`)
+                    if progress.step >= 2 {
                         freshInLoop = BufferPool.freshAllocations - atFirst
                         mallocsInLoop = Int(atelier_malloc_calls() - mallocsAtFirst)
                     }
