@@ -608,7 +608,6 @@ public final class Pipeline: @unchecked Sendable {
                 let cSkip = 0.25 / (st * st + 0.25), cO = st / (st * st + 0.25).squareRoot()
                 denoiser.combine(eps, x: x, .consistency(sigma: sigma, cO: cO, cSkip: cSkip), keepOutsideMask: keep, into: &out)
             }
-            let allocatingDenoise = KSamplers.allocating(denoise), allocatingNoise = KSamplers.allocating(drawNoise)
             let eta = Float(r.resolvedEta(for: r.sampler) ?? 1)
             switch r.sampler {
             case .euler: x = try KSamplers.euler(denoise, x, sigmas: sigmas, churn: opts.churn, noise: drawNoise, onStep: stepCallback)
@@ -630,10 +629,10 @@ public final class Pipeline: @unchecked Sendable {
                 let (smin, smax, n) = initLatent != nil ? (sigmas[sigmas.count - 2], sigmas[0], sigmas.count - 1)
                                                          : (schedule.sigmaMin, schedule.sigmaMax, scheduleSteps)
                 if r.sampler == .dpmFast {
-                    x = try KSamplers.dpmFast(allocatingDenoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: eta, sNoise: Float(opts.sNoise),
-                                              noise: allocatingNoise, onStep: stepCallback)
+                    x = try KSamplers.dpmFast(denoise, x, sigmaMin: smin, sigmaMax: smax, n: n, eta: eta, sNoise: Float(opts.sNoise),
+                                              noise: drawNoise, onStep: stepCallback)
                 } else {
-                    x = try KSamplers.dpmAdaptive(allocatingDenoise, x, sigmaMin: smin, sigmaMax: smax, eta: eta, noise: allocatingNoise, onStep: stepCallback)
+                    x = try KSamplers.dpmAdaptive(denoise, x, sigmaMin: smin, sigmaMax: smax, eta: eta, noise: drawNoise, onStep: stepCallback)
                 }
             case .dpmppSDE:
                 x = try KSamplers.dpmppSDE(denoise, x, sigmas: sigmas, eta: eta, sNoise: Float(opts.sNoise), noise: brownian!, onStep: stepCallback)

@@ -148,14 +148,13 @@ extension KSamplers {
     /// h_init 0.05, I-controller, accept_safety 0.81). With eta (A1111 passes 1) every accepted
     /// step lands below its target and adds image-stream noise. The number of model calls depends
     /// on the data; `onStep` is called for each accepted step.
-    public static func dpmAdaptive(_ model: Denoise, _ x0: [Float], sigmaMin: Float, sigmaMax: Float, eta: Float = 1, sNoise: Float = 1,
-                                   noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
+    public static func dpmAdaptive(_ model: DenoiseInto, _ x0: [Float], sigmaMin: Float, sigmaMax: Float, eta: Float = 1, sNoise: Float = 1,
+                                   noise: NoiseInto, onStep: StepCallback) throws -> [Float] {
         let order = 3
         let rtol: Float = 0.05, atol: Float = 0.0078
         let (pcoeff, icoeff, dcoeff) = (0.0, 1.0, 0.0)
         let acceptSafety = 0.81
-        let sig = DPMSolverStep.sigma
-        func eps(_ x: [Float], _ t: Float) throws -> [Float] { try DPMSolverStep.epsilon(model, x, t) }
+        let sig = DPMSolver.sigma
         let tStart = -logf(sigmaMax), tEnd = -logf(sigmaMin)
         let forward = tEnd > tStart
         guard sigmaMin > 0, sigmaMax > 0, tStart.isFinite, tEnd.isFinite, forward || eta == 0 else {
@@ -164,9 +163,12 @@ extension KSamplers {
         var h = 0.05 * (forward ? 1.0 : -1.0)
         let bOrder = eta != 0 ? 1.5 : Double(order)
         let b1 = (pcoeff + icoeff + dcoeff) / bOrder, b2 = -(pcoeff + 2 * dcoeff) / bOrder, b3 = dcoeff / bOrder
-        var errs: [Double] = []
+        var errs: [Double] = [0, 0, 0]
         var s = tStart
-        var x = x0, xPrev = x0
+        // x_prev in a buffer of its own: it swaps with x_low, which must never be the caller's x0
+        var x = x0, xPrev = buffer(x0.count), xLow = buffer(x0.count), xHigh = buffer(x0.count), draw = buffer(x0.count)
+        for j in x.indices { xPrev[j] = x0[j] }
+        var solver = DPMSolver(count: x0.count)
         var accepted = 0
         let limit = tEnd + (forward ? -1e-5 : 1e-5)
         var attempts = 0
@@ -182,10 +184,11 @@ extension KSamplers {
                 su = (a * a - b * b).squareRoot()
             }
             // x_low: DPM-Solver-2 with r1 = 1/3; x_high: DPM-Solver-3 (shares the r1 evaluation)
-            let step = DPMSolverStep(x: x, e: try eps(x, s), t: s, target: target)
-            let e1 = try step.stage(DPMSolverStep.third, eps)
-            let xLow = step.order2(e1: e1, r1: DPMSolverStep.third)
-            let xHigh = try step.order3(e1: e1, eps)
+            let step = DPMSolver.Step(t: s, target: target)
+            try solver.start(model, x, step)
+            try solver.stage(model, x, step, r: DPMSolver.third)
+            solver.order2(x, step, r1: DPMSolver.third, into: &xLow)
+            try solver.order3(model, x, step, into: &xHigh)
             // error: ‖(x_low − x_high) / δ‖ / √n with δ = max(atol, rtol · max(|x_low|, |x_prev|))
             var sq = 0.0
             for j in x.indices {
@@ -196,7 +199,7 @@ extension KSamplers {
             let error = Float(Float(sq.squareRoot()) / Float(Double(x.count).squareRoot()))
             guard error.isFinite else { throw RequestError(field: "sampler_name", "DPM adaptive: the step error is not finite (the latents diverged)") }
             let inv = 1 / (Double(error) + 1e-8)
-            if errs.isEmpty { errs = [inv, inv, inv] }
+            if attempts == 1 { (errs[1], errs[2]) = (inv, inv) }
             errs[0] = inv
             var factor = pow(errs[0], b1) * pow(errs[1], b2) * pow(errs[2], b3)
             factor = 1 + atan(factor - 1)
@@ -207,10 +210,10 @@ extension KSamplers {
             }
             h *= factor
             if accept {
-                xPrev = xLow
-                let n = noise()
+                swap(&xPrev, &xLow)  // x_prev ← x_low; the old buffer takes the next x_low
+                noise(&draw)
                 let f = su * sNoise
-                x = x.indices.map { xHigh[$0] + f * n[$0] }
+                for j in x.indices { x[j] = xHigh[j] + f * draw[j] }
                 s = t
                 try onStep(accepted, x)
                 accepted += 1

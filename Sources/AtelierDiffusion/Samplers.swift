@@ -120,11 +120,9 @@ public enum Sampler: String, CaseIterable, Sendable, Codable {
     }
 }
 
-/// The denoiser as samplers see it: latents and σ in, denoised latents out (CFG applied).
-public typealias Denoise = (_ x: [Float], _ sigma: Float) throws -> [Float]
-
-/// The denoiser writing into the caller's buffer: the in-place samplers keep their buffers
-/// from step to step, so steps 2…N allocate nothing.
+/// The denoiser as samplers see it: latents and σ in, the denoised latents (CFG applied) written
+/// into the caller's buffer — the samplers keep their buffers from step to step, so steps 2…N
+/// allocate nothing.
 public typealias DenoiseInto = (_ x: [Float], _ sigma: Float, _ denoised: inout [Float]) throws -> Void
 
 /// The next image-stream noise block (k-diffusion's `randn_like`), written into the caller's buffer.
@@ -133,30 +131,10 @@ public typealias NoiseInto = (_ noise: inout [Float]) -> Void
 /// Called after each step with the step index and the current latents.
 public typealias StepCallback = (_ step: Int, _ x: [Float]) throws -> Void
 
-/// k-diffusion's samplers over a σ list ending in 0, with A1111's `to_d`.
-///
-/// The common ones (Euler, Euler a, Heun, DPM2, DPM2 a, LMS, DPM++ 2S a, DPM++ 2M, Restart,
-/// LCM) update their latents in place and keep every buffer across steps; the rest take the
-/// allocating `Denoise` (`allocating(_:)`). Arithmetic is k-diffusion's, in its float32 order.
+/// k-diffusion's samplers over a σ list ending in 0, with A1111's `to_d`. Each updates its
+/// latents in place and keeps every buffer across steps; the arithmetic is k-diffusion's, in its
+/// float32 order.
 public enum KSamplers {
-    /// The allocating denoiser over an in-place one (samplers that build new arrays per step).
-    public static func allocating(_ model: @escaping DenoiseInto) -> Denoise {
-        { x, sigma in
-            var out = [Float](repeating: 0, count: x.count)
-            try model(x, sigma, &out)
-            return out
-        }
-    }
-
-    /// An allocating noise source over an in-place one.
-    public static func allocating(_ noise: @escaping NoiseInto) -> () -> [Float] {
-        {
-            var n: [Float] = []
-            noise(&n)
-            return n
-        }
-    }
-
     /// A buffer of `count` zeros (each call its own storage).
     @inline(__always) static func buffer(_ count: Int) -> [Float] { [Float](repeating: 0, count: count) }
 
@@ -462,15 +440,14 @@ public enum KSamplers {
     /// t = −log σ: orders 3, 3, …, then 2, 1 or n mod 3); with eta (A1111 passes its ancestral eta,
     /// default 1) each step lands below the target and adds image-stream noise — a draw is made
     /// every step, also at eta 0 (× 0).
-    public static func dpmFast(_ model: Denoise, _ x0: [Float], sigmaMin: Float, sigmaMax: Float, n: Int, eta: Float = 1,
-                               sNoise: Float = 1, noise: () -> [Float], onStep: StepCallback) throws -> [Float] {
-        let sig = DPMSolverStep.sigma
+    public static func dpmFast(_ model: DenoiseInto, _ x0: [Float], sigmaMin: Float, sigmaMax: Float, n: Int, eta: Float = 1,
+                               sNoise: Float = 1, noise: NoiseInto, onStep: StepCallback) throws -> [Float] {
+        let sig = DPMSolver.sigma
         let tStart = -logf(sigmaMax), tEnd = -logf(sigmaMin)
         let m = n / 3 + 1
         let ts = linspace(tStart, tEnd, m + 1)
         let orders = n % 3 == 0 ? Array(repeating: 3, count: max(m - 2, 0)) + [2, 1] : Array(repeating: 3, count: m - 1) + [n % 3]
-        var x = x0
-        func eps(_ x: [Float], _ t: Float) throws -> [Float] { try DPMSolverStep.epsilon(model, x, t) }
+        var x = x0, next = buffer(x0.count), draw = buffer(x0.count), solver = DPMSolver(count: x0.count)
         for (i, order) in orders.enumerated() {
             let t = ts[i], tn = ts[i + 1]
             var target = tn, up: Float = 0
@@ -480,19 +457,22 @@ public enum KSamplers {
                 let a = sig(tn), b = sig(target)
                 up = max(a * a - b * b, 0).squareRoot()  // 0 on the last step (never a NaN)
             }
-            let step = DPMSolverStep(x: x, e: try eps(x, t), t: t, target: target)
+            let step = DPMSolver.Step(t: t, target: target)
+            try solver.start(model, x, step)
             switch order {
             case 1:
-                x = step.order1()
+                solver.order1(x, step, into: &next)
             case 2:
                 let r1: Float = 0.5
-                x = step.order2(e1: try step.stage(r1, eps), r1: r1)
+                try solver.stage(model, x, step, r: r1)
+                solver.order2(x, step, r1: r1, into: &next)
             default:
-                x = try step.order3(e1: try step.stage(DPMSolverStep.third, eps), eps)
+                try solver.stage(model, x, step, r: DPMSolver.third)
+                try solver.order3(model, x, step, into: &next)
             }
-            let n = noise()
+            noise(&draw)
             let f = up * sNoise
-            for j in x.indices { x[j] = x[j] + f * n[j] }
+            for j in x.indices { x[j] = next[j] + f * draw[j] }
             try onStep(i, x)
         }
         return x
@@ -579,59 +559,74 @@ public enum DDIMSampler {
     }
 }
 
-/// One step of k-diffusion's `DPMSolver` (DPM fast, DPM adaptive) from t to `target` on
-/// t = −log σ, with ε(x, t) = (x − denoised(x, σ(t)))/σ(t) known at the start: the r1 stage
-/// (shared by DPM adaptive's order-2 and order-3 updates) and each order's update, in k-diffusion's
-/// float32 operation order.
-struct DPMSolverStep {
-    let x: [Float], e: [Float], t: Float, target: Float
-    let h: Float, sn: Float, em: Float
+/// k-diffusion's `DPMSolver` (DPM fast, DPM adaptive) on t = −log σ, with
+/// ε(x, t) = (x − denoised(x, σ(t)))/σ(t): ε at a step's start, its r1 stage (shared by DPM
+/// adaptive's order-2 and order-3 updates) and each order's update, in k-diffusion's float32
+/// operation order. The ε of the start and both stages, a stage's input and the denoised are
+/// buffers kept from step to step.
+struct DPMSolver {
+    /// One step from t to `target`.
+    struct Step {
+        let t: Float, target: Float, h: Float, sn: Float, em: Float
+        init(t: Float, target: Float) {
+            self.t = t; self.target = target
+            h = target - t
+            sn = DPMSolver.sigma(target)
+            em = expm1f(h)
+        }
+    }
 
-    init(x: [Float], e: [Float], t: Float, target: Float) {
-        self.x = x; self.e = e; self.t = t; self.target = target
-        h = target - t
-        sn = Self.sigma(target)
-        em = expm1f(h)
+    var e: [Float], e1: [Float], e2: [Float], u: [Float], den: [Float]
+
+    init(count: Int) {
+        (e, e1, e2, u, den) = (KSamplers.buffer(count), KSamplers.buffer(count), KSamplers.buffer(count),
+                               KSamplers.buffer(count), KSamplers.buffer(count))
     }
 
     static func sigma(_ t: Float) -> Float { expf(-t) }
     static let third = Float(1.0 / 3.0), twoThirds = Float(2.0 / 3.0)
 
-    /// ε at t: `(x − denoised(x, σ(t))) / σ(t)`
-    static func epsilon(_ model: Denoise, _ x: [Float], _ t: Float) throws -> [Float] {
+    /// ε at t of `x`: `(x − denoised(x, σ(t))) / σ(t)` into `out`.
+    static func epsilon(_ model: DenoiseInto, _ x: [Float], _ t: Float, den: inout [Float], into out: inout [Float]) throws {
         let s = sigma(t)
-        let den = try model(x, s)
-        return x.indices.map { (x[$0] - den[$0]) / s }
+        try model(x, s, &den)
+        for j in x.indices { out[j] = (x[j] - den[j]) / s }
     }
 
-    /// ε at s1 = t + r·h of `u1 = x − σ(s1)·expm1(r·h)·ε`.
-    func stage(_ r: Float, _ eps: (_ x: [Float], _ t: Float) throws -> [Float]) throws -> [Float] {
-        let s1 = t + r * h
-        let k1 = Self.sigma(s1) * expm1f(r * h)
-        return try eps(x.indices.map { x[$0] - k1 * e[$0] }, s1)
+    /// ε at the step's start into `e`.
+    mutating func start(_ model: DenoiseInto, _ x: [Float], _ step: Step) throws {
+        try Self.epsilon(model, x, step.t, den: &den, into: &e)
+    }
+
+    /// ε into `e1` at s1 = t + r·h of `u1 = x − σ(s1)·expm1(r·h)·ε`.
+    mutating func stage(_ model: DenoiseInto, _ x: [Float], _ step: Step, r: Float) throws {
+        let s1 = step.t + r * step.h
+        let k1 = Self.sigma(s1) * expm1f(r * step.h)
+        for j in x.indices { u[j] = x[j] - k1 * e[j] }
+        try Self.epsilon(model, u, s1, den: &den, into: &e1)
     }
 
     /// DPM-Solver-1: `x − σ(t')·expm1(h)·ε`.
-    func order1() -> [Float] {
-        let k = sn * em
-        return x.indices.map { x[$0] - k * e[$0] }
+    func order1(_ x: [Float], _ step: Step, into out: inout [Float]) {
+        let k = step.sn * step.em
+        for j in x.indices { out[j] = x[j] - k * e[j] }
     }
 
     /// DPM-Solver-2 from the r1 stage's ε.
-    func order2(e1: [Float], r1: Float) -> [Float] {
-        let a = sn * em, b = (sn / (2 * r1)) * em
-        return x.indices.map { (x[$0] - a * e[$0]) - b * (e1[$0] - e[$0]) }
+    func order2(_ x: [Float], _ step: Step, r1: Float, into out: inout [Float]) {
+        let a = step.sn * step.em, b = (step.sn / (2 * r1)) * step.em
+        for j in x.indices { out[j] = (x[j] - a * e[j]) - b * (e1[j] - e[j]) }
     }
 
-    /// DPM-Solver-3 (r1 = 1/3, r2 = 2/3) from the r1 stage's ε; evaluates the r2 stage.
-    func order3(e1: [Float], _ eps: (_ x: [Float], _ t: Float) throws -> [Float]) throws -> [Float] {
-        let (r1, r2) = (Self.third, Self.twoThirds)
-        let s2 = t + r2 * h
+    /// DPM-Solver-3 (r1 = 1/3, r2 = 2/3) from the r1 stage's ε; evaluates the r2 stage (into `e2`).
+    mutating func order3(_ model: DenoiseInto, _ x: [Float], _ step: Step, into out: inout [Float]) throws {
+        let (r1, r2, h) = (Self.third, Self.twoThirds, step.h)
+        let s2 = step.t + r2 * h
         let em2 = expm1f(r2 * h)
         let a2 = Self.sigma(s2) * em2, b2 = (Self.sigma(s2) * (r2 / r1)) * (em2 / (r2 * h) - 1)
-        let u2 = x.indices.map { (x[$0] - a2 * e[$0]) - b2 * (e1[$0] - e[$0]) }
-        let e2 = try eps(u2, s2)
-        let a = sn * em, b = (sn / r2) * (em / h - 1)
-        return x.indices.map { (x[$0] - a * e[$0]) - b * (e2[$0] - e[$0]) }
+        for j in x.indices { u[j] = (x[j] - a2 * e[j]) - b2 * (e1[j] - e[j]) }
+        try Self.epsilon(model, u, s2, den: &den, into: &e2)
+        let a = step.sn * step.em, b = (step.sn / r2) * (step.em / h - 1)
+        for j in x.indices { out[j] = (x[j] - a * e[j]) - b * (e2[j] - e[j]) }
     }
 }
