@@ -75,6 +75,22 @@ def test_a_unet_forward_makes_no_malloc_call_on_one_or_two_threads():
         assert r["malloc_calls_fewest_run"] == 0, f"{threads} threads"
 
 
+def test_the_controlnet_step_bench_counts_the_nets_work_and_its_allocations():
+    net = os.path.join(os.path.dirname(TINY), "..", "controlnet", "tiny-controlnet-canny.safetensors")
+    out = subprocess.run([BINARY, "bench", "unet", "--model", TINY, "--runs", "3", "--size", "128", "--json",
+                          "--controlnet", net], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    plain, controlled = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    assert plain["name"] == "unet" and controlled["name"] == "unet+controlnet"
+    # the ControlNet runs the UNet's encoder and middle block again, plus its zero convs
+    assert controlled["gflop"] > plain["gflop"]
+    # the plain step allocates nothing (the fewest of three, as above); the ControlNet's residual list
+    # and hint batch still do (12 calls a step when written); a regression to per-op allocation
+    # (hundreds) fails the bound
+    assert plain["malloc_calls_fewest_run"] == 0
+    assert 0 <= controlled["malloc_calls_fewest_run"] <= 50
+
+
 def test_malloc_backtraces_name_the_allocating_frames_of_a_run():
     # no sampler's steps 2…N allocate, so a txt2img's third step has no backtrace to write
     out = subprocess.run([BINARY, "bench", "txt2img", "--model", TINY, "--runs", "1", "--size", "128", "--json",

@@ -273,10 +273,13 @@ struct Bench: ParsableCommand {
         Profiler.reset()
         Profiler.enabled = true
         var times: [Double] = []
+        times.reserveCapacity(runs)
+        var mallocsFewest = UInt.max
         for i in 0..<runs {
             if i > 0 { Profiler.enabled = false }
-            let t = now()
+            let t = now(), mallocs0 = atelier_malloc_calls()
             step()
+            mallocsFewest = min(mallocsFewest, atelier_malloc_calls() - mallocs0)
             times.append(now() - t)
         }
         Profiler.enabled = false
@@ -288,11 +291,13 @@ struct Bench: ParsableCommand {
             let o: [String: Any] = ["name": "unet+controlnet", "median_s": median, "min_s": times.first!, "max_s": times.last!, "runs": runs,
                                     "threads": Compute.threads, "size": size, "gflop": Profiler.flops / 1e9, "gflops": gflops,
                                     "sgemm_gflops": sgemm, "fraction_of_sgemm": gflops / sgemm, "plain_unet_median_s": plainMedian,
-                                    "extra_over_unet": extra, "peak_rss_bytes": peakRSS(), "reference_median_s": NSNull(), "ratio": NSNull()]
+                                    "extra_over_unet": extra, "peak_rss_bytes": peakRSS(), "reference_median_s": NSNull(), "ratio": NSNull(),
+                                    "malloc_calls_fewest_run": mallocsFewest]
             print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
         } else {
             print("unet+controlnet: median \(f(median)) s (min \(f(times.first!)), max \(f(times.last!))) = plain step + \(f(extra * 100)) %")
             print("  work \(f(Profiler.flops / 1e9)) GFLOP, \(f(gflops)) GFLOP/s = \(f(gflops / sgemm)) of sgemm; the hint block runs once per job (not timed)")
+            print("  malloc calls in a step (fewest of the runs): \(mallocsFewest)")
         }
     }
 
