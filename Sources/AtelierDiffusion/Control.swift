@@ -82,15 +82,32 @@ final class ControlSession {
     /// steps finished so far (the sampler's callbacks) and model calls since the last one
     private var stepsDone = 0
     private var callsInStep = 0
-    private(set) var active: [Bool] = []
+    private(set) var active: [Bool]
     /// every denoiser call's `sampling_step` and whether any unit steered it (for the dump)
     private(set) var log: [(samplingStep: Int, active: Bool)] = []
+    /// whether the job dumps its intermediates: only then are `log` and `firstResiduals` kept
+    private let dumps: Bool
     /// the first active call's weighted residuals, for the oracle's `control_residual_NN` dump
     var firstResiduals: [Tensor]?
 
-    init(units: [ControlUnit], samplingSteps: Int) {
+    // Kept from call to call, so a sampler's steps make no new array: each unit's weights, its
+    // encoded hint stacked per row count, its last residuals, their sum, the skips handed to the
+    // UNet, and the cond rows' timesteps.
+    private let scales: [[Float]]
+    private var stackedHints: [[Int: Tensor]]
+    private var unitResiduals: [[Tensor]]
+    private var total: [Tensor] = []
+    private var skips: [Tensor] = []
+    private var condTimesteps: [Float] = []
+
+    init(units: [ControlUnit], samplingSteps: Int, dumps: Bool = false) {
         self.units = units.map { ($0, $0.model.encodeHint($0.hint)) }
         self.samplingSteps = samplingSteps
+        self.dumps = dumps
+        active = Array(repeating: false, count: units.count)
+        scales = units.map(\.scales)
+        stackedHints = Array(repeating: [:], count: units.count)
+        unitResiduals = Array(repeating: [], count: units.count)
     }
 
     /// Called once per denoiser (CFG) call. A1111's `state.sampling_step` is set by the
@@ -99,8 +116,8 @@ final class ControlSession {
     func beginDenoiserCall() {
         let samplingStep = callsInStep == 0 ? max(stepsDone - 1, 0) : stepsDone
         callsInStep += 1
-        active = units.map { $0.unit.isActive(samplingStep: samplingStep, samplingSteps: samplingSteps) }
-        log.append((samplingStep, active.contains(true)))
+        for k in units.indices { active[k] = units[k].unit.isActive(samplingStep: samplingStep, samplingSteps: samplingSteps) }
+        if dumps { log.append((samplingStep, active.contains(true))) }
     }
 
     /// The sampler finished a step.
@@ -109,48 +126,70 @@ final class ControlSession {
         callsInStep = 0
     }
 
+    /// Unit k's encoded hint stacked to `rows` rows (made once per row count).
+    private func hint(_ k: Int, rows: Int) -> Tensor {
+        let one = units[k].encodedHint
+        if rows == one.shape[0] { return one }
+        if let t = stackedHints[k][rows] { return t }
+        let t = Tensor.stack(Array(repeating: one, count: rows))
+        stackedHints[k][rows] = t
+        return t
+    }
+
     /// The summed, weighted residuals for one UNet call over `x` `[rows, 4, h, w]` whose first
     /// `condRows` rows are conditional (the rest the negative prompt's); nil when no unit steers.
     func residuals(_ x: Tensor, timesteps: [Float], context: Tensor, condRows: Int) -> ControlResiduals? {
-        var total: [Tensor]?
+        var summed = false
         let rows = x.shape[0]
-        for (k, entry) in units.enumerated() where active[k] {
-            let unit = entry.unit
-            var outs: [Tensor]
+        // the previous call's residuals go back to the buffer pool before this call's are made
+        total.removeAll(keepingCapacity: true)
+        skips.removeAll(keepingCapacity: true)
+        for k in units.indices where active[k] {
+            let unit = units[k].unit
             if unit.mode == .controlNet {
                 // the extension multiplies by the cond mark (0 on uncond rows): only the cond rows need the net
                 guard condRows > 0 else { continue }
-                let xc = condRows == rows ? x : x.rows(0..<condRows)
-                let cc = condRows == rows ? context : context.rows(0..<condRows)
-                outs = unit.model.residuals(xc, encodedHint: entry.encodedHint, timesteps: Array(timesteps[0..<condRows]), context: cc)
-                if condRows < rows { outs = outs.map { $0.paddedRows(to: rows) } }
+                if condRows == rows {
+                    unit.model.residuals(x, encodedHint: hint(k, rows: rows), timesteps: timesteps, context: context, into: &unitResiduals[k])
+                } else {
+                    if condTimesteps.count != condRows { condTimesteps = Array(repeating: 0, count: condRows) }
+                    for i in 0..<condRows { condTimesteps[i] = timesteps[i] }
+                    unit.model.residuals(x.rows(0..<condRows), encodedHint: hint(k, rows: condRows), timesteps: condTimesteps,
+                                         context: context.rows(0..<condRows), into: &unitResiduals[k])
+                    for i in unitResiduals[k].indices { unitResiduals[k][i] = unitResiduals[k][i].paddedRows(to: rows) }
+                }
             } else {
-                outs = unit.model.residuals(x, encodedHint: entry.encodedHint, timesteps: timesteps, context: context)
+                unit.model.residuals(x, encodedHint: hint(k, rows: rows), timesteps: timesteps, context: context, into: &unitResiduals[k])
             }
-            let scales = unit.scales
-            outs = outs.enumerated().map { i, r in Ops.scale(r, scales[i]) }
-            total = total.map { t in zip(t, outs).map { Ops.add($0, $1) } } ?? outs
+            for i in unitResiduals[k].indices { unitResiduals[k][i] = Ops.scale(unitResiduals[k][i], scales[k][i]) }
+            if summed {
+                for i in total.indices { total[i] = Ops.add(total[i], unitResiduals[k][i]) }
+            } else {
+                total.append(contentsOf: unitResiduals[k])
+                summed = true
+            }
         }
-        guard let total else { return nil }
-        if firstResiduals == nil { firstResiduals = total }
-        return ControlResiduals(skips: Array(total[0..<(total.count - 1)]), middle: total[total.count - 1])
+        guard summed else { return nil }
+        if dumps, firstResiduals == nil { firstResiduals = total.map { $0 } }  // its own array: `total` is refilled in place
+        skips.append(contentsOf: total[0..<(total.count - 1)])
+        return ControlResiduals(skips: skips, middle: total[total.count - 1])
     }
 }
 
 extension Tensor {
-    /// Rows `range` of the first axis, copied.
+    /// Rows `range` of the first axis, copied (shapes built inline: no array).
     func rows(_ range: Range<Int>) -> Tensor {
-        let inner = shape.dropFirst().reduce(1, *)
-        let out = Tensor(uninitialized: [range.count] + Array(shape.dropFirst()))
+        let inner = count / shape[0]
+        let out = Tensor(uninitialized: dims.replacing(0, with: range.count))
         out.unsafePointer.update(from: unsafePointer + range.lowerBound * inner, count: range.count * inner)
         return out
     }
 
     /// The tensor with zero rows appended up to `rows` along the first axis.
     func paddedRows(to rows: Int) -> Tensor {
-        let inner = shape.dropFirst().reduce(1, *)
-        let out = Tensor(shape: [rows] + Array(shape.dropFirst()), data: [Float](repeating: 0, count: rows * inner))
+        let out = Tensor(uninitialized: dims.replacing(0, with: rows))
         out.unsafePointer.update(from: unsafePointer, count: count)
+        (out.unsafePointer + count).initialize(repeating: 0, count: out.count - count)
         return out
     }
 }

@@ -517,7 +517,8 @@ public final class Pipeline: @unchecked Sendable {
             return .epsilonFromV(sa: a.squareRoot(), s1: (1 - a).squareRoot())
         }
         if !r.controlUnits.isEmpty {
-            denoiser.controlSession = ControlSession(units: r.controlUnits, samplingSteps: initLatent != nil ? tEnc + 1 : r.steps)
+            denoiser.controlSession = ControlSession(units: r.controlUnits, samplingSteps: initLatent != nil ? tEnc + 1 : r.steps,
+                                                     dumps: dump != nil)
         }
         do {
         if r.sampler.isTimestepSampler {

@@ -80,23 +80,36 @@ public final class ControlNetModel: @unchecked Sendable {
     /// block's) for latents `x` `[N, 4, h, w]`, the encoded hint (batch 1, broadcast over N),
     /// the UNet's continuous timesteps and the rows' own context.
     public func residuals(_ x: Tensor, encodedHint: Tensor, timesteps: [Float], context: Tensor) -> [Tensor] {
-        ConvPadding.$circular.withValue(false) {
-            zeroPaddedResiduals(x, encodedHint: encodedHint, timesteps: timesteps, context: context)
+        var outs: [Tensor] = []
+        residuals(x, encodedHint: encodedHint, timesteps: timesteps, context: context, into: &outs)
+        return outs
+    }
+
+    /// The same written into `outs` (emptied first, its capacity kept): a sampler's steps make no
+    /// new array. An encoded hint of N rows is used as it is, one of 1 row is stacked N times.
+    public func residuals(_ x: Tensor, encodedHint: Tensor, timesteps: [Float], context: Tensor, into outs: inout [Tensor]) {
+        // only under A1111's Tiling is there a padding to switch off (a task-local binding costs an allocation)
+        if ConvPadding.circular {
+            ConvPadding.$circular.withValue(false) {
+                zeroPaddedResiduals(x, encodedHint: encodedHint, timesteps: timesteps, context: context, into: &outs)
+            }
+        } else {
+            zeroPaddedResiduals(x, encodedHint: encodedHint, timesteps: timesteps, context: context, into: &outs)
         }
     }
 
-    private func zeroPaddedResiduals(_ x: Tensor, encodedHint: Tensor, timesteps: [Float], context: Tensor) -> [Tensor] {
+    private func zeroPaddedResiduals(_ x: Tensor, encodedHint: Tensor, timesteps: [Float], context: Tensor, into outs: inout [Tensor]) {
+        outs.removeAll(keepingCapacity: true)  // the previous residuals go back to the buffer pool first
         let siluEmb = encoder.siluEmbedding(timesteps)
         let n = x.shape[0]
         var h = encoder.convIn(x)
         h = Ops.add(h, encodedHint.shape[0] == n ? encodedHint : Tensor.stack(Array(repeating: encodedHint, count: n)))
-        var outs = [zeroConvs[0](h)]
+        outs.append(zeroConvs[0](h))
         for (i, block) in encoder.inputBlocks.enumerated() {
             h = UNetLayer.run(block, h, siluEmb: siluEmb, context: context)
             outs.append(zeroConvs[i + 1](h))
         }
         h = UNetLayer.run(encoder.middle, h, siluEmb: siluEmb, context: context)
         outs.append(middleOut(h))
-        return outs
     }
 }

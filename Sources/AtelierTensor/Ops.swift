@@ -441,9 +441,14 @@ public enum Ops {
     }
     }
 
-    /// x · s
+    /// x · s (the factor in the context tuple: no closure context to allocate)
     public static func scale(_ x: Tensor, _ s: Float) -> Tensor {
-        map(x) { $0 * V16(repeating: s) }
+        let out = Tensor(uninitialized: x.shape)
+        Compute.split(x.count, (x.unsafePointer, out.unsafePointer, s)) { context, r in
+            let (src, d, s) = context
+            mapVector(src + r.lowerBound, d + r.lowerBound, r.count) { $0 * V16(repeating: s) }
+        }
+        return out
     }
 
     // MARK: - Layout

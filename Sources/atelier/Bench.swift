@@ -26,7 +26,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Python with torch and diffusers: runs tools/bench_reference.py on the same shapes.") var referencePython: String?
     @Flag(help: "One JSON object per line.") var json = false
     @Flag(help: "Print the time per operation kind.") var profile = false
-    @Option(help: "unet: also time one step with this ControlNet (.safetensors/.pth), next to the plain step.") var controlnet: String?
+    @Option(help: "unet: also time one step with this ControlNet (.safetensors/.pth), next to the plain step; txt2img: sample with one unit of it (a grey hint), so its steps are counted too.") var controlnet: String?
     @Option(help: "unet, txt2img: also time patching this LoRA / LyCORIS file in at weight 1 (and restoring the weights), next to the plain step.") var lora: String?
     @Option(help: "unet, txt2img: also time one UNet step at the hires fix's second-pass size (size × this factor), next to the plain step.") var hiresScale: Double?
     @Option(help: "txt2img: the sampler (A1111's name, e.g. \"DPM++ 2M\"); the reference's bench is Euler's.") var sampler: String = "Euler"
@@ -114,6 +114,10 @@ struct Bench: ParsableCommand {
             r.height = size
             r.randnSource = .cpu
             r.sampler = samplerChoice
+            if let controlnet {
+                let net = try ControlNetModel(path: controlnet, config: p.model.unet.config)
+                r.controlUnits = [ControlUnit(model: net, hint: Tensor(filling: [1, 3, size, size], with: 0.5))]
+            }
             // tensor buffers and malloc calls over steps 2…N (the step loop should reuse step 1's buffers)
             var run = 0
             work = { [runs, mallocBacktraces] in
@@ -264,10 +268,15 @@ struct Bench: ParsableCommand {
         let h = size / 8
         let x = Tensor(filling: [2, 4, h, h], with: 0.1)
         let ctx = Tensor(filling: [2, 77, model.unet.config.contextDim], with: 0.1)
-        let hint = net.encodeHint(Tensor(filling: [1, 3, size, size], with: 0.5))
+        let one = net.encodeHint(Tensor(filling: [1, 3, size, size], with: 0.5))
+        // as a job's steps run it: the hint stacked once for the batch, the residual arrays kept
+        let hint = Tensor.stack([one, one]), timesteps: [Float] = [500, 500]
+        var residuals: [Tensor] = [], skips: [Tensor] = []
         let step = {
-            let r = net.residuals(x, encodedHint: hint, timesteps: [500, 500], context: ctx)
-            _ = model.unet(x, timesteps: [500, 500], context: ctx, control: ControlResiduals(skips: Array(r.dropLast()), middle: r.last!))
+            net.residuals(x, encodedHint: hint, timesteps: timesteps, context: ctx, into: &residuals)
+            skips.removeAll(keepingCapacity: true)
+            skips.append(contentsOf: residuals.dropLast())
+            _ = model.unet(x, timesteps: timesteps, context: ctx, control: ControlResiduals(skips: skips, middle: residuals[residuals.count - 1]))
         }
         step()  // warm-up
         Profiler.reset()
