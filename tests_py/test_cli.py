@@ -103,14 +103,15 @@ def test_malloc_backtraces_name_the_allocating_frames_of_a_run():
                           "--threads", "1", "--malloc-backtraces"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "@@malloc" not in out.stderr
-    # a decode does allocate (its one-off phase lets go of its buffers and takes them again): one
+    # a decode does allocate (its one-off phase lets go of its buffers and takes them again): a
     # backtrace per allocation call of the last run, most of them naming the engine's own frames
     out = subprocess.run([BINARY, "bench", "vae-decode", "--model", TINY, "--runs", "2", "--size", "128", "--json",
                           "--threads", "1", "--malloc-backtraces"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     blocks = out.stderr.split("@@malloc\n")[1:]
-    assert 0 < len(blocks) == r["malloc_calls_last_run"]
+    # (the counter also counts what backtrace() itself may allocate the first time, which it does not trace)
+    assert 0 < len(blocks) <= r["malloc_calls_last_run"] <= len(blocks) + 4
     assert sum("atelier" in b for b in blocks) * 2 >= len(blocks)
 
 

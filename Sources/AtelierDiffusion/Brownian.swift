@@ -194,8 +194,8 @@ public final class BrownianNoiseSampler {
     /// are the same (a node's increment does not depend on the order of queries); skipped past
     /// `maxFloats` of noise (then each query is computed when asked).
     public func prepare(_ queries: [(Float, Float)], maxFloats: Int = 1 << 24) {
+        (prepared, table) = ([], [])
         guard !queries.isEmpty, queries.count * blockCount <= maxFloats else { return }
-        table = []
         table.reserveCapacity(queries.count * blockCount)
         for (a, b) in queries { table += self(a, b) }
         prepared = queries.map { (sigma: $0.0, next: $0.1) }

@@ -89,11 +89,17 @@ extension Pipeline {
     /// `v·nmask + init·(1 − nmask)` (A1111's CFGDenoiser blend and the final one after sampling).
     static func blend(_ v: [Float], _ initLatent: [Float], _ nmask: [Float], per: Int, plane: Int) -> [Float] {
         var out = v
-        for i in out.indices {
+        blend(v, initLatent, nmask, per: per, plane: plane, into: &out)
+        return out
+    }
+
+    /// The same written into `out` (a buffer the timestep samplers' denoiser keeps from call to call).
+    static func blend(_ v: [Float], _ initLatent: [Float], _ nmask: [Float], per: Int, plane: Int, into out: inout [Float]) {
+        if out.count != v.count { out = [Float](repeating: 0, count: v.count) }
+        for i in v.indices {
             let m = nmask[(i % per) % plane]
             out[i] = v[i] * m + initLatent[i] * (1 - m)
         }
-        return out
     }
 }
 

@@ -510,6 +510,14 @@ public final class Pipeline: @unchecked Sendable {
             try onStep(i + 1, x)
         }
 
+        /// DDIM / PLMS / UniPC inpainting blends the model's input with the init latent (into a kept buffer)
+        var blendBuffer: [Float] = []
+        func blended(_ x: [Float]) -> [Float] {
+            guard let inpaint else { return x }
+            Self.blend(x, blendLatent, inpaint.nmask, per: per, plane: plane, into: &blendBuffer)
+            return blendBuffer
+        }
+
         /// DDIM / PLMS / UniPC: CFG on ε (a v-model's ε from v: A1111's CompVisTimestepsVDenoiser)
         func timestepOutput(_ t: Int) -> DenoiserOutput {
             guard model.prediction == .v else { return .epsilon }
@@ -541,19 +549,19 @@ public final class Pipeline: @unchecked Sendable {
                                        "UniPC needs at least 3 sampling steps (its order); this job has \(ts.count)")
                 }
                 x = try UniPCSampler.sample(eps: { x, t, e in
-                    let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
+                    let x = blended(x)
                     // a v-model's ε uses the integer part of the float timestep (A1111: t.to(torch.int))
                     denoiser.combine(denoiser.unetOutputs(x, inputScale: 1, t: t), x: x, timestepOutput(Int(t)), keepOutsideMask: false, into: &e)
                 }, x, steps: ts.count, lastTimestep: initLatent != nil ? ts.last : nil, alphasCumprod: schedule.alphasCumprod,
                    onStep: stepCallback)
             } else if r.sampler == .plms {
                 x = try DDIMSampler.plms(eps: { x, t, e in
-                    let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
+                    let x = blended(x)
                     denoiser.combine(denoiser.unetOutputs(x, inputScale: 1, t: Float(t)), x: x, timestepOutput(t), keepOutsideMask: false, into: &e)
                 }, x, timesteps: ts, alphasCumprod: schedule.alphasCumprod, onStep: stepCallback)
             } else {
                 x = try DDIMSampler.sample(eps: { x, t, e, u in
-                    let x = inpaint.map { Self.blend(x, blendLatent, $0.nmask, per: per, plane: plane) } ?? x
+                    let x = blended(x)
                     let eps = denoiser.unetOutputs(x, inputScale: 1, t: Float(t))
                     denoiser.uncond(eps, x: x, timestepOutput(t), into: &u)
                     denoiser.combine(eps, x: x, timestepOutput(t), keepOutsideMask: false, into: &e)

@@ -41,7 +41,7 @@ struct Bench: ParsableCommand {
         guard runs > 0 else { throw ValidationError("--runs must be positive") }
         if let hiresScale, !(1...4).contains(hiresScale) { throw ValidationError("--hires-scale must be between 1 and 4") }
         if let lora, !FileManager.default.fileExists(atPath: lora) { throw ValidationError("--lora: no such file \(lora)") }
-        guard let (samplerChoice, _) = Sampler.resolve(sampler) else {
+        guard let (samplerChoice, samplerSchedule) = Sampler.resolve(sampler) else {
             throw ValidationError("--sampler: no sampler named \(sampler) (one of: \(Sampler.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         if referencePython != nil, what == .txt2img, samplerChoice != .euler {
@@ -114,6 +114,7 @@ struct Bench: ParsableCommand {
             r.height = size
             r.randnSource = .cpu
             r.sampler = samplerChoice
+            if let samplerSchedule { r.scheduler = samplerSchedule }  // a pre-1.9 name such as "DPM++ 2M Karras"
             if let controlnet {
                 let net = try ControlNetModel(path: controlnet, config: p.model.unet.config)
                 r.controlUnits = [ControlUnit(model: net, hint: Tensor(filling: [1, 3, size, size], with: 0.5))]
