@@ -29,6 +29,7 @@ struct Bench: ParsableCommand {
     @Option(help: "unet: also time one step with this ControlNet (.safetensors/.pth), next to the plain step; txt2img: sample with one unit of it (a grey hint), so its steps are counted too.") var controlnet: String?
     @Option(help: "unet, txt2img: also time patching this LoRA / LyCORIS file in at weight 1 (and restoring the weights), next to the plain step.") var lora: String?
     @Option(help: "unet, txt2img: also time one UNet step at the hires fix's second-pass size (size × this factor), next to the plain step.") var hiresScale: Double?
+    @Option(help: "txt2img with --controlnet: the unit's control mode (Balanced, \"My prompt is more important\", \"ControlNet is more important\", or 0–2).") var controlMode: String = "Balanced"
     @Option(help: "txt2img: the sampler (A1111's name, e.g. \"DPM++ 2M\"); the reference's bench is Euler's.") var sampler: String = "Euler"
     @Flag(help: "Write a backtrace of every allocation call during the last run (txt2img: during its third step, a steady one) to stderr; tools/malloc_sites.py names the sites.") var mallocBacktraces = false
 
@@ -43,6 +44,9 @@ struct Bench: ParsableCommand {
         if let lora, !FileManager.default.fileExists(atPath: lora) { throw ValidationError("--lora: no such file \(lora)") }
         guard let (samplerChoice, samplerSchedule) = Sampler.resolve(sampler) else {
             throw ValidationError("--sampler: no sampler named \(sampler) (one of: \(Sampler.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard let controlModeChoice = ControlMode(api: controlMode) else {
+            throw ValidationError("--control-mode: one of \(ControlMode.allCases.map(\.rawValue).joined(separator: ", ")) (or 0–2)")
         }
         if referencePython != nil, what == .txt2img, samplerChoice != .euler {
             throw ValidationError("--reference-python: the reference bench samples with Euler; leave --sampler out to compare")
@@ -117,7 +121,7 @@ struct Bench: ParsableCommand {
             if let samplerSchedule { r.scheduler = samplerSchedule }  // a pre-1.9 name such as "DPM++ 2M Karras"
             if let controlnet {
                 let net = try ControlNetModel(path: controlnet, config: p.model.unet.config)
-                r.controlUnits = [ControlUnit(model: net, hint: Tensor(filling: [1, 3, size, size], with: 0.5))]
+                r.controlUnits = [ControlUnit(model: net, hint: Tensor(filling: [1, 3, size, size], with: 0.5), mode: controlModeChoice)]
             }
             // tensor buffers and malloc calls over steps 2…N (the step loop should reuse step 1's buffers)
             var run = 0
