@@ -154,8 +154,8 @@ final class ControlSession {
                 } else {
                     if condTimesteps.count != condRows { condTimesteps = Array(repeating: 0, count: condRows) }
                     for i in 0..<condRows { condTimesteps[i] = timesteps[i] }
-                    unit.model.residuals(x.rows(0..<condRows), encodedHint: hint(k, rows: condRows), timesteps: condTimesteps,
-                                         context: context.rows(0..<condRows), into: &unitResiduals[k])
+                    unit.model.residuals(x.slice(0..<condRows), encodedHint: hint(k, rows: condRows), timesteps: condTimesteps,
+                                         context: context.slice(0..<condRows), into: &unitResiduals[k])
                     for i in unitResiduals[k].indices { unitResiduals[k][i] = unitResiduals[k][i].paddedRows(to: rows) }
                 }
             } else {
@@ -177,14 +177,6 @@ final class ControlSession {
 }
 
 extension Tensor {
-    /// Rows `range` of the first axis, copied (shapes built inline: no array).
-    func rows(_ range: Range<Int>) -> Tensor {
-        let inner = count / shape[0]
-        let out = Tensor(uninitialized: dims.replacing(0, with: range.count))
-        out.unsafePointer.update(from: unsafePointer + range.lowerBound * inner, count: range.count * inner)
-        return out
-    }
-
     /// The tensor with zero rows appended up to `rows` along the first axis.
     func paddedRows(to rows: Int) -> Tensor {
         let out = Tensor(uninitialized: dims.replacing(0, with: rows))

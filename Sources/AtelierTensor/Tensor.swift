@@ -248,10 +248,12 @@ public struct Tensor: @unchecked Sendable {
         get { storage.pointer[i] }
     }
 
-    /// Slice along the first axis: rows `range` of a tensor whose first axis is the batch.
+    /// Slice along the first axis: rows `range` of a tensor whose first axis is the batch, copied
+    /// (the shape built inline up to `Dims.maxRank`: no array in a sampler's steps).
     public func slice(_ range: Range<Int>) -> Tensor {
-        let inner = shape.dropFirst().reduce(1, *)
-        let out = Tensor(uninitialized: [range.count] + shape.dropFirst())
+        let inner = count / shape[0]
+        let out = Dims(shape).map { Tensor(uninitialized: $0.replacing(0, with: range.count)) }
+            ?? Tensor(uninitialized: [range.count] + shape.dropFirst())
         out.storage.pointer.update(from: storage.pointer + range.lowerBound * inner, count: range.count * inner)
         return out
     }
