@@ -655,6 +655,27 @@ def test_sampler_options_are_checked_and_a_request_field_is_applied_without_info
     assert "Sigma noise" not in noisy.info["infotexts"][0]
 
 
+def test_a_picture_above_768_decodes_in_tiles_with_the_whole_pictures_statistics_unless_set_to_each_tiles(server):
+    api = client(server)
+    base = dict(prompt="a lighthouse", seed=5, steps=1, width=800, height=800, sampler_name="Euler")
+    exact = np.asarray(api.txt2img(**base).image, dtype=np.float64)
+    assert api.get_options()["atelier_vae_tile_statistics"] == "exact"
+    # each tile's own GroupNorm statistics: a close but different picture (tones shift per tile)
+    per_tile = np.asarray(api.txt2img(**base, override_settings={"atelier_vae_tile_statistics": "tile"}).image, dtype=np.float64)
+    mse = np.mean((exact - per_tile) ** 2)
+    assert mse > 0 and 10 * np.log10(255.0 ** 2 / mse) > 25
+    # the setting gives the same picture as the per-request override, and is checked
+    api.set_options({"atelier_vae_tile_statistics": "tile"})
+    try:
+        assert np.array_equal(np.asarray(api.txt2img(**base).image, dtype=np.float64), per_tile)
+    finally:
+        api.set_options({"atelier_vae_tile_statistics": "exact"})
+    r = requests.post(server.url + "/sdapi/v1/options", json={"atelier_vae_tile_statistics": "fast"}, timeout=30)
+    assert r.status_code == 422 and "atelier_vae_tile_statistics" in r.text
+    r = post(server, "txt2img", {"steps": 1, "width": 64, "height": 64, "override_settings": {"atelier_vae_tile_statistics": 1}})
+    assert r.status_code == 422 and "override_settings.atelier_vae_tile_statistics" in json.dumps(r.json())
+
+
 @pytest.mark.parametrize("case,how", [("tiling-euler_a", "field"), ("tiling-dpmpp_2m-128x96", "field"),
                                       ("i2i-tiling-euler", "override_settings")])
 def test_tiling_reproduces_the_oracle_picture_by_field_or_setting(server, case, how):

@@ -98,13 +98,13 @@ extension Pipeline {
         case .latent(let mode, let aa):
             up = Ops.interpolate(latents, height: t.y / 8, width: t.x / 8, mode: mode, antialias: aa)
         case .lanczos, .nearest:
-            let pictures = decode(latents, vae: r.vae, dump: nil)
+            let pictures = decode(latents, vae: r.vae, tileStatistics: r.vaeTileStatistics, dump: nil)
             var encoded: [Float] = []
             for (i, rgb) in pictures.enumerated() {
                 let first = Image8(width: r.width, height: r.height, channels: 3, pixels: rgb)
                 let big = Self.upscalePixels(first, width: t.x, height: t.y, lanczos: hr.upscaler == .lanczos)
                 if i == 0 { dump?.write("init_image", shape: [t.y, t.x, 3], values: big.pixels.map(Float.init)) }
-                encoded += encodeInit(InitImage(width: big.width, height: big.height, rgb: big.pixels), vae: r.vae)
+                encoded += encodeInit(InitImage(width: big.width, height: big.height, rgb: big.pixels), vae: r.vae, tileStatistics: r.vaeTileStatistics)
             }
             up = Tensor(shape: [b, 4, t.y / 8, t.x / 8], data: encoded)
         }

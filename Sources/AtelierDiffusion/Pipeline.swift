@@ -95,6 +95,9 @@ public struct GenerationRequest: Sendable, Equatable {
     public var vae: VAEFile?
     /// A1111's Tiling: every UNet and VAE conv pads circularly, so the picture tiles seamlessly
     public var tiling = false
+    /// GroupNorm statistics of a VAE decode or encode large enough to run in tiles (above 768²
+    /// decoded, 1024² encoded): the whole picture's (A1111's picture) or each tile's own (faster).
+    public var vaeTileStatistics = VAEDecoder.defaultTileStatistics
 
     public init() {}
 
@@ -405,7 +408,7 @@ public final class Pipeline: @unchecked Sendable {
             // decode's peak; the next generation's first step faults them in again.
             Scratch.drain()  // its buffers go back to the pool…
             BufferPool.drain()  // …which frees them with the rest
-            var decoded = decode(latents, vae: r.vae, dump: batchDump)
+            var decoded = decode(latents, vae: r.vae, tileStatistics: r.vaeTileStatistics, dump: batchDump)
             if let inpaint = r.initImage?.inpaint, inpaint.overlay != nil {
                 // the generated picture back in the init image's frame, its kept pixels restored
                 if let batchDump { batchDump.write("image_decoded", shape: [outSize.height, outSize.width, 3], values: decoded[0].map(Float.init)) }
@@ -480,7 +483,7 @@ public final class Pipeline: @unchecked Sendable {
             dump?.write("init_latent", shape: [b] + shape, values: givenLatent)
             (scheduleSteps, tEnc) = img2imgSteps
         } else if let img = r.initImage {
-            var encoded = encodeInitLatent(img, vae: r.vae)
+            var encoded = encodeInitLatent(img, vae: r.vae, tileStatistics: r.vaeTileStatistics)
             if img.latentUpscale {
                 // resize mode 3: the latent of the image at its own size, bilinearly to the request's
                 encoded = Ops.interpolate(encoded, height: shape[1], width: shape[2], mode: .bilinear)
@@ -675,10 +678,12 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// img2img's init latent: `uint8/255·2−1` → VAE encoder posterior mean → × scale factor.
-    func encodeInit(_ img: InitImage, vae: VAEFile? = nil) -> [Float] { encodeInitLatent(img, vae: vae).scalars }
+    func encodeInit(_ img: InitImage, vae: VAEFile? = nil, tileStatistics: TileStatistics) -> [Float] {
+        encodeInitLatent(img, vae: vae, tileStatistics: tileStatistics).scalars
+    }
 
     /// The init latent `[1, 4, h/8, w/8]` (sizes as the VAE encoder's strided convolutions give them).
-    func encodeInitLatent(_ img: InitImage, vae: VAEFile? = nil) -> Tensor {
+    func encodeInitLatent(_ img: InitImage, vae: VAEFile? = nil, tileStatistics: TileStatistics) -> Tensor {
         let (h, w) = (img.height, img.width)
         let x = Tensor(uninitialized: [1, 3, h, w])
         let p = x.unsafePointer
@@ -686,17 +691,17 @@ public final class Pipeline: @unchecked Sendable {
             for i in 0..<(h * w) { p[c * h * w + i] = Float(img.rgb[i * 3 + c]) / 255 * 2 - 1 }
         }
         return BufferPool.oneOffPhase {
-            let mean = (vae?.encoder ?? model.vaeEncoder).mean(x)
+            let mean = (vae?.encoder ?? model.vaeEncoder).mean(x, statistics: tileStatistics)
             return Ops.scale(mean, model.vaeDecoder.config.scaleFactor)
         }
     }
 
     /// VAE decode of `latents / scale_factor`, `clamp((x+1)/2, 0, 1)`, ×255 truncated to uint8.
-    func decode(_ latents: Tensor, vae: VAEFile? = nil, dump: DumpSink?) -> [[UInt8]] {
+    func decode(_ latents: Tensor, vae: VAEFile? = nil, tileStatistics: TileStatistics, dump: DumpSink?) -> [[UInt8]] {
         let inv = Float(1.0 / Double(model.vaeDecoder.config.scaleFactor))
         // tiles pad from their neighbours, not around the picture: circular padding decodes whole
         let img = BufferPool.oneOffPhase {
-            (vae?.decoder ?? model.vaeDecoder)(Ops.scale(latents, inv), tile: ConvPadding.circular ? 0 : nil)
+            (vae?.decoder ?? model.vaeDecoder)(Ops.scale(latents, inv), tile: ConvPadding.circular ? 0 : nil, statistics: tileStatistics)
         }
         let (b, h, w) = (img.shape[0], img.shape[2], img.shape[3])
         let p = img.unsafePointer

@@ -1,5 +1,6 @@
 import AtelierDiffusion
 import AtelierImaging
+import AtelierModels
 import AtelierService
 import Foundation
 
@@ -255,6 +256,7 @@ struct Txt2ImgRequest {
         r.randnSource = NoiseSource(label: opts.randnSource) ?? .gpu
         r.etaSettings = .init(ancestral: opts["eta_ancestral"]?.double ?? 1, ddim: opts["eta_ddim"]?.double ?? 0)
         r.inpaintingMaskWeight = opts["inpainting_mask_weight"]?.double ?? 1
+        r.vaeTileStatistics = opts.vaeTileStatistics
         var checkpoint: String?
         var vae: String?
         // sampler options: the instance's settings, overridden per request
@@ -297,6 +299,11 @@ struct Txt2ImgRequest {
             case "tiling":
                 guard case .bool(let b) = v else { throw ServiceError(422, field: field, "\(field): true or false") }
                 tilingSetting = b
+            case "atelier_vae_tile_statistics":
+                guard let t = v.string.flatMap(TileStatistics.init(rawValue:)) else {
+                    throw ServiceError(422, field: field, "\(field): \"exact\" or \"tile\"")
+                }
+                r.vaeTileStatistics = t
             case "eta_ancestral":
                 guard let d = v.double, (0...10).contains(d) else { throw ServiceError(422, field: field, "\(field): a number 0…10") }
                 r.etaSettings.ancestral = d

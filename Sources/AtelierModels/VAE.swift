@@ -26,8 +26,14 @@ struct VAEResBlock {
         shortcut = i == o ? nil : try Conv2d(s, p + ".nin_shortcut", in: i, out: o, kernel: 1)
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = conv2(norm2(conv1(norm1(x, silu: true)), silu: true))
+    /// `norms`: the tiled decode's or encode's corrected statistics (see `TiledGroupNorm`).
+    /// A stopped statistics pass (`TiledGroupNorm.stopped`) returns x at once.
+    func callAsFunction(_ x: Tensor, norms: TiledGroupNorm? = nil) -> Tensor {
+        let a = norm1(x, silu: true, tiled: norms)
+        if norms?.stopped == true { return x }
+        let b = norm2(conv1(a), silu: true, tiled: norms)
+        if norms?.stopped == true { return x }
+        let h = conv2(b)
         return Ops.add(shortcut.map { $0(x) } ?? x, h)
     }
 }
@@ -92,30 +98,40 @@ public struct VAEDecoder {
     public static let tilingThreshold = 96 * 96
     /// Default tile side in latent pixels.
     public static let defaultTile = 64
+    /// A tiled decode's GroupNorm statistics by default.
+    public static let defaultTileStatistics = TileStatistics.exact
 
     /// z: [N, 4, h, w] (scaled latents × 1/scaleFactor) → [N, 3, 8h, 8w].
     /// `tile`: nil decodes in tiles of `defaultTile` above `tilingThreshold`, 0 never tiles,
     /// n tiles with side n latent pixels (see `tiledUpsampling`); never in tiles under
-    /// `ConvPadding.circular`.
-    public func callAsFunction(_ z: Tensor, tile: Int? = nil) -> Tensor {
+    /// `ConvPadding.circular`. `statistics`: a tiled decode's GroupNorm statistics.
+    public func callAsFunction(_ z: Tensor, tile: Int? = nil, statistics: TileStatistics = defaultTileStatistics) -> Tensor {
         var h = convIn(postQuant(z))
         h = mid2(midAttn(mid1(h)))
         for b in levels[0].0 { h = b(h) }
         let side = VAETiles.side(tile, latentHeight: h.shape[2], latentWidth: h.shape[3],
                                  threshold: Self.tilingThreshold, defaultTile: Self.defaultTile)
-        return side == 0 ? upsampling(h) : tiledUpsampling(h, tile: side)
+        return side == 0 ? upsampling(h) : tiledUpsampling(h, tile: side, statistics: statistics)
     }
 
     /// Everything after the first level's res blocks: the upsampling levels, norm and conv out.
-    func upsampling(_ h0: Tensor) -> Tensor {
+    /// With `norms`, a stopped statistics pass returns at once (what it returns is not used).
+    func upsampling(_ h0: Tensor, norms: TiledGroupNorm? = nil) -> Tensor {
         var h = h0
         if let up = levels[0].1 { h = up(Ops.upsampleNearest2x(h)) }
         for (blocks, up) in levels.dropFirst() {
-            for b in blocks { h = b(h) }
+            for b in blocks {
+                h = b(h, norms: norms)
+                if norms?.stopped == true { return h }
+            }
             if let up { h = up(Ops.upsampleNearest2x(h)) }
         }
-        return convOut(normOut(h, silu: true))
+        let out = normOut(h, silu: true, tiled: norms)
+        return norms?.stopped == true ? out : convOut(out)
     }
+
+    /// GroupNorms in `upsampling`: two per res block, and the output norm.
+    var upsamplingGroupNorms: Int { levels.dropFirst().reduce(0) { $0 + 2 * $1.0.count } + 1 }
 
     /// Latent pixels decoded around each tile beyond its blend band: the upsampling path's
     /// 3×3 convolutions see 6¼ latent pixels (7 convs at 2×, 7 at 4×, 7 at 8×), so the band's
@@ -127,14 +143,92 @@ public struct VAEDecoder {
     /// decodes do; the deep part (mid attention over all positions) stays whole. Each tile
     /// is decoded with `tileHalo + VAETiles.blend` latent pixels of context, and neighbours
     /// cross-fade linearly over ±`VAETiles.blend` latent pixels around their shared border.
-    /// GroupNorm statistics are each tile's own (its context included): whole-picture
-    /// statistics gathered in a first pass were tried and matched the untiled decode worse
-    /// (the first pass's per-tile normalisation shifts every later layer's statistics).
-    func tiledUpsampling(_ h0: Tensor, tile: Int) -> Tensor {
+    /// `statistics` says where the GroupNorms' statistics come from (`TileStatistics`).
+    func tiledUpsampling(_ h0: Tensor, tile: Int, statistics: TileStatistics) -> Tensor {
         let f = 1 << (levels.count - 1)          // latent → pixel scale (8)
         let tiles = VAETiles(input: h0, tile: tile, inputPerTileUnit: 1, outputPerTileUnit: f,
                              outChannels: config.outChannels, context: Self.tileHalo + VAETiles.blend)
-        return tiles.run(upsampling)
+        guard statistics == .exact else { return tiles.run { region, _ in upsampling(region) } }
+        let norms = tiles.wholePictureStatistics(groupNorms: upsamplingGroupNorms) { upsampling($0, norms: $1) }
+        return tiles.run { region, window in
+            norms.begin(window)
+            return upsampling(region, norms: norms)
+        }
+    }
+}
+
+/// Where a tiled VAE decode's or encode's GroupNorms get their statistics.
+public enum TileStatistics: String, Sendable, Equatable, CaseIterable {
+    /// The whole picture's, as the untiled decode (A1111's) has them: one short pass over the
+    /// tiles per GroupNorm finds its statistics from the earlier ones', then the decode runs. Memory
+    /// stays one tile's; the work is about ten tiled decodes' (see docs/PERFORMANCE.md).
+    case exact
+    /// Each tile's own, its context included (one pass, as diffusers and ComfyUI decode): about
+    /// 36–44 dB from the untiled picture, each tile's tones shifted a little.
+    case tile
+}
+
+/// The whole picture's GroupNorm statistics for a path run one tile at a time, found pass by pass.
+/// Pass k normalises GroupNorms 0..<k with the moments the passes before found, sums GroupNorm
+/// k's input over each tile's own part (its context left out, so each position counts once),
+/// and stops there (`stopped`). Each tile's own part is exact (the context covers the path's
+/// receptive field), so every pass's sums are the untiled path's, up to float rounding.
+///
+/// Tried and dropped: each tile's own statistics corrected pass by pass toward the whole
+/// picture's (shifted and scaled by how the previous pass's whole and tile moments differed):
+/// +1–4 dB a pass but slow to converge (38.5 dB after three passes on some latents); fixed
+/// whole-picture moments from a per-tile pass diverge pass by pass.
+final class TiledGroupNorm {
+    /// The whole picture's moments per GroupNorm found so far, [GroupNorm][row · group].
+    private var found: [[Ops.GroupMoments]] = []
+    /// Σ count, Σx, Σx² of this pass's GroupNorm over the tiles' own parts, per (row, group).
+    private var sums: [(count: Double, sum: Double, squares: Double)] = []
+    private var window: VAETiles.Window?
+    private var call = 0
+    /// This pass has summed its GroupNorm: the path may return anything from here.
+    private(set) var stopped = false
+
+    /// GroupNorms whose whole-picture moments are known.
+    var known: Int { found.count }
+
+    /// Starts a tile: its GroupNorm calls count from 0.
+    func begin(_ window: VAETiles.Window) {
+        self.window = window
+        call = 0
+        stopped = false
+    }
+
+    /// Ends a pass over every tile: its sums give the next GroupNorm's moments.
+    func endPass() {
+        found.append(sums.map { s in
+            let mean = s.sum / s.count
+            return Ops.GroupMoments(mean: mean, variance: max(0, s.squares / s.count - mean * mean))
+        })
+        sums = []
+    }
+
+    /// `norm` applied to x, a tile's activation, with the whole picture's moments; at the pass's
+    /// own GroupNorm, x's own part summed instead (and x returned: the pass stops).
+    func normalize(_ norm: GroupNorm, _ x: Tensor, silu: Bool) -> Tensor {
+        guard let window else { preconditionFailure("TiledGroupNorm.begin before the tile's first GroupNorm") }
+        defer { call += 1 }
+        if call < found.count { return norm(x, silu: silu, moments: found[call]) }
+        precondition(call == found.count && !stopped, "a pass stops at its own GroupNorm")
+        // the own part at x's scale (the encoder's first levels have 8, 4, 2 pixels per unit)
+        let scale = x.shape[2] / window.regionRows.count
+        let (rows, columns) = (window.rowsInRegion, window.columnsInRegion)
+        let part = Ops.groupWindowSums(x, groups: norm.groups,
+                                       rows: rows.lowerBound * scale..<min(x.shape[2], rows.upperBound * scale),
+                                       columns: columns.lowerBound * scale..<min(x.shape[3], columns.upperBound * scale))
+        let count = Double(x.shape[1] / norm.groups * rows.count * columns.count * scale * scale)
+        if sums.isEmpty { sums = Array(repeating: (0, 0, 0), count: part.count) }
+        for i in part.indices {
+            sums[i].count += count
+            sums[i].sum += part[i].sum
+            sums[i].squares += part[i].squares
+        }
+        stopped = true
+        return x
     }
 }
 
@@ -163,23 +257,38 @@ struct VAETiles {
         return side <= 0 || (latentHeight <= side && latentWidth <= side) ? 0 : side
     }
 
-    func run(_ path: (Tensor) -> Tensor) -> Tensor {
+    /// A tile on the grid of units: its own rows and columns and those of the region it runs on
+    /// (its own widened by `context`, clipped at the picture's edges), in picture units.
+    struct Window {
+        let tile: Int
+        let rows: Range<Int>, columns: Range<Int>
+        let regionRows: Range<Int>, regionColumns: Range<Int>
+        /// The tile's own rows and columns within its region.
+        var rowsInRegion: Range<Int> { (rows.lowerBound - regionRows.lowerBound)..<(rows.upperBound - regionRows.lowerBound) }
+        var columnsInRegion: Range<Int> { (columns.lowerBound - regionColumns.lowerBound)..<(columns.upperBound - regionColumns.lowerBound) }
+    }
+
+    /// The whole picture's statistics for `path`'s `groupNorms` GroupNorms: one pass over the
+    /// tiles per GroupNorm, each stopping at it (`TiledGroupNorm`).
+    func wholePictureStatistics(groupNorms: Int, _ path: (Tensor, TiledGroupNorm) -> Tensor) -> TiledGroupNorm {
+        let norms = TiledGroupNorm()
+        while norms.known < groupNorms {
+            forEachRegion { region, window in
+                norms.begin(window)
+                _ = path(region, norms)
+            }
+            norms.endPass()
+        }
+        return norms
+    }
+
+    /// `body` called with each tile's region of the input (and where the tile lies), row by row.
+    func forEachRegion(_ body: (Tensor, Window) -> Void) {
         let (n, c) = (input.shape[0], input.shape[1])
         let (uh, uw) = (input.shape[2] / inputPerTileUnit, input.shape[3] / inputPerTileUnit)
         let (ih, iw) = (input.shape[2], input.shape[3])
-        let f = outputPerTileUnit
-        let (ph, pw) = (uh * f, uw * f)
-        let out = Tensor(zeros: [n, outChannels, ph, pw])
-        var weights = [Float](repeating: 0, count: ph * pw)
-        let band = Float(Self.blend * f)
-        /// Cross-fade weight of output pixel p for a tile whose interior is [lo, hi) pixels.
-        func ramp(_ p: Int, _ lo: Int, _ hi: Int, _ size: Int) -> Float {
-            var w: Float = 1
-            if lo > 0 { w = min(w, max(0, (Float(p - lo) + 0.5 + band) / (2 * band))) }
-            if hi < size { w = min(w, max(0, (Float(hi - p) - 0.5 + band) / (2 * band))) }
-            return w
-        }
         let g = inputPerTileUnit
+        var tileIndex = 0
         for y0 in stride(from: 0, to: uh, by: tile) {
             for x0 in stride(from: 0, to: uw, by: tile) {
                 let (y1, x1) = (min(uh, y0 + tile), min(uw, x0 + tile))
@@ -196,21 +305,45 @@ struct VAETiles {
                             .update(from: input.unsafePointer + (plane * ih + iy0 + y) * iw + ix0, count: rw)
                     }
                 }
-                let decoded = path(region)
-                let (dh, dw) = (decoded.shape[2], decoded.shape[3])
-                // output pixels this tile contributes to: its interior widened by the blend band
-                let (py0, py1) = (max(0, (y0 - Self.blend) * f), min(ph, (y1 + Self.blend) * f))
-                let (px0, px1) = (max(0, (x0 - Self.blend) * f), min(pw, (x1 + Self.blend) * f))
-                let wx = (px0..<px1).map { ramp($0, x0 * f, x1 * f, pw) }
-                for py in py0..<py1 {
-                    let wy = ramp(py, y0 * f, y1 * f, ph)
-                    let dy = py - ry0 * f
-                    for px in px0..<px1 { weights[py * pw + px] += wy * wx[px - px0] }
-                    for plane in 0..<(n * outChannels) {
-                        let src = decoded.unsafePointer + (plane * dh + dy) * dw
-                        let dst = out.unsafePointer + (plane * ph + py) * pw
-                        for px in px0..<px1 { dst[px] += wy * wx[px - px0] * src[px - rx0 * f] }
-                    }
+                body(region, Window(tile: tileIndex, rows: y0..<y1, columns: x0..<x1, regionRows: ry0..<ry1, regionColumns: rx0..<rx1))
+                tileIndex += 1
+            }
+        }
+    }
+
+    /// `path` run on each tile's region (with where the tile lies), the outputs cross-faded.
+    func run(_ path: (Tensor, Window) -> Tensor) -> Tensor {
+        let n = input.shape[0]
+        let (uh, uw) = (input.shape[2] / inputPerTileUnit, input.shape[3] / inputPerTileUnit)
+        let f = outputPerTileUnit
+        let (ph, pw) = (uh * f, uw * f)
+        let out = Tensor(zeros: [n, outChannels, ph, pw])
+        var weights = [Float](repeating: 0, count: ph * pw)
+        let band = Float(Self.blend * f)
+        /// Cross-fade weight of output pixel p for a tile whose interior is [lo, hi) pixels.
+        func ramp(_ p: Int, _ lo: Int, _ hi: Int, _ size: Int) -> Float {
+            var w: Float = 1
+            if lo > 0 { w = min(w, max(0, (Float(p - lo) + 0.5 + band) / (2 * band))) }
+            if hi < size { w = min(w, max(0, (Float(hi - p) - 0.5 + band) / (2 * band))) }
+            return w
+        }
+        forEachRegion { region, window in
+            let decoded = path(region, window)
+            let (y0, y1, x0, x1) = (window.rows.lowerBound, window.rows.upperBound, window.columns.lowerBound, window.columns.upperBound)
+            let (ry0, rx0) = (window.regionRows.lowerBound, window.regionColumns.lowerBound)
+            let (dh, dw) = (decoded.shape[2], decoded.shape[3])
+            // output pixels this tile contributes to: its interior widened by the blend band
+            let (py0, py1) = (max(0, (y0 - Self.blend) * f), min(ph, (y1 + Self.blend) * f))
+            let (px0, px1) = (max(0, (x0 - Self.blend) * f), min(pw, (x1 + Self.blend) * f))
+            let wx = (px0..<px1).map { ramp($0, x0 * f, x1 * f, pw) }
+            for py in py0..<py1 {
+                let wy = ramp(py, y0 * f, y1 * f, ph)
+                let dy = py - ry0 * f
+                for px in px0..<px1 { weights[py * pw + px] += wy * wx[px - px0] }
+                for plane in 0..<(n * outChannels) {
+                    let src = decoded.unsafePointer + (plane * dh + dy) * dw
+                    let dst = out.unsafePointer + (plane * ph + py) * pw
+                    for px in px0..<px1 { dst[px] += wy * wx[px - px0] * src[px - rx0 * f] }
                 }
             }
         }
@@ -266,20 +399,19 @@ public struct VAEEncoder {
     public static let defaultTile = 64
     /// Latent pixels encoded around each tile beyond its blend band: the downsampling path's
     /// convolutions see about 9½ latent pixels (75 pixels: 5 convs at 1×, 4 at ½, 4 at ¼, 4 at ⅛
-    /// and the three stride-2 convs), so the band's convolutions are exact up to the outermost
-    /// taps, and the GroupNorm statistics are the tile's own.
-    static let tileHalo = 8
+    /// and the three stride-2 convs), so the band's convolutions are exact.
+    static let tileHalo = 10
 
     /// x: [N, 3, H, W] in [-1, 1] → posterior mean [N, 4, H/8, W/8].
     /// `tile`: nil encodes in tiles of `defaultTile` latents above `tilingThreshold`, 0 never tiles,
     /// n tiles with side n latent pixels (never under `ConvPadding.circular`): the downsampling path (128 channels at full size, the
     /// memory-hungry part) runs per tile with `tileHalo + VAETiles.blend` latents of context, and
     /// the tiles cross-fade over ±`VAETiles.blend` latents before the mid block, which runs whole.
-    /// Each tile normalises with its own GroupNorm statistics, as diffusers' tiled encode does, so
-    /// the latents are not the whole encode's: measured on the tiny random-weight model at 1088²,
-    /// 0.43 relative L2 from the whole encode. Whole-picture statistics estimated on a box-averaged
-    /// copy were tried and did worse on a textured picture (0.87), better only on a smooth one.
-    public func mean(_ x: Tensor, tile: Int? = nil) -> Tensor {
+    /// `statistics`: `.exact` normalises the tiles with the whole picture's GroupNorm statistics
+    /// (the whole encode's latents up to float rounding); `.tile` with each tile's own, as diffusers'
+    /// tiled encode does: 0.43 relative L2 from the whole encode on the tiny random-weight model at
+    /// 1088² (statistics estimated on a box-averaged copy did worse on a textured picture, 0.87).
+    public func mean(_ x: Tensor, tile: Int? = nil, statistics: TileStatistics = VAEDecoder.defaultTileStatistics) -> Tensor {
         // the threshold is in pixels; sides are multiples of 8, so in latents it is the same test
         let side = VAETiles.side(tile, latentHeight: x.shape[2] / 8, latentWidth: x.shape[3] / 8,
                                  threshold: Self.tilingThreshold / 64, defaultTile: Self.defaultTile)
@@ -288,8 +420,17 @@ public struct VAEEncoder {
             h = downsampling(x)
         } else {
             let channels = config.ch * config.chMult.last!
-            h = VAETiles(input: x, tile: side, inputPerTileUnit: 8, outputPerTileUnit: 1, outChannels: channels,
-                         context: Self.tileHalo + VAETiles.blend).run(downsampling)
+            let tiles = VAETiles(input: x, tile: side, inputPerTileUnit: 8, outputPerTileUnit: 1, outChannels: channels,
+                                 context: Self.tileHalo + VAETiles.blend)
+            if statistics == .exact {
+                let norms = tiles.wholePictureStatistics(groupNorms: downsamplingGroupNorms) { downsampling($0, norms: $1) }
+                h = tiles.run { region, window in
+                    norms.begin(window)
+                    return downsampling(region, norms: norms)
+                }
+            } else {
+                h = tiles.run { region, _ in downsampling(region) }
+            }
         }
         h = mid2(midAttn(mid1(h)))
         let moments = quant(convOut(normOut(h, silu: true)))
@@ -303,12 +444,19 @@ public struct VAEEncoder {
     }
 
     /// conv_in and the downsampling levels: [N, 3, H, W] → [N, 512, H/8, W/8].
-    func downsampling(_ x: Tensor) -> Tensor {
+    /// With `norms`, a stopped statistics pass returns at once (what it returns is not used).
+    func downsampling(_ x: Tensor, norms: TiledGroupNorm? = nil) -> Tensor {
         var h = convIn(x)
         for (blocks, down) in levels {
-            for b in blocks { h = b(h) }
+            for b in blocks {
+                h = b(h, norms: norms)
+                if norms?.stopped == true { return h }
+            }
             if let down { h = down(h) }
         }
         return h
     }
+
+    /// GroupNorms in `downsampling`: two per res block.
+    var downsamplingGroupNorms: Int { levels.reduce(0) { $0 + 2 * $1.0.count } }
 }

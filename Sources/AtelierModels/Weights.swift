@@ -236,8 +236,14 @@ public struct GroupNorm {
         self.eps = eps
     }
 
-    public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
-        Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu)
+    /// `moments`: one per (row, group) to normalise with instead of x's own (the tiled VAE's).
+    public func callAsFunction(_ x: Tensor, silu: Bool = false, moments: [Ops.GroupMoments]? = nil) -> Tensor {
+        Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu, moments: moments)
+    }
+
+    /// Normalised with `tiled`'s corrected statistics where a tiled decode passes them, else x's own.
+    func callAsFunction(_ x: Tensor, silu: Bool = false, tiled: TiledGroupNorm?) -> Tensor {
+        tiled?.normalize(self, x, silu: silu) ?? self(x, silu: silu)
     }
 }
 

@@ -1,3 +1,4 @@
+import AtelierModels
 import Foundation
 
 /// A1111's settings (`/sdapi/v1/options`): defaults of 1.10, overridden by `config.json` in the
@@ -40,6 +41,9 @@ public final class OptionsStore: @unchecked Sendable {
         "control_net_no_detectmap": .bool(false), "control_net_detectmap_autosaving": .bool(false),
         "control_net_detectedmap_dir": .string("detected_maps"), "control_net_unit_count": .int(3),
         "control_net_model_cache_size": .int(2),
+        // Atelier's: GroupNorm statistics of a VAE decode or encode run in tiles (above 768² decoded,
+        // 1024² encoded): "exact" (the whole picture's, A1111's picture) or "tile" (each tile's own, faster)
+        "atelier_vae_tile_statistics": .string("exact"),
     ]
 
     private let lock = NSLock()
@@ -63,6 +67,10 @@ public final class OptionsStore: @unchecked Sendable {
     public var randnSource: String { self["randn_source"]?.string ?? "GPU" }
     /// img2img's default `initial_noise_multiplier`
     public var initialNoiseMultiplier: Double { self["initial_noise_multiplier"]?.any as? Double ?? Double(self["initial_noise_multiplier"]?.int ?? 1) }
+    /// `atelier_vae_tile_statistics`: the tiled VAE's GroupNorm statistics.
+    public var vaeTileStatistics: TileStatistics {
+        self["atelier_vae_tile_statistics"]?.string.flatMap(TileStatistics.init(rawValue:)) ?? VAEDecoder.defaultTileStatistics
+    }
     public var previewEvery: Int { max(1, self["show_progress_every_n_steps"]?.int ?? 10) }
 
     /// Checks a partial update: unknown keys and values of the wrong JSON type are refused,
@@ -82,6 +90,9 @@ public final class OptionsStore: @unchecked Sendable {
                 break
             default:
                 throw ServiceError(422, field: k, "option \(k): wrong type")
+            }
+            if k == "atelier_vae_tile_statistics", v.string.flatMap(TileStatistics.init(rawValue:)) == nil {
+                throw ServiceError(422, field: k, "option \(k): \"exact\" or \"tile\"")
             }
             if let hi = Self.samplerOptionMax[k], !(v.double.map { $0.isFinite && $0 >= 0 && $0 <= hi } ?? false) {
                 throw ServiceError(422, field: k, "option \(k): a number 0…\(hi)")
@@ -104,3 +115,4 @@ public final class OptionsStore: @unchecked Sendable {
         try data.write(to: file, options: .atomic)
     }
 }
+

@@ -267,27 +267,67 @@ public enum Ops {
     // MARK: - Normalisation
 
     /// GroupNorm over NCHW (statistics accumulated in double), optionally fused with SiLU.
+    /// A (row, group)'s mean and variance over its channels and positions, as `groupNorm` computes them.
+    public struct GroupMoments: Sendable, Equatable {
+        public var mean: Double
+        public var variance: Double
+        public init(mean: Double, variance: Double) { self.mean = mean; self.variance = variance }
+    }
+
+    /// The moments of group g of row n: float32 block sums added in double, the variance about the
+    /// float32-rounded mean (the order `groupNorm` has always used).
+    @inline(__always)
+    static func moments(_ xp: UnsafePointer<Float>, base: Int, length len: Int) -> GroupMoments {
+        let mean = blockSum(xp + base, len) { $0 } / Double(len)
+        let m = V16(repeating: Float(mean))
+        let sq = blockSum(xp + base, len) { let d = $0 - m; return d * d }
+        return GroupMoments(mean: mean, variance: sq / Double(len))
+    }
+
+    /// Σx and Σx² (in double) of each (row, group) over one window of its planes:
+    /// x is [N, C, H, W], the window rows × columns of each plane; row-major (row, group).
+    public static func groupWindowSums(_ x: Tensor, groups: Int, rows: Range<Int>, columns: Range<Int>) -> [(sum: Double, squares: Double)] {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= h && columns.lowerBound >= 0 && columns.upperBound <= w)
+        let cpg = c / groups
+        return (0..<(b * groups)).map { idx in
+            var (s, q) = (0.0, 0.0)
+            for ch in 0..<cpg {
+                let plane = x.unsafePointer + ((idx / groups) * c + (idx % groups) * cpg + ch) * h * w
+                for y in rows {
+                    s += blockSum(plane + y * w + columns.lowerBound, columns.count) { $0 }
+                    q += blockSum(plane + y * w + columns.lowerBound, columns.count) { $0 * $0 }
+                }
+            }
+            return (s, q)
+        }
+    }
+
+    /// GroupNorm (+ SiLU), normalising each (row, group) with its own moments or, where `moments`
+    /// is given (one per (row, group), row-major), with those: the tiled VAE's whole-picture
+    /// statistics.
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor,
-                                 eps: Float, silu: Bool = false) -> Tensor {
+                                 eps: Float, silu: Bool = false, moments given: [GroupMoments]? = nil) -> Tensor {
         Profiler.measure("groupNorm") {
         let (b, c) = (x.shape[0], x.shape[1])
         let hw = x.count / (b * c)
         let cpg = c / groups
+        precondition(given == nil || given!.count == b * groups, "one GroupNorm moment per (row, group)")
         let out = Tensor(uninitialized: x.shape)
         let xp = x.unsafePointer, op = out.unsafePointer
         let gp = weight.unsafePointer, bp = bias.unsafePointer
         let shape = (b: b, c: c, hw: hw, groups: groups, cpg: cpg, eps: eps, silu: silu, tasks: min(Compute.threads, b * groups))
-        Compute.parallel(tasks: shape.tasks, (shape, xp, op, gp, bp)) { context, task in
-            let ((b, c, hw, groups, cpg, eps, silu, tasks), xp, op, gp, bp) = context
+        given.withUnsafeBufferPointerIfAny { givenMoments in
+        Compute.parallel(tasks: shape.tasks, (shape, xp, op, gp, bp, givenMoments)) { context, task in
+            let ((b, c, hw, groups, cpg, eps, silu, tasks), xp, op, gp, bp, givenMoments) = context
             var idx = task
             while idx < b * groups {
                 let n = idx / groups, g = idx % groups
                 let base = (n * c + g * cpg) * hw
                 let len = cpg * hw
-                let mean = blockSum(xp + base, len) { $0 } / Double(len)
-                let m = V16(repeating: Float(mean))
-                let sq = blockSum(xp + base, len) { let d = $0 - m; return d * d }
-                let rstd = 1.0 / (sq / Double(len) + Double(eps)).squareRoot()
+                let moments = givenMoments.map { $0[idx] } ?? moments(xp, base: base, length: len)
+                let mean = moments.mean
+                let rstd = 1.0 / (moments.variance + Double(eps)).squareRoot()
                 for cc in 0..<cpg {
                     let ch = g * cpg + cc
                     let scale = Float(rstd) * gp[ch]
@@ -301,6 +341,7 @@ public enum Ops {
                 }
                 idx += tasks
             }
+        }
         }
         return out
     }
@@ -690,5 +731,13 @@ public enum Ops {
             }
         }
         return out
+    }
+}
+
+extension Optional {
+    /// Calls `body` with the array's buffer where there is an array, else with nil (no allocation).
+    func withUnsafeBufferPointerIfAny<E, R>(_ body: (UnsafeBufferPointer<E>?) throws -> R) rethrows -> R where Wrapped == [E] {
+        guard let array = self else { return try body(nil) }
+        return try array.withUnsafeBufferPointer { try body($0) }
     }
 }

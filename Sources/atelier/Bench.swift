@@ -30,6 +30,9 @@ struct Bench: ParsableCommand {
     @Option(help: "unet, txt2img: also time patching this LoRA / LyCORIS file in at weight 1 (and restoring the weights), next to the plain step.") var lora: String?
     @Option(help: "unet, txt2img: also time one UNet step at the hires fix's second-pass size (size × this factor), next to the plain step.") var hiresScale: Double?
     @Option(help: "txt2img with --controlnet: the unit's control mode (Balanced, \"My prompt is more important\", \"ControlNet is more important\", or 0–2).") var controlMode: String = "Balanced"
+    @Option(help: "vae-decode: decode in tiles of this many latent pixels (0: whole) and report the PSNR against the whole decode, on torch.randn latents (of --latent-seed) instead of constant ones.") var tile: Int?
+    @Option(help: "vae-decode with --tile: the random latents' seed.") var latentSeed: UInt64 = 11
+    @Option(help: "vae-decode with --tile: the tiles' GroupNorm statistics: exact (the whole picture's, one short pass per GroupNorm) or tile (each tile's own).") var tileStatistics: TileStatistics = VAEDecoder.defaultTileStatistics
     @Option(help: "txt2img: the sampler (A1111's name, e.g. \"DPM++ 2M\"); the reference's bench is Euler's.") var sampler: String = "Euler"
     @Flag(help: "Write a backtrace of every allocation call during the last run (txt2img: during its third step, a steady one) to stderr; tools/malloc_sites.py names the sites.") var mallocBacktraces = false
 
@@ -84,6 +87,7 @@ struct Bench: ParsableCommand {
         var work: () throws -> Void
         nonisolated(unsafe) var freshInLoop: Int?
         nonisolated(unsafe) var mallocsInLoop: Int?
+        var tiledComparison: (psnr: Double, wholeSeconds: Double)?
         switch what {
         case .queue, .gateway, .api, .conv: return
         case .matmul:
@@ -99,8 +103,19 @@ struct Bench: ParsableCommand {
             work = { _ = mdl.unet(x, timesteps: timesteps, context: ctx) }
         case .vaeDecode:
             let mdl = try m()
-            let z = Tensor(filling: [1, 4, h, h], with: 0.1)
-            work = { _ = BufferPool.oneOffPhase { mdl.vaeDecoder(z) } }  // as the pipeline decodes
+            let statistics = tileStatistics
+            guard (tile ?? 0) >= 0 else { throw ValidationError("--tile must be 0 (whole) or a side in latent pixels") }
+            var z = Tensor(filling: [1, 4, h, h], with: 0.1)
+            if let tile {
+                var g = TorchCPUGenerator(seed: latentSeed)
+                z = Tensor(shape: [1, 4, h, h], data: g.randn(4 * h * h))
+                let t = now()
+                let whole = mdl.vaeDecoder(z, tile: 0)
+                let wholeSeconds = now() - t
+                let tiled = mdl.vaeDecoder(z, tile: tile, statistics: statistics)
+                tiledComparison = (psnr: Self.picturePSNR(tiled, whole), wholeSeconds: wholeSeconds)
+            }
+            work = { [tile] in _ = BufferPool.oneOffPhase { mdl.vaeDecoder(z, tile: tile, statistics: statistics) } }  // as the pipeline decodes
         case .vaeEncode:
             let mdl = try m()
             let img = Tensor(filling: [1, 3, size, size], with: 0.1)
@@ -187,6 +202,12 @@ struct Bench: ParsableCommand {
             if let freshInLoop { o["fresh_buffers_steps_2_to_n"] = freshInLoop }
             if let mallocsInLoop { o["malloc_calls_steps_2_to_n"] = mallocsInLoop }
             if what == .txt2img { o["sampler"] = samplerChoice.rawValue }
+            if let tiledComparison, let tile {
+                o["tile"] = tile
+                o["tile_statistics"] = tileStatistics.rawValue
+                o["tiled_vs_whole_psnr_db"] = tiledComparison.psnr
+                o["whole_decode_s"] = tiledComparison.wholeSeconds
+            }
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
@@ -199,6 +220,9 @@ struct Bench: ParsableCommand {
             print("  malloc calls in the last run: \(mallocsLastRun) (fewest in a run: \(mallocsFewest))")
             if let freshInLoop { print("  tensor buffers allocated over steps 2…N of the last run: \(freshInLoop)") }
             if let mallocsInLoop { print("  malloc calls over steps 2…N of the last run: \(mallocsInLoop) (\(samplerChoice.rawValue))") }
+            if let tiledComparison, let tile {
+                print("  tiles of \(tile) latents, \(tileStatistics.rawValue) statistics: \(f(tiledComparison.psnr)) dB from the whole decode (which took \(f(tiledComparison.wholeSeconds)) s once)")
+            }
             if let refMedian { print("  PyTorch \(f(refMedian)) s → ratio Atelier/PyTorch \(f(median / refMedian))") }
         }
         if what == .unet, let controlnet { try benchControlNet(controlnet, model: try m(), plainMedian: median, sgemm: sgemm) }
@@ -211,6 +235,16 @@ struct Bench: ParsableCommand {
                 print(String(format: "  %-14@ %8.3f s  %6d calls  %8.1f GFLOP  %6.1f GFLOP/s", name as NSString, secs, calls, fl / 1e9, fl / 1e9 / max(secs, 1e-9)))
             }
         }
+    }
+
+    /// PSNR of two decoded pictures in [-1, 1], clamped and mapped to [0, 1] as they are saved.
+    static func picturePSNR(_ a: Tensor, _ b: Tensor) -> Double {
+        var squares = 0.0
+        for (x, y) in zip(a.scalars, b.scalars) {
+            let d = Double(min(max(x, -1), 1) - min(max(y, -1), 1)) / 2
+            squares += d * d
+        }
+        return 10 * log10(1 / max(squares / Double(a.count), 1e-20))
     }
 
     /// The 3×3 convolutions of SD 1.5 at each shape class, im2col+sgemm and Winograd one after
@@ -481,3 +515,5 @@ func measureSGEMM(n: Int = 2048, runs: Int = 3, openBLAS: Bool = false) -> Doubl
 }
 
 extension ResidentWeights: ExpressibleByArgument {}
+
+extension TileStatistics: ExpressibleByArgument {}

@@ -20,19 +20,32 @@ import Testing
         return 10 * log10(1 / max(mse, 1e-20))
     }
 
-    @Test func tiledDecodeOfA512PictureIsWithin38dBOfTheWholeDecode() {
+    @Test func tiledDecodeWithTheWholePicturesStatisticsIsTheWholeDecode() {
         let decoder = Fixtures.model.vaeDecoder
         let z = Self.latents(64)
         let whole = decoder(z, tile: 0)
-        // four tiles of 32 latent pixels, cross-faded at 256 px in both directions
-        let tiled = decoder(z, tile: 32)
+        // four tiles of 32 latent pixels, cross-faded at 256 px in both directions; each GroupNorm
+        // normalises with the whole picture's statistics, found one pass per GroupNorm
+        let tiled = decoder(z, tile: 32, statistics: .exact)
         #expect(tiled.shape == [1, 3, 512, 512])
-        // each tile normalises with its own GroupNorm statistics: 38.5 dB measured on the tiny
-        // random-weight model (the issue asks 40; see docs/PERFORMANCE.md)
+        // float rounding only, the statistics being summed in another order: measured 118.6 dB,
+        // at most 3.2e-5 apart
+        let db = Self.psnr(tiled, whole)
+        #expect(db >= 90, "tiled vs whole decode: \(db) dB")
+        #expect(Self.maxDifference(tiled, whole) <= 1e-4)
+    }
+
+    @Test func tiledDecodeWithEachTilesOwnStatisticsIsWithin38dBOfTheWholeDecode() {
+        let decoder = Fixtures.model.vaeDecoder
+        let z = Self.latents(64)
+        let whole = decoder(z, tile: 0)
+        let tiled = decoder(z, tile: 32, statistics: .tile)
+        // each tile normalises with its own GroupNorm statistics: 38.5 dB measured on these latents
+        // (36–41 dB on others; see docs/PERFORMANCE.md)
         let db = Self.psnr(tiled, whole)
         #expect(db >= 38, "tiled vs whole decode: \(db) dB")
         // not trivially equal: each tile has its own GroupNorm statistics
-        #expect(Self.maxDifference(tiled, whole) > 1e-5)
+        #expect(Self.maxDifference(tiled, whole) > 1e-3)
     }
 
     static func maxDifference(_ a: Tensor, _ b: Tensor) -> Float {
@@ -46,10 +59,12 @@ import Testing
         #expect(Self.maxDifference(decoder(small), decoder(small, tile: 0)) == 0)
         let large = Self.latents(100)   // 800² pixels: above 96² latents
         let byDefault = decoder(large)
-        #expect(Self.maxDifference(byDefault, decoder(large, tile: VAEDecoder.defaultTile)) == 0)
+        #expect(Self.maxDifference(byDefault, decoder(large, tile: VAEDecoder.defaultTile, statistics: .exact)) == 0)
         let whole = decoder(large, tile: 0)
-        #expect(Self.maxDifference(byDefault, whole) > 1e-3)
-        #expect(Self.psnr(byDefault, whole) >= 40)
+        // tiled (each tile's own statistics would differ), but with the whole picture's statistics
+        // (measured 4.1e-5 apart, 118.6 dB)
+        #expect(Self.maxDifference(decoder(large, statistics: .tile), whole) > 1e-3)
+        #expect(Self.maxDifference(byDefault, whole) <= 1e-4)
     }
 
     /// A synthetic picture in [-1, 1]: gradients and waves with a fine texture on top.
@@ -73,16 +88,19 @@ import Testing
         let large = Self.picture(1088)   // above 1024²: tiles of 64, 64 and 8 latents each way
         let byDefault = encoder.mean(large)
         #expect(byDefault.shape == [1, 4, 136, 136])
-        #expect(byDefault.scalars == encoder.mean(large, tile: VAEEncoder.defaultTile).scalars)
+        #expect(byDefault.scalars == encoder.mean(large, tile: VAEEncoder.defaultTile, statistics: .exact).scalars)
         let whole = encoder.mean(large, tile: 0)
         // A1111's Tiling pads every conv circularly around the picture: then the encode stays whole
         ConvPadding.$circular.withValue(true) {
             #expect(encoder.mean(large).scalars == encoder.mean(large, tile: 0).scalars)
         }
+        // the whole picture's GroupNorm statistics in every tile: the whole encode up to float
+        // rounding (measured 7.3e-6 relative L2)
         let err = relativeL2(byDefault.scalars, whole.scalars.map(Double.init))
-        // each tile's own GroupNorm statistics: not the whole encode's numbers (0.43 measured on
-        // this random-weight model); the bound catches a misplaced tile or a dropped blend (with the
-        // whole picture's statistics replayed in the tiles it measured under 1e-2)
-        #expect(err > 0 && err <= 0.6, "tiled vs whole encode: relative L2 \(err)")
+        #expect(err <= 1e-4, "tiled vs whole encode: relative L2 \(err)")
+        // each tile's own statistics: not the whole encode's numbers (0.41 measured on this
+        // random-weight model); the bound catches a misplaced tile or a dropped blend
+        let own = relativeL2(encoder.mean(large, statistics: .tile).scalars, whole.scalars.map(Double.init))
+        #expect(own > 1e-3 && own <= 0.6, "tiled vs whole encode, each tile's statistics: relative L2 \(own)")
     }
 }
