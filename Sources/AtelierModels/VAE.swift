@@ -133,6 +133,26 @@ public struct VAEDecoder {
     /// GroupNorms in `upsampling`: two per res block, and the output norm.
     var upsamplingGroupNorms: Int { levels.dropFirst().reduce(0) { $0 + 2 * $1.0.count } + 1 }
 
+    /// Latent pixels of context that make a tile's own part exact at each GroupNorm of
+    /// `upsampling`: zero padding at a region's edge spoils one more pixel per 3×3 conv, ½ latent
+    /// pixel at 2×, ¼ at 4×, ⅛ at 8× (the upsampling path's statistics passes need no more).
+    var upsamplingGroupNormContexts: [Int] {
+        var (spoilt, scale) = (0.0, 1.0)
+        var contexts: [Int] = []
+        if levels[0].1 != nil { scale *= 2; spoilt += 1 / scale }
+        for (blocks, up) in levels.dropFirst() {
+            for _ in blocks {
+                contexts.append(Int(spoilt.rounded(.up)))   // norm1, then conv1
+                spoilt += 1 / scale
+                contexts.append(Int(spoilt.rounded(.up)))   // norm2, then conv2
+                spoilt += 1 / scale
+            }
+            if up != nil { scale *= 2; spoilt += 1 / scale }
+        }
+        contexts.append(Int(spoilt.rounded(.up)))           // norm_out
+        return contexts
+    }
+
     /// Latent pixels decoded around each tile beyond its blend band: the upsampling path's
     /// 3×3 convolutions see 6¼ latent pixels (7 convs at 2×, 7 at 4×, 7 at 8×), so the band's
     /// convolutions are exact and only the GroupNorm statistics are the tile's own.
@@ -149,7 +169,9 @@ public struct VAEDecoder {
         let tiles = VAETiles(input: h0, tile: tile, inputPerTileUnit: 1, outputPerTileUnit: f,
                              outChannels: config.outChannels, context: Self.tileHalo + VAETiles.blend)
         guard statistics == .exact else { return tiles.run { region, _ in upsampling(region) } }
-        let norms = tiles.wholePictureStatistics(groupNorms: upsamplingGroupNorms) { upsampling($0, norms: $1) }
+        let norms = tiles.wholePictureStatistics(groupNorms: upsamplingGroupNorms, contexts: upsamplingGroupNormContexts) {
+            upsampling($0, norms: $1)
+        }
         return tiles.run { region, window in
             norms.begin(window)
             return upsampling(region, norms: norms)
@@ -270,10 +292,16 @@ struct VAETiles {
 
     /// The whole picture's statistics for `path`'s `groupNorms` GroupNorms: one pass over the
     /// tiles per GroupNorm, each stopping at it (`TiledGroupNorm`).
-    func wholePictureStatistics(groupNorms: Int, _ path: (Tensor, TiledGroupNorm) -> Tensor) -> TiledGroupNorm {
+    /// `contexts[k]`: units of context enough for a tile's own part to be exact at GroupNorm k
+    /// (less than the output's, which also covers the blend band), else `context`.
+    func wholePictureStatistics(groupNorms: Int, contexts: [Int]? = nil,
+                                _ path: (Tensor, TiledGroupNorm) -> Tensor) -> TiledGroupNorm {
+        precondition(contexts.map { $0.count == groupNorms && $0.allSatisfy { $0 <= context } } ?? true)
         let norms = TiledGroupNorm()
         while norms.known < groupNorms {
-            forEachRegion { region, window in
+            let pass = VAETiles(input: input, tile: tile, inputPerTileUnit: inputPerTileUnit, outputPerTileUnit: outputPerTileUnit,
+                                outChannels: outChannels, context: contexts?[norms.known] ?? context)
+            pass.forEachRegion { region, window in
                 norms.begin(window)
                 _ = path(region, norms)
             }
