@@ -32,7 +32,7 @@ struct Bench: ParsableCommand {
     @Option(help: "txt2img with --controlnet: the unit's control mode (Balanced, \"My prompt is more important\", \"ControlNet is more important\", or 0–2).") var controlMode: String = "Balanced"
     @Option(help: "vae-decode: decode in tiles of this many latent pixels (0: whole) and report the PSNR against the whole decode, on torch.randn latents (of --latent-seed) instead of constant ones.") var tile: Int?
     @Option(help: "vae-decode with --tile: the random latents' seed.") var latentSeed: UInt64 = 11
-    @Option(help: "vae-decode with --tile: the tiles' GroupNorm statistics: exact (the whole picture's, one short pass per GroupNorm) or tile (each tile's own).") var tileStatistics: TileStatistics = VAEDecoder.defaultTileStatistics
+    @Option(help: "vae-decode with --tile, vae-encode above 1024²: the tiles' GroupNorm statistics: exact (the whole picture's, one short pass per GroupNorm) or tile (each tile's own).") var tileStatistics: TileStatistics = VAEDecoder.defaultTileStatistics
     @Option(help: "txt2img: the sampler (A1111's name, e.g. \"DPM++ 2M\"); the reference's bench is Euler's.") var sampler: String = "Euler"
     @Flag(help: "Write a backtrace of every allocation call during the last run (txt2img: during its third step, a steady one) to stderr; tools/malloc_sites.py names the sites.") var mallocBacktraces = false
 
@@ -110,16 +110,17 @@ struct Bench: ParsableCommand {
                 var g = TorchCPUGenerator(seed: latentSeed)
                 z = Tensor(shape: [1, 4, h, h], data: g.randn(4 * h * h))
                 let t = now()
-                let whole = mdl.vaeDecoder(z, tile: 0)
+                // one-off phases, as the pipeline decodes (so the peak RSS is the pipeline's)
+                let whole = BufferPool.oneOffPhase { mdl.vaeDecoder(z, tile: 0) }
                 let wholeSeconds = now() - t
-                let tiled = mdl.vaeDecoder(z, tile: tile, statistics: statistics)
+                let tiled = BufferPool.oneOffPhase { mdl.vaeDecoder(z, tile: tile, statistics: statistics) }
                 tiledComparison = (psnr: Self.picturePSNR(tiled, whole), wholeSeconds: wholeSeconds)
             }
             work = { [tile] in _ = BufferPool.oneOffPhase { mdl.vaeDecoder(z, tile: tile, statistics: statistics) } }  // as the pipeline decodes
         case .vaeEncode:
             let mdl = try m()
             let img = Tensor(filling: [1, 3, size, size], with: 0.1)
-            work = { _ = BufferPool.oneOffPhase { mdl.vaeEncoder.mean(img) } }  // as the pipeline encodes
+            work = { [tileStatistics] in _ = BufferPool.oneOffPhase { mdl.vaeEncoder.mean(img, statistics: tileStatistics) } }  // as the pipeline encodes
         case .textEncoder:
             let mdl = try m()
             work = { _ = mdl.textEncoder.encode(Array(repeating: 320, count: 77)) }
