@@ -133,7 +133,8 @@ extension Pipeline {
                 p[c * H * W + i] = weight < 0.5 ? src + weight * (end - src) : end - (end - src) * (1 - weight)
             }
         }
-        let encoded = Ops.scale((r.vae?.encoder ?? model.vaeEncoder).mean(picture), model.vaeDecoder.config.scaleFactor).scalars
+        let mean = BufferPool.oneOffPhase { (r.vae?.encoder ?? model.vaeEncoder).mean(picture, statistics: r.vaeTileStatistics) }
+        let encoded = Ops.scale(mean, model.vaeDecoder.config.scaleFactor).scalars
         let small = Ops.interpolate(Tensor(shape: [1, 1, H, W], data: mask), height: h8, width: w8, mode: .nearest).scalars
         return small + encoded
     }

@@ -97,7 +97,7 @@ public struct GenerationRequest: Sendable, Equatable {
     public var tiling = false
     /// GroupNorm statistics of a VAE decode or encode large enough to run in tiles (above 768²
     /// decoded, 1024² encoded): the whole picture's (A1111's picture) or each tile's own (faster).
-    public var vaeTileStatistics = VAEDecoder.defaultTileStatistics
+    public var vaeTileStatistics = TileStatistics.byDefault
 
     public init() {}
 

@@ -26,7 +26,7 @@ struct VAEResBlock {
         shortcut = i == o ? nil : try Conv2d(s, p + ".nin_shortcut", in: i, out: o, kernel: 1)
     }
 
-    /// `norms`: the tiled decode's or encode's corrected statistics (see `TiledGroupNorm`).
+    /// `norms`: the whole picture's statistics in a tiled decode or encode (see `TiledGroupNorm`).
     /// A stopped statistics pass (`TiledGroupNorm.stopped`) returns x at once.
     func callAsFunction(_ x: Tensor, norms: TiledGroupNorm? = nil) -> Tensor {
         let a = norm1(x, silu: true, tiled: norms)
@@ -98,14 +98,12 @@ public struct VAEDecoder {
     public static let tilingThreshold = 96 * 96
     /// Default tile side in latent pixels.
     public static let defaultTile = 64
-    /// A tiled decode's GroupNorm statistics by default.
-    public static let defaultTileStatistics = TileStatistics.exact
 
     /// z: [N, 4, h, w] (scaled latents × 1/scaleFactor) → [N, 3, 8h, 8w].
     /// `tile`: nil decodes in tiles of `defaultTile` above `tilingThreshold`, 0 never tiles,
     /// n tiles with side n latent pixels (see `tiledUpsampling`); never in tiles under
     /// `ConvPadding.circular`. `statistics`: a tiled decode's GroupNorm statistics.
-    public func callAsFunction(_ z: Tensor, tile: Int? = nil, statistics: TileStatistics = defaultTileStatistics) -> Tensor {
+    public func callAsFunction(_ z: Tensor, tile: Int? = nil, statistics: TileStatistics = .byDefault) -> Tensor {
         var h = convIn(postQuant(z))
         h = mid2(midAttn(mid1(h)))
         for b in levels[0].0 { h = b(h) }
@@ -155,7 +153,7 @@ public struct VAEDecoder {
 
     /// Latent pixels decoded around each tile beyond its blend band: the upsampling path's
     /// 3×3 convolutions see 6¼ latent pixels (7 convs at 2×, 7 at 4×, 7 at 8×), so the band's
-    /// convolutions are exact and only the GroupNorm statistics are the tile's own.
+    /// convolutions are exact (with `.tile` statistics, only the GroupNorms differ).
     static let tileHalo = 8
 
     /// The upsampling path (the memory-hungry part: 256 channels at 4× and 128 at 8× the
@@ -186,8 +184,11 @@ public enum TileStatistics: String, Sendable, Equatable, CaseIterable {
     /// stays one tile's; the work is about ten tiled decodes' (see docs/PERFORMANCE.md).
     case exact
     /// Each tile's own, its context included (one pass, as diffusers and ComfyUI decode): about
-    /// 36–44 dB from the untiled picture, each tile's tones shifted a little.
+    /// 36–46 dB from the untiled picture, each tile's tones shifted a little.
     case tile
+
+    /// A tiled decode's or encode's statistics unless the request says otherwise.
+    public static let byDefault = TileStatistics.exact
 }
 
 /// The whole picture's GroupNorm statistics for a path run one tile at a time, found pass by pass.
@@ -203,12 +204,14 @@ public enum TileStatistics: String, Sendable, Equatable, CaseIterable {
 final class TiledGroupNorm {
     /// The whole picture's moments per GroupNorm found so far, [GroupNorm][row · group].
     private var found: [[Ops.GroupMoments]] = []
-    /// Σ count, Σx, Σx² of this pass's GroupNorm over the tiles' own parts, per (row, group).
-    private var sums: [(count: Double, sum: Double, squares: Double)] = []
+    /// This pass's GroupNorm's moments over the tiles' own parts so far, per (row, group).
+    private var parts: [Ops.PartialMoments] = []
     private var window: VAETiles.Window?
     private var call = 0
     /// This pass has summed its GroupNorm: the path may return anything from here.
     private(set) var stopped = false
+    /// Every GroupNorm's moments are known: no pass may stop any more.
+    private var complete = false
 
     /// GroupNorms whose whole-picture moments are known.
     var known: Int { found.count }
@@ -220,14 +223,15 @@ final class TiledGroupNorm {
         stopped = false
     }
 
-    /// Ends a pass over every tile: its sums give the next GroupNorm's moments.
+    /// Ends a pass over every tile: its parts give the next GroupNorm's moments.
     func endPass() {
-        found.append(sums.map { s in
-            let mean = s.sum / s.count
-            return Ops.GroupMoments(mean: mean, variance: max(0, s.squares / s.count - mean * mean))
-        })
-        sums = []
+        found.append(parts.map(\.moments))
+        parts = []
     }
+
+    /// Marks the statistics found: from here a path with more GroupNorms than counted fails
+    /// instead of stopping.
+    func finish() { complete = true }
 
     /// `norm` applied to x, a tile's activation, with the whole picture's moments; at the pass's
     /// own GroupNorm, x's own part summed instead (and x returned: the pass stops).
@@ -235,20 +239,19 @@ final class TiledGroupNorm {
         guard let window else { preconditionFailure("TiledGroupNorm.begin before the tile's first GroupNorm") }
         defer { call += 1 }
         if call < found.count { return norm(x, silu: silu, moments: found[call]) }
+        precondition(!complete, "more GroupNorms in the path than its statistics passes counted")
         precondition(call == found.count && !stopped, "a pass stops at its own GroupNorm")
-        // the own part at x's scale (the encoder's first levels have 8, 4, 2 pixels per unit)
+        // the own part at x's scale (the encoder's first levels have 8, 4, 2 pixels per unit); an
+        // own part that reaches its region's end is at the picture's edge, so it takes the rows
+        // or columns past the last whole unit too (a picture side that is no multiple of 8)
         let scale = x.shape[2] / window.regionRows.count
         let (rows, columns) = (window.rowsInRegion, window.columnsInRegion)
-        let part = Ops.groupWindowSums(x, groups: norm.groups,
-                                       rows: rows.lowerBound * scale..<min(x.shape[2], rows.upperBound * scale),
-                                       columns: columns.lowerBound * scale..<min(x.shape[3], columns.upperBound * scale))
-        let count = Double(x.shape[1] / norm.groups * rows.count * columns.count * scale * scale)
-        if sums.isEmpty { sums = Array(repeating: (0, 0, 0), count: part.count) }
-        for i in part.indices {
-            sums[i].count += count
-            sums[i].sum += part[i].sum
-            sums[i].squares += part[i].squares
-        }
+        let rowEnd = window.rows.upperBound == window.regionRows.upperBound ? x.shape[2] : rows.upperBound * scale
+        let columnEnd = window.columns.upperBound == window.regionColumns.upperBound ? x.shape[3] : columns.upperBound * scale
+        let part = Ops.groupWindowMoments(x, groups: norm.groups, rows: rows.lowerBound * scale..<rowEnd,
+                                          columns: columns.lowerBound * scale..<columnEnd)
+        if parts.isEmpty { parts = Array(repeating: Ops.PartialMoments(), count: part.count) }
+        for i in part.indices { parts[i].merge(part[i]) }
         stopped = true
         return x
     }
@@ -282,7 +285,6 @@ struct VAETiles {
     /// A tile on the grid of units: its own rows and columns and those of the region it runs on
     /// (its own widened by `context`, clipped at the picture's edges), in picture units.
     struct Window {
-        let tile: Int
         let rows: Range<Int>, columns: Range<Int>
         let regionRows: Range<Int>, regionColumns: Range<Int>
         /// The tile's own rows and columns within its region.
@@ -307,6 +309,7 @@ struct VAETiles {
             }
             norms.endPass()
         }
+        norms.finish()
         return norms
     }
 
@@ -316,7 +319,6 @@ struct VAETiles {
         let (uh, uw) = (input.shape[2] / inputPerTileUnit, input.shape[3] / inputPerTileUnit)
         let (ih, iw) = (input.shape[2], input.shape[3])
         let g = inputPerTileUnit
-        var tileIndex = 0
         for y0 in stride(from: 0, to: uh, by: tile) {
             for x0 in stride(from: 0, to: uw, by: tile) {
                 let (y1, x1) = (min(uh, y0 + tile), min(uw, x0 + tile))
@@ -333,8 +335,7 @@ struct VAETiles {
                             .update(from: input.unsafePointer + (plane * ih + iy0 + y) * iw + ix0, count: rw)
                     }
                 }
-                body(region, Window(tile: tileIndex, rows: y0..<y1, columns: x0..<x1, regionRows: ry0..<ry1, regionColumns: rx0..<rx1))
-                tileIndex += 1
+                body(region, Window(rows: y0..<y1, columns: x0..<x1, regionRows: ry0..<ry1, regionColumns: rx0..<rx1))
             }
         }
     }
@@ -436,10 +437,11 @@ public struct VAEEncoder {
     /// memory-hungry part) runs per tile with `tileHalo + VAETiles.blend` latents of context, and
     /// the tiles cross-fade over ±`VAETiles.blend` latents before the mid block, which runs whole.
     /// `statistics`: `.exact` normalises the tiles with the whole picture's GroupNorm statistics
-    /// (the whole encode's latents up to float rounding); `.tile` with each tile's own, as diffusers'
-    /// tiled encode does: 0.43 relative L2 from the whole encode on the tiny random-weight model at
-    /// 1088² (statistics estimated on a box-averaged copy did worse on a textured picture, 0.87).
-    public func mean(_ x: Tensor, tile: Int? = nil, statistics: TileStatistics = VAEDecoder.defaultTileStatistics) -> Tensor {
+    /// (the whole encode's latents up to float rounding: 7.3e-6 relative L2 on the tiny
+    /// random-weight model at 1088²); `.tile` with each tile's own, as diffusers' tiled encode does:
+    /// 0.41 relative L2 (statistics estimated on a box-averaged copy did worse on a textured
+    /// picture, 0.87).
+    public func mean(_ x: Tensor, tile: Int? = nil, statistics: TileStatistics = .byDefault) -> Tensor {
         // the threshold is in pixels; sides are multiples of 8, so in latents it is the same test
         let side = VAETiles.side(tile, latentHeight: x.shape[2] / 8, latentWidth: x.shape[3] / 8,
                                  threshold: Self.tilingThreshold / 64, defaultTile: Self.defaultTile)

@@ -241,7 +241,7 @@ public struct GroupNorm {
         Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu, moments: moments)
     }
 
-    /// Normalised with `tiled`'s corrected statistics where a tiled decode passes them, else x's own.
+    /// Normalised with `tiled`'s whole-picture statistics where a tiled decode or encode passes them, else x's own.
     func callAsFunction(_ x: Tensor, silu: Bool = false, tiled: TiledGroupNorm?) -> Tensor {
         tiled?.normalize(self, x, silu: silu) ?? self(x, silu: silu)
     }

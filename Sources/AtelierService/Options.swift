@@ -43,7 +43,7 @@ public final class OptionsStore: @unchecked Sendable {
         "control_net_model_cache_size": .int(2),
         // Atelier's: GroupNorm statistics of a VAE decode or encode run in tiles (above 768² decoded,
         // 1024² encoded): "exact" (the whole picture's, A1111's picture) or "tile" (each tile's own, faster)
-        "atelier_vae_tile_statistics": .string("exact"),
+        "atelier_vae_tile_statistics": .string(TileStatistics.byDefault.rawValue),
     ]
 
     private let lock = NSLock()
@@ -69,7 +69,7 @@ public final class OptionsStore: @unchecked Sendable {
     public var initialNoiseMultiplier: Double { self["initial_noise_multiplier"]?.any as? Double ?? Double(self["initial_noise_multiplier"]?.int ?? 1) }
     /// `atelier_vae_tile_statistics`: the tiled VAE's GroupNorm statistics.
     public var vaeTileStatistics: TileStatistics {
-        self["atelier_vae_tile_statistics"]?.string.flatMap(TileStatistics.init(rawValue:)) ?? VAEDecoder.defaultTileStatistics
+        self["atelier_vae_tile_statistics"]?.string.flatMap(TileStatistics.init(rawValue:)) ?? TileStatistics.byDefault
     }
     public var previewEvery: Int { max(1, self["show_progress_every_n_steps"]?.int ?? 10) }
 
@@ -115,4 +115,3 @@ public final class OptionsStore: @unchecked Sendable {
         try data.write(to: file, options: .atomic)
     }
 }
-

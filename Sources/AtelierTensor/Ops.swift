@@ -266,7 +266,6 @@ public enum Ops {
 
     // MARK: - Normalisation
 
-    /// GroupNorm over NCHW (statistics accumulated in double), optionally fused with SiLU.
     /// A (row, group)'s mean and variance over its channels and positions, as `groupNorm` computes them.
     public struct GroupMoments: Sendable, Equatable {
         public var mean: Double
@@ -284,26 +283,58 @@ public enum Ops {
         return GroupMoments(mean: mean, variance: sq / Double(len))
     }
 
-    /// Σx and Σx² (in double) of each (row, group) over one window of its planes:
-    /// x is [N, C, H, W], the window rows × columns of each plane; row-major (row, group).
-    public static func groupWindowSums(_ x: Tensor, groups: Int, rows: Range<Int>, columns: Range<Int>) -> [(sum: Double, squares: Double)] {
+    /// Count, mean and Σ(x − mean)² of some of a group's values, mergeable with another part's
+    /// (Chan et al.'s pairwise update), so parts summed one tile at a time give the whole's
+    /// variance without E[x²] − mean²'s cancellation.
+    public struct PartialMoments: Sendable, Equatable {
+        public var count = 0.0, mean = 0.0, squaredDeviations = 0.0
+        public init() {}
+        public init(count: Double, mean: Double, squaredDeviations: Double) {
+            (self.count, self.mean, self.squaredDeviations) = (count, mean, squaredDeviations)
+        }
+
+        public mutating func merge(_ other: PartialMoments) {
+            guard other.count > 0 else { return }
+            let n = count + other.count
+            let delta = other.mean - mean
+            squaredDeviations += other.squaredDeviations + delta * delta * count * other.count / n
+            mean += delta * other.count / n
+            count = n
+        }
+
+        /// The moments `groupNorm` normalises with (the population variance).
+        public var moments: GroupMoments { GroupMoments(mean: mean, variance: count > 0 ? squaredDeviations / count : 0) }
+    }
+
+    /// Each (row, group)'s moments over one window of its planes (x is [N, C, H, W]; the window
+    /// is rows × columns of every plane in the group), row-major (row, group): the mean from
+    /// float32 block sums added in double, the deviations about it as `groupNorm` sums them.
+    public static func groupWindowMoments(_ x: Tensor, groups: Int, rows: Range<Int>, columns: Range<Int>) -> [PartialMoments] {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         precondition(rows.lowerBound >= 0 && rows.upperBound <= h && columns.lowerBound >= 0 && columns.upperBound <= w)
         let cpg = c / groups
+        let count = Double(cpg * rows.count * columns.count)
         return (0..<(b * groups)).map { idx in
-            var (s, q) = (0.0, 0.0)
-            for ch in 0..<cpg {
-                let plane = x.unsafePointer + ((idx / groups) * c + (idx % groups) * cpg + ch) * h * w
-                for y in rows {
-                    s += blockSum(plane + y * w + columns.lowerBound, columns.count) { $0 }
-                    q += blockSum(plane + y * w + columns.lowerBound, columns.count) { $0 * $0 }
+            guard count > 0 else { return PartialMoments() }
+            func planeRows(_ body: (UnsafePointer<Float>) -> Void) {
+                for ch in 0..<cpg {
+                    let plane = x.unsafePointer + ((idx / groups) * c + (idx % groups) * cpg + ch) * h * w
+                    for y in rows { body(plane + y * w + columns.lowerBound) }
                 }
             }
-            return (s, q)
+            var sum = 0.0
+            planeRows { sum += blockSum($0, columns.count) { $0 } }
+            let mean = sum / count
+            let m = V16(repeating: Float(mean))
+            var squares = 0.0   // about the float32-rounded mean, then moved to the mean itself
+            planeRows { squares += blockSum($0, columns.count) { let d = $0 - m; return d * d } }
+            let offset = mean - Double(Float(mean))
+            return PartialMoments(count: count, mean: mean, squaredDeviations: max(0, squares - count * offset * offset))
         }
     }
 
-    /// GroupNorm (+ SiLU), normalising each (row, group) with its own moments or, where `moments`
+    /// GroupNorm over NCHW (statistics accumulated in double), optionally fused with SiLU,
+    /// normalising each (row, group) with its own moments or, where `moments`
     /// is given (one per (row, group), row-major), with those: the tiled VAE's whole-picture
     /// statistics.
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor,
@@ -325,7 +356,7 @@ public enum Ops {
                 let n = idx / groups, g = idx % groups
                 let base = (n * c + g * cpg) * hw
                 let len = cpg * hw
-                let moments = givenMoments.map { $0[idx] } ?? moments(xp, base: base, length: len)
+                let moments = givenMoments.map { $0[idx] } ?? Self.moments(xp, base: base, length: len)
                 let mean = moments.mean
                 let rstd = 1.0 / (moments.variance + Double(eps)).squareRoot()
                 for cc in 0..<cpg {

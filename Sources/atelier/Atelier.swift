@@ -35,7 +35,7 @@ struct Generate: ParsableCommand {
     @Option(help: "A1111's eta_noise_seed_delta (ENSD).") var etaNoiseSeedDelta: Int64 = 0
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
     @Option(help: "How linear and conv weights stay in memory: auto (float16 where the file stores float16, widened per layer; half the memory, same numbers) or fp32.") var residentWeights: ResidentWeights = .auto
-    @Option(help: "GroupNorm statistics of a VAE decode or encode run in tiles (above 768² decoded, 1024² encoded): exact (the whole picture's, A1111's picture) or tile (each tile's own: faster, tones shift a little per tile).") var vaeTileStatistics: TileStatistics = VAEDecoder.defaultTileStatistics
+    @Option(help: "GroupNorm statistics of a VAE decode or encode run in tiles (above 768² decoded, 1024² encoded): exact (the whole picture's, A1111's picture) or tile (each tile's own: faster, tones shift a little per tile).") var vaeTileStatistics: TileStatistics = TileStatistics.byDefault
     @Option(help: "Output PNG; with several images, -N is added before .png.") var output: String = "out.png"
     @Option(help: "Write intermediates as .npy files into this directory (reference oracle names).") var dump: String?
     @Option(help: "img2img: init image (PNG, JPEG or WebP; resized to -W x -H with Lanczos as A1111).") var initImage: String?

@@ -32,7 +32,7 @@ struct Bench: ParsableCommand {
     @Option(help: "txt2img with --controlnet: the unit's control mode (Balanced, \"My prompt is more important\", \"ControlNet is more important\", or 0–2).") var controlMode: String = "Balanced"
     @Option(help: "vae-decode: decode in tiles of this many latent pixels (0: whole) and report the PSNR against the whole decode, on torch.randn latents (of --latent-seed) instead of constant ones.") var tile: Int?
     @Option(help: "vae-decode with --tile: the random latents' seed.") var latentSeed: UInt64 = 11
-    @Option(help: "vae-decode with --tile, vae-encode above 1024²: the tiles' GroupNorm statistics: exact (the whole picture's, one short pass per GroupNorm) or tile (each tile's own).") var tileStatistics: TileStatistics = VAEDecoder.defaultTileStatistics
+    @Option(help: "vae-decode with --tile, vae-encode above 1024²: the tiles' GroupNorm statistics: exact (the whole picture's, one short pass per GroupNorm) or tile (each tile's own).") var tileStatistics: TileStatistics = TileStatistics.byDefault
     @Option(help: "txt2img: the sampler (A1111's name, e.g. \"DPM++ 2M\"); the reference's bench is Euler's.") var sampler: String = "Euler"
     @Flag(help: "Write a backtrace of every allocation call during the last run (txt2img: during its third step, a steady one) to stderr; tools/malloc_sites.py names the sites.") var mallocBacktraces = false
 
