@@ -32,6 +32,25 @@ def test_the_unet_keeps_its_buffers_between_forwards_and_a_decode_lets_its_go():
     assert bench("vae-decode", "--runs", "2")["fresh_buffers_per_run"] > 0
 
 
+def test_vae_decode_bench_in_tiles_reports_how_far_the_tiled_picture_is_from_the_whole_decode():
+    # 256² in tiles of 16 latents (2 × 2, each region 26 of the 32 latents): the whole picture's
+    # GroupNorm statistics give the whole decode up to float rounding; each tile's own give a
+    # close but different picture
+    def tiled(*extra):
+        out = subprocess.run([BINARY, "bench", "vae-decode", "--model", TINY, "--runs", "1", "--size", "256", "--json",
+                              "--tile", "16", *extra], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    exact = tiled()
+    assert exact["tile"] == 16 and exact["tile_statistics"] == "exact" and exact["whole_decode_s"] > 0
+    assert exact["tiled_vs_whole_psnr_db"] >= 90
+    own = tiled("--tile-statistics", "tile")
+    assert 20 <= own["tiled_vs_whole_psnr_db"] < 60
+    out = subprocess.run([BINARY, "bench", "vae-decode", "--model", TINY, "--tile", "8", "--tile-statistics", "fast"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "--tile-statistics" in out.stderr
+
+
 def test_txt2img_bench_allocates_no_tensor_buffer_after_the_first_step():
     r = bench("txt2img")
     assert r["name"] == "txt2img" and r["median_s"] > 0

@@ -181,7 +181,7 @@ public struct VAEDecoder {
 public enum TileStatistics: String, Sendable, Equatable, CaseIterable {
     /// The whole picture's, as the untiled decode (A1111's) has them: one short pass over the
     /// tiles per GroupNorm finds its statistics from the earlier ones', then the decode runs. Memory
-    /// stays one tile's; the work is about ten tiled decodes' (see docs/PERFORMANCE.md).
+    /// stays one tile's; the work is about 7–8 tiled decodes' (see docs/PERFORMANCE.md).
     case exact
     /// Each tile's own, its context included (one pass, as diffusers and ComfyUI decode): about
     /// 36–46 dB from the untiled picture, each tile's tones shifted a little.
@@ -192,14 +192,15 @@ public enum TileStatistics: String, Sendable, Equatable, CaseIterable {
 }
 
 /// The whole picture's GroupNorm statistics for a path run one tile at a time, found pass by pass.
-/// Pass k normalises GroupNorms 0..<k with the moments the passes before found, sums GroupNorm
-/// k's input over each tile's own part (its context left out, so each position counts once),
-/// and stops there (`stopped`). Each tile's own part is exact (the context covers the path's
-/// receptive field), so every pass's sums are the untiled path's, up to float rounding.
+/// Pass k normalises GroupNorms 0..<k with the moments the passes before found, merges the
+/// moments of GroupNorm k's input over each tile's own part (its context left out, so each
+/// position counts once), and stops there (`stopped`). Each tile's own part is exact (the context
+/// covers the path's receptive field), so every pass's moments are the untiled path's, up to
+/// float rounding.
 ///
 /// Tried and dropped: each tile's own statistics corrected pass by pass toward the whole
 /// picture's (shifted and scaled by how the previous pass's whole and tile moments differed):
-/// +1–4 dB a pass but slow to converge (38.5 dB after three passes on some latents); fixed
+/// +1–4 dB a pass but slow to converge (38.4 dB after three passes on some latents); fixed
 /// whole-picture moments from a per-tile pass diverge pass by pass.
 final class TiledGroupNorm {
     /// The whole picture's moments per GroupNorm found so far, [GroupNorm][row · group].
