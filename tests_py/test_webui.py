@@ -695,6 +695,26 @@ def test_extra_network_cards_insert_into_the_prompt(server, page):
     assert page.value("txt2img_neg_prompt") == "easynegative"   # into the prompt last focused
 
 
+def test_settings_offer_the_tiled_vae_statistics_as_a_choice_in_the_sd_section(server, page):
+    page.open(server.url + "/")
+    page.tab("settings")
+    page.wait(lambda d: page.d.find_elements(By.ID, "setting_atelier_vae_tile_statistics"), 10, "settings")
+    choice = page.el("setting_atelier_vae_tile_statistics")
+    assert choice.tag_name == "select"
+    assert [o.get_attribute("value") for o in choice.find_elements(By.TAG_NAME, "option")] == ["exact", "tile"]
+    assert page.value("setting_atelier_vae_tile_statistics") == "exact"
+    assert page.d.find_elements(By.CSS_SELECTOR, "#settings_section_sd [data-key='atelier_vae_tile_statistics']")
+    page.js("const s = document.getElementById('setting_atelier_vae_tile_statistics'); s.value = 'tile';"
+            "s.dispatchEvent(new Event('change', {bubbles: true}));")
+    page.click("settings_submit")
+    try:
+        page.wait(lambda d: "1 setting" in page.text("settings_result"), 10, "saved")
+        assert requests.get(server.url + "/sdapi/v1/options").json()["atelier_vae_tile_statistics"] == "tile"
+        page.shot("tile-statistics")
+    finally:
+        requests.post(server.url + "/sdapi/v1/options", json={"atelier_vae_tile_statistics": "exact"}, timeout=30)
+
+
 def test_settings_apply_and_refused_value(server, page):
     page.open(server.url + "/")
     page.tab("settings")

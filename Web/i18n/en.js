@@ -185,6 +185,7 @@ export default {
   'opt.sd_checkpoint_hash': 'SHA256 of the current checkpoint',
   'opt.sd_vae': 'SD VAE',
   'opt.sd_vae_overrides_per_model_preferences': 'Selected VAE overrides per-model preferences',
+  'opt.atelier_vae_tile_statistics': 'Large pictures (VAE in tiles): GroupNorm statistics — exact: the whole picture\'s, as an untiled decode (slower); tile: each tile\'s own (faster, tones shift a little per tile)',
   'opt.sd_checkpoints_limit': 'Maximum number of checkpoints loaded at the same time',
   'opt.sd_checkpoint_cache': 'Checkpoints to cache in RAM',
   'opt.sd_unet': 'SD Unet',

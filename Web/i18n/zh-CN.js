@@ -185,6 +185,7 @@ export default {
   'opt.sd_checkpoint_hash': '当前模型的 SHA256',
   'opt.sd_vae': '外挂 VAE 模型',
   'opt.sd_vae_overrides_per_model_preferences': '所选 VAE 覆盖各模型的偏好设置',
+  'opt.atelier_vae_tile_statistics': '大图（VAE 分块）的 GroupNorm 统计量 — exact：整张图的，与不分块解码相同（较慢）；tile：每块各自的（较快，各块色调略有偏差）',
   'opt.sd_checkpoints_limit': '同时加载的最大模型数',
   'opt.sd_checkpoint_cache': '缓存在内存中的模型数',
   'opt.sd_unet': 'SD Unet',

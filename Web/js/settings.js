@@ -6,7 +6,7 @@ import { state, emit } from './state.js';
 import { h, toast, showFieldError, clearFieldErrors } from './ui.js';
 
 const SECTIONS = [
-  ['sd', ['sd_model_checkpoint', 'sd_vae', 'sd_vae_overrides_per_model_preferences', 'sd_checkpoints_limit', 'sd_checkpoint_cache',
+  ['sd', ['sd_model_checkpoint', 'sd_vae', 'sd_vae_overrides_per_model_preferences', 'atelier_vae_tile_statistics', 'sd_checkpoints_limit', 'sd_checkpoint_cache',
     'sd_unet', 'CLIP_stop_at_last_layers', 'emphasis', 'comma_padding_backtrack', 'enable_batch_seeds', 'randn_source', 'tiling',
     'persistent_cond_cache', 'pad_cond_uncond', 'use_old_emphasis_implementation', 'use_old_scheduling', 'token_merging_ratio',
     'sdxl_crop_top', 'sdxl_crop_left']],
@@ -39,6 +39,7 @@ const CHOICES = {
   uni_pc_skip_type: ['time_uniform', 'time_quadratic', 'logSNR'],
   face_restoration_model: ['CodeFormer', 'GFPGAN'],
   sd_unet: ['Automatic', 'None'],
+  atelier_vae_tile_statistics: ['exact', 'tile'],
 };
 
 function label(key) { return has('opt.' + key) ? 'opt.' + key : null; }
