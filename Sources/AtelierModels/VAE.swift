@@ -128,6 +128,18 @@ public struct VAEDecoder {
         return norms?.stopped == true ? out : convOut(out)
     }
 
+    /// PSNR of two decoded pictures in [-1, 1], clamped and mapped to [0, 1] as they are saved
+    /// (how far a tiled decode is from the whole one).
+    public static func picturePSNR(_ a: Tensor, _ b: Tensor) -> Double {
+        precondition(a.count == b.count, "pictures of \(a.count) and \(b.count) values")
+        var squares = 0.0
+        for (x, y) in zip(a.scalars, b.scalars) {
+            let d = Double(min(max(x, -1), 1) - min(max(y, -1), 1)) / 2
+            squares += d * d
+        }
+        return 10 * log10(1 / max(squares / Double(a.count), 1e-20))
+    }
+
     /// GroupNorms in `upsampling`: two per res block, and the output norm.
     var upsamplingGroupNorms: Int { levels.dropFirst().reduce(0) { $0 + 2 * $1.0.count } + 1 }
 

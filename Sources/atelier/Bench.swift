@@ -114,7 +114,7 @@ struct Bench: ParsableCommand {
                 let whole = BufferPool.oneOffPhase { mdl.vaeDecoder(z, tile: 0) }
                 let wholeSeconds = now() - t
                 let tiled = BufferPool.oneOffPhase { mdl.vaeDecoder(z, tile: tile, statistics: statistics) }
-                tiledComparison = (psnr: Self.picturePSNR(tiled, whole), wholeSeconds: wholeSeconds)
+                tiledComparison = (psnr: VAEDecoder.picturePSNR(tiled, whole), wholeSeconds: wholeSeconds)
             }
             work = { [tile] in _ = BufferPool.oneOffPhase { mdl.vaeDecoder(z, tile: tile, statistics: statistics) } }  // as the pipeline decodes
         case .vaeEncode:
@@ -236,16 +236,6 @@ struct Bench: ParsableCommand {
                 print(String(format: "  %-14@ %8.3f s  %6d calls  %8.1f GFLOP  %6.1f GFLOP/s", name as NSString, secs, calls, fl / 1e9, fl / 1e9 / max(secs, 1e-9)))
             }
         }
-    }
-
-    /// PSNR of two decoded pictures in [-1, 1], clamped and mapped to [0, 1] as they are saved.
-    static func picturePSNR(_ a: Tensor, _ b: Tensor) -> Double {
-        var squares = 0.0
-        for (x, y) in zip(a.scalars, b.scalars) {
-            let d = Double(min(max(x, -1), 1) - min(max(y, -1), 1)) / 2
-            squares += d * d
-        }
-        return 10 * log10(1 / max(squares / Double(a.count), 1e-20))
     }
 
     /// The 3×3 convolutions of SD 1.5 at each shape class, im2col+sgemm and Winograd one after

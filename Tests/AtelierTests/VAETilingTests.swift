@@ -9,16 +9,8 @@ import Testing
         Tensor(shape: [1, 4, side, side], data: WinogradTests.normals(4 * side * side, seed: 11, sigma: 1))
     }
 
-    /// PSNR of two decoded images in [-1, 1], clamped and mapped to [0, 1] as they are saved.
-    static func psnr(_ a: Tensor, _ b: Tensor) -> Double {
-        var mse = 0.0
-        for (x, y) in zip(a.scalars, b.scalars) {
-            let d = Double(min(max(x, -1), 1) - min(max(y, -1), 1)) / 2
-            mse += d * d
-        }
-        mse /= Double(a.count)
-        return 10 * log10(1 / max(mse, 1e-20))
-    }
+    /// PSNR of two decoded images (the one `bench vae-decode --tile` reports).
+    static func psnr(_ a: Tensor, _ b: Tensor) -> Double { VAEDecoder.picturePSNR(a, b) }
 
     @Test func tiledDecodeWithTheWholePicturesStatisticsIsTheWholeDecode() {
         let decoder = Fixtures.model.vaeDecoder
